@@ -1,0 +1,19 @@
+"""deeplabv2: DeepLab v2 in PyTorch, faithful to the Caffe release."""
+
+__version__ = "0.1.0.dev0"
+
+from . import data, interp, models, msc  # noqa: E402
+from .models import deeplab_v2_resnet101, get_model, list_models  # noqa: E402
+from .msc import MultiScale  # noqa: E402
+
+__all__ = [
+    "MultiScale",
+    "__version__",
+    "data",
+    "deeplab_v2_resnet101",
+    "get_model",
+    "interp",
+    "list_models",
+    "models",
+    "msc",
+]
