@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0.dev0"
 
-from . import data, interp, models, msc  # noqa: E402
+from . import data, interp, models, msc, weights  # noqa: E402
 from .models import deeplab_v2_resnet101, get_model, list_models  # noqa: E402
 from .msc import MultiScale  # noqa: E402
 
@@ -16,4 +16,5 @@ __all__ = [
     "list_models",
     "models",
     "msc",
+    "weights",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -34,3 +36,39 @@ def tiny_deeplab() -> DeepLabV2:
     """A one-block-per-stage DeepLab v2 (5 classes): same layers, a fraction of the cost."""
     torch.manual_seed(1)
     return randomize_batchnorm(DeepLabV2(num_classes=5, blocks=(1, 1, 1, 1)), seed=1).eval()
+
+
+# Synthetic release-style Caffe weights, written by the test suite (see tests/weights).
+
+
+@pytest.fixture(scope="session")
+def release_layers() -> dict:
+    """Every Caffe layer of DeepLab v2 ResNet-101 (release names), random values."""
+    from .weights.caffe_reference import synthetic_blobs
+
+    return synthetic_blobs()
+
+
+@pytest.fixture(scope="session")
+def release_caffemodel(tmp_path_factory, release_layers) -> Path:
+    """The layers as a release-style .caffemodel: mixed blob encodings, blob-less layers and
+    multi-scale copies of shared layers."""
+    copies = {
+        "conv1_res075": "conv1",
+        "bn_conv1_res05": "bn_conv1",
+        "res4b22_branch2c_res075": "res4b22_branch2c",
+        "fc1_voc12_c3_res05": "fc1_voc12_c3",
+    }
+    from .weights.caffe_files import write_caffemodel
+
+    path = tmp_path_factory.mktemp("release") / "train_iter_20000.caffemodel"
+    return write_caffemodel(path, release_layers, copies=copies)
+
+
+@pytest.fixture(scope="session")
+def voc_safetensors(tmp_path_factory, release_caffemodel) -> Path:
+    """The synthetic release model converted to safetensors (21 classes)."""
+    from deeplabv2.weights import convert
+
+    path, _ = convert(release_caffemodel, tmp_path_factory.mktemp("converted") / "voc.safetensors")
+    return path

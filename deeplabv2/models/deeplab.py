@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
@@ -90,6 +92,10 @@ class DeepLabV2(nn.Module):
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         self.num_classes = int(num_classes)
+        #: Class names of the loaded weights' head, index = output channel (empty if unknown).
+        self.class_names: tuple[str, ...] = ()
+        #: Where the loaded weights came from (empty without weights).
+        self.weights_info: dict[str, Any] = {}
         self.backbone = ResNet(blocks=blocks)
         self.aspp = ASPP(self.backbone.out_channels, num_classes, rates)
 
@@ -100,16 +106,61 @@ class DeepLabV2(nn.Module):
 
 
 @register_model
-def deeplab_v2_resnet101(pretrained: Any = None, num_classes: int = 21, **kwargs: Any) -> DeepLabV2:
+def deeplab_v2_resnet101(
+    pretrained: Union[None, bool, str, os.PathLike] = None,
+    num_classes: Optional[int] = None,
+    *,
+    cache_dir: Union[None, str, os.PathLike] = None,
+    local_files_only: bool = False,
+    progress: bool = True,
+    **kwargs: Any,
+) -> DeepLabV2:
     """DeepLab v2 ResNet-101 with ASPP-L (rates 6, 12, 18, 24), as in the Caffe release.
 
     Args:
-        pretrained: None for random initialisation (ASPP N(0, 0.01), backbone default init).
-        num_classes: output classes (21 for PASCAL VOC).
+        pretrained: None for random initialisation (ASPP N(0, 0.01)); True for the default
+            weights (``"voc12"``); a registry name (``deeplabv2.weights.list_weights()``); a local
+            ``.safetensors`` / ``.pth`` / ``.caffemodel`` file; or
+            ``"hf-hub:<owner>/<repo>[/<filename>]"``.
+        num_classes: output classes; default: the weights' (21 without weights). A value that
+            differs from the weights' keeps their backbone and initialises the head (a warning).
+        cache_dir: Hugging Face Hub cache directory.
+        local_files_only: never touch the network (also: ``HF_HUB_OFFLINE=1``).
+        progress: progress bar for URL downloads.
         **kwargs: passed to :class:`DeepLabV2` (``rates``).
+
+    Returns:
+        The model; in eval mode when weights were loaded. ``model.class_names`` holds the class
+        names of the loaded head (empty when unknown) and ``model.weights_info`` where the
+        weights came from.
     """
-    if pretrained not in (None, False):
-        raise NotImplementedError(
-            "pretrained weights are not available yet; build with pretrained=None"
+    state: Optional[dict] = None
+    info: dict[str, Any] = {}
+    if pretrained is not None and pretrained is not False:
+        from ..weights.hub import load_pretrained  # weights code only when weights are asked for
+
+        state, info = load_pretrained(
+            pretrained, cache_dir=cache_dir, local_files_only=local_files_only, progress=progress
         )
-    return DeepLabV2(num_classes=num_classes, blocks=(3, 4, 23, 3), **kwargs)
+    weights_classes = info.get("num_classes")
+    if num_classes is None:
+        num_classes = weights_classes or 21
+    model = DeepLabV2(num_classes=num_classes, blocks=(3, 4, 23, 3), **kwargs)
+    if state is None:
+        return model
+    if weights_classes is not None and weights_classes != num_classes:
+        warnings.warn(
+            f"the weights {info.get('weights') or info.get('source')} have {weights_classes} "
+            f"classes but num_classes={num_classes}: the backbone is loaded and the ASPP head is "
+            "initialised randomly",
+            stacklevel=2,
+        )
+        state = {k: v for k, v in state.items() if not k.startswith("aspp.")}
+    head_loaded = any(k.startswith("aspp.") for k in state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(head_loaded or not k.startswith("aspp.") for k in missing):
+        raise RuntimeError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
+    if head_loaded:
+        model.class_names = tuple(info.get("categories", ()))
+    model.weights_info = info
+    return model.eval()

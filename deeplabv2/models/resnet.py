@@ -39,6 +39,12 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
         self.weight.requires_grad_(False)
         self.bias.requires_grad_(False)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        # A frozen layer keeps no batch count: accept (and drop) one from ordinary BatchNorm
+        # checkpoints, and skip BatchNorm's upgrade step that would add it back.
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps

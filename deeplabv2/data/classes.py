@@ -1,0 +1,59 @@
+"""Class names and colour palettes of the datasets DeepLab v2 was released for."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["COCOSTUFF_CLASSES", "VOC_CLASSES", "voc_palette"]
+
+#: PASCAL VOC 2012: background + 20 object classes (label values 0..20; 255 = ignore).
+VOC_CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+#: COCO-Stuff (164k/10k): 91 thing ids (80 used) + 91 stuff classes. Model output ``i`` is the
+#: dataset's label ``i + 1`` (label 0, "unlabeled", is ignored), as in the PyTorch port.
+COCOSTUFF_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "street sign", "stop sign", "parking meter", "bench",
+    "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
+    "hat", "backpack", "umbrella", "shoe", "eye glasses", "handbag", "tie", "suitcase",
+    "frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove",
+    "skateboard", "surfboard", "tennis racket", "bottle", "plate", "wine glass", "cup", "fork",
+    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot",
+    "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "mirror",
+    "dining table", "window", "desk", "toilet", "door", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "blender",
+    "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush", "hair brush",
+    "banner", "blanket", "branch", "bridge", "building-other", "bush", "cabinet", "cage",
+    "cardboard", "carpet", "ceiling-other", "ceiling-tile", "cloth", "clothes", "clouds",
+    "counter", "cupboard", "curtain", "desk-stuff", "dirt", "door-stuff", "fence",
+    "floor-marble", "floor-other", "floor-stone", "floor-tile", "floor-wood", "flower", "fog",
+    "food-other", "fruit", "furniture-other", "grass", "gravel", "ground-other", "hill",
+    "house", "leaves", "light", "mat", "metal", "mirror-stuff", "moss", "mountain", "mud",
+    "napkin", "net", "paper", "pavement", "pillow", "plant-other", "plastic", "platform",
+    "playingfield", "railing", "railroad", "river", "road", "rock", "roof", "rug", "salad",
+    "sand", "sea", "shelf", "sky-other", "skyscraper", "snow", "solid-other", "stairs", "stone",
+    "straw", "structural-other", "table", "tent", "textile-other", "towel", "tree", "vegetable",
+    "wall-brick", "wall-concrete", "wall-other", "wall-panel", "wall-stone", "wall-tile",
+    "wall-wood", "water-other", "waterdrops", "window-blind", "window-other", "wood",
+)  # fmt: skip
+
+
+def voc_palette(num_colors: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map: ``(num_colors, 3) uint8``, label ``i`` -> RGB (bit-interleaved).
+
+    Label 255 (ignore / object boundaries) is (224, 224, 192), as in the dataset's PNGs.
+    """
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for label in range(num_colors):
+        value, r, g, b = label, 0, 0, 0
+        for bit in range(8):
+            r |= ((value >> 0) & 1) << (7 - bit)
+            g |= ((value >> 1) & 1) << (7 - bit)
+            b |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        palette[label] = (r, g, b)
+    return palette

@@ -1,0 +1,170 @@
+"""Loading by name, path and hf-hub spec: caches, offline mode, checksums, torch.hub."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from deeplabv2.models import deeplab_v2_resnet101
+from deeplabv2.weights import WeightsUnavailableError, registry, sha256sum
+from deeplabv2.weights.registry import VOC_CLASSES, Weights
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test on any attempt to open a connection or resolve a host name."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "torch-home"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(home / "hub"))
+    return home / "hub" / "checkpoints"
+
+
+def hub_entry(sha256: str | None = None) -> Weights:
+    return Weights(
+        name="test-hub",
+        num_classes=21,
+        categories=VOC_CLASSES,
+        description="test entry",
+        hf_repo="deeplabv2-tests/voc",
+        hf_filename="model.safetensors",
+        hf_revision=REVISION,
+        url="https://example.invalid/voc.zip",
+        url_member="train_iter_20000.caffemodel",
+        sha256=sha256,
+    )
+
+
+def populate_hf_cache(cache: Path, source: Path, repo: str = "deeplabv2-tests/voc") -> Path:
+    repo_dir = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / REVISION
+    snapshot.mkdir(parents=True)
+    (repo_dir / "blobs").mkdir()
+    blob = repo_dir / "blobs" / ("e" * 64)
+    shutil.copy(source, blob)
+    (snapshot / "model.safetensors").symlink_to(blob)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(REVISION)
+    return snapshot / "model.safetensors"
+
+
+def test_offline_with_an_empty_cache_gives_one_clear_error(torch_home, monkeypatch, no_network):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError) as error:
+        deeplab_v2_resnet101(pretrained="voc12")
+    message = str(error.value)
+    assert "'voc12'" in message
+    assert "prototxt_and_model.zip" in message
+    assert "pretrained='/path/to/file.safetensors'" in message
+
+
+def test_offline_hub_entry_names_the_repository(tmp_path, monkeypatch, no_network):
+    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry())
+    with pytest.raises(WeightsUnavailableError, match="deeplabv2-tests/voc at revision 0123"):
+        deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path, local_files_only=True)
+
+
+def test_prepopulated_hub_cache_loads_without_network(
+    tmp_path, monkeypatch, no_network, voc_safetensors
+):
+    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry(sha256sum(voc_safetensors)))
+    populate_hf_cache(tmp_path, voc_safetensors)
+    model = deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path)
+    reference = deeplab_v2_resnet101(pretrained=voc_safetensors)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert model.class_names == VOC_CLASSES
+    assert model.weights_info["weights"] == "test-hub"
+    # An unpinned hf-hub: spec asks the Hub for the newest revision unless told to stay offline.
+    spec = deeplab_v2_resnet101(
+        pretrained="hf-hub:deeplabv2-tests/voc", cache_dir=tmp_path, local_files_only=True
+    )
+    assert torch.equal(spec.aspp.convs[0].bias, reference.aspp.convs[0].bias)
+
+
+def test_checksum_mismatch_is_refused_and_uncached(tmp_path, monkeypatch, voc_safetensors):
+    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry("0" * 64))
+    cached = populate_hf_cache(tmp_path, voc_safetensors)
+    with pytest.raises(ValueError, match="SHA-256 .* does not match"):
+        deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path, local_files_only=True)
+    assert not cached.exists() and not cached.is_symlink()
+    assert list((cached.parents[2] / "blobs").iterdir()) == []
+
+
+def test_corrupt_cache_entry_is_not_trusted(tmp_path, monkeypatch, voc_safetensors):
+    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry())
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(voc_safetensors.read_bytes()[:100_000])
+    cached = populate_hf_cache(tmp_path / "cache", truncated)
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path / "cache")
+    assert not cached.exists()
+    assert truncated.exists(), "a user's own file is never deleted"
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        deeplab_v2_resnet101(pretrained=truncated)
+    assert truncated.exists()
+
+
+def test_release_zip_in_the_torch_hub_cache(
+    torch_home, monkeypatch, no_network, release_caffemodel
+):
+    torch_home.mkdir(parents=True)
+    with zipfile.ZipFile(torch_home / "prototxt_and_model.zip", "w") as archive:
+        archive.writestr("prototxt_and_model/test.prototxt", "name: 'test'")
+        archive.write(release_caffemodel, "prototxt_and_model/train_iter_20000.caffemodel")
+    model = deeplab_v2_resnet101(pretrained=True, local_files_only=True)
+    assert model.class_names[15] == "person"
+    assert (torch_home / "train_iter_20000.caffemodel").stat().st_size == (
+        release_caffemodel.stat().st_size
+    )
+    reference = deeplab_v2_resnet101(pretrained=release_caffemodel)
+    assert torch.equal(model.backbone.conv1.weight, reference.backbone.conv1.weight)
+
+
+def test_num_classes_other_than_the_weights_keeps_the_backbone(voc_safetensors):
+    with pytest.warns(UserWarning, match="21 classes but num_classes=5"):
+        model = deeplab_v2_resnet101(pretrained=voc_safetensors, num_classes=5)
+    reference = deeplab_v2_resnet101(pretrained=voc_safetensors)
+    assert model.aspp.convs[0].weight.shape[0] == 5
+    assert torch.equal(
+        model.backbone.layer4[2].conv3.weight, reference.backbone.layer4[2].conv3.weight
+    )
+    assert model.class_names == ()
+
+
+def test_bad_names_and_paths():
+    with pytest.raises(ValueError, match="unknown weights 'voc2012'.*available: coco-init"):
+        deeplab_v2_resnet101(pretrained="voc2012")
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        deeplab_v2_resnet101(pretrained="/nonexistent/model.safetensors")
+    with pytest.raises(ValueError, match="hf-hub:<owner>/<repo>"):
+        deeplab_v2_resnet101(pretrained="hf-hub:justaname")
+    with pytest.raises(TypeError, match="pretrained must be"):
+        deeplab_v2_resnet101(pretrained=3)
+
+
+def test_torch_hub_load_local(voc_safetensors):
+    model = torch.hub.load(str(ROOT), "deeplab_v2_resnet101", source="local", pretrained=None)
+    assert model.num_classes == 21
+    loaded = torch.hub.load(
+        str(ROOT), "deeplab_v2_resnet101", source="local", pretrained=str(voc_safetensors)
+    )
+    assert not loaded.training
+    hubconf = (ROOT / "hubconf.py").read_text()
+    assert 'dependencies = ["torch"' in hubconf
