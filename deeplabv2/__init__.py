@@ -2,12 +2,15 @@
 
 __version__ = "0.1.0.dev0"
 
-from . import data, interp, models, msc, weights  # noqa: E402
+from . import crf, data, interp, models, msc, weights  # noqa: E402
+from .crf import DenseCRF  # noqa: E402
 from .models import deeplab_v2_resnet101, get_model, list_models  # noqa: E402
 from .msc import MultiScale  # noqa: E402
 
 __all__ = [
+    "DenseCRF",
     "MultiScale",
+    "crf",
     "__version__",
     "data",
     "deeplab_v2_resnet101",

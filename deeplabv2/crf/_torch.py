@@ -1,0 +1,86 @@
+"""Native PyTorch mean-field inference, following densecrf's ``DenseCRF::inference``."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .lattice import PermutohedralLattice
+from .params import CRFParams
+
+__all__ = ["bilateral_features", "mean_field", "mean_field_batch", "position_features"]
+
+
+def position_features(batch: int, height: int, width: int, std: float, device) -> Tensor:
+    """``(B, H*W, 2) float32`` features ``(x / std, y / std)`` in row-major pixel order."""
+    s = torch.tensor(std, dtype=torch.float32, device=device)
+    y, x = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32, device=device),
+        torch.arange(width, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
+    xy = torch.stack((x / s, y / s), dim=-1).reshape(1, height * width, 2)
+    return xy.expand(batch, -1, -1).contiguous()
+
+
+def bilateral_features(image: Tensor, xy_std: float, rgb_std: float) -> Tensor:
+    """``(B, 3, H, W) uint8`` RGB -> ``(B, H*W, 5) float32`` ``(x, y, r, g, b) / std``."""
+    b, _, h, w = image.shape
+    xy = position_features(b, h, w, xy_std, image.device)
+    s = torch.tensor(rgb_std, dtype=torch.float32, device=image.device)
+    rgb = image.to(torch.float32).permute(0, 2, 3, 1).reshape(b, h * w, 3) / s
+    return torch.cat((xy, rgb), dim=-1)
+
+
+def unary_from_probs(probs: Tensor) -> Tensor:
+    """``-log(clip(p, 1e-5, 1))`` exactly as pydensecrf's ``unary_from_softmax``."""
+    return -torch.log(probs.clamp(1e-5, 1.0))
+
+
+def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
+    """Mean-field inference for a batch: all images at once on a GPU, one by one on the CPU.
+
+    On the CPU one image's working set (lattices and marginals) stays in cache, which makes
+    batches several times slower per image than a loop (benchmarks/crf.py); see
+    :func:`mean_field_batch`.
+    """
+    if probs.device.type == "cpu" and probs.shape[0] > 1:
+        return torch.cat(
+            [
+                mean_field_batch(image[i : i + 1], probs[i : i + 1], params)
+                for i in range(len(probs))
+            ]
+        )
+    return mean_field_batch(image, probs, params)
+
+
+def mean_field_batch(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
+    """Mean-field inference for a batch of equal-size images, all at once.
+
+    Args:
+        image: ``(B, 3, H, W) uint8`` RGB images.
+        probs: ``(B, C, H, W) float32`` class probabilities on the same device.
+        params: kernel weights, standard deviations and the number of iterations.
+
+    Returns:
+        ``(B, C, H, W) float32`` marginals after ``params.iterations`` updates (all kernels
+        applied to the same ``Q``, no damping, Potts compatibility), differentiable with respect
+        to ``probs``.
+    """
+    b, c, h, w = probs.shape
+    kernels = []
+    if params.pos_w != 0:
+        feats = position_features(b, h, w, params.pos_xy_std, probs.device)
+        kernels.append(PermutohedralLattice(feats).symmetric_normalized(params.pos_w))
+    if params.bi_w != 0:
+        feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)
+        kernels.append(PermutohedralLattice(feats).symmetric_normalized(params.bi_w))
+
+    unary = unary_from_probs(probs).permute(0, 2, 3, 1).reshape(b, h * w, c)
+    q = torch.softmax(-unary, dim=-1)
+    for _ in range(params.iterations):
+        energy = -unary
+        for kernel in kernels:
+            energy = energy + kernel.filter(q)
+        q = torch.softmax(energy, dim=-1)
+    return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,190 @@
+"""``DenseCRF``: the fully connected CRF of DeepLab, with two interchangeable backends."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import _pydensecrf
+from ._torch import mean_field
+from .params import PRESETS, CRFParams
+
+__all__ = ["DenseCRF", "BACKENDS"]
+
+BACKENDS = ("auto", "torch", "pydensecrf")
+
+ArrayLike = Union[np.ndarray, Tensor]
+
+
+class DenseCRF(nn.Module):
+    """Fully connected CRF with Gaussian edge potentials (Krähenbühl & Koltun 2011).
+
+    Mean-field inference with Potts compatibility and two kernels, as in DeepLab v2:
+
+    * appearance: ``bi_w * exp(-|p_i - p_j|^2 / 2 bi_xy_std^2 - |I_i - I_j|^2 / 2 bi_rgb_std^2)``
+    * smoothness: ``pos_w * exp(-|p_i - p_j|^2 / 2 pos_xy_std^2)``
+
+    The defaults are the release's DeepLab v2 ResNet-101 VOC 2012 settings; see :data:`PRESETS`
+    and :meth:`from_preset` for the VGG-16 ones.
+
+    Args:
+        iterations: mean-field iterations (10).
+        bi_w, bi_xy_std, bi_rgb_std: weight and standard deviations (pixels, 0..255 intensity) of
+            the appearance kernel (4, 67, 3).
+        pos_w, pos_xy_std: weight and standard deviation (pixels) of the smoothness kernel (3, 1).
+        backend: ``"torch"`` (native permutohedral lattice; batched; CPU or GPU; differentiable
+            with respect to the probabilities), ``"pydensecrf"`` (the reference C++ code, CPU, one
+            image at a time; needs ``pip install 'deeplabv2[crf]'``) or ``"auto"`` (= ``"torch"``).
+
+    Call ``crf(image, probs)``:
+
+    * ``image``: the RGB image, ``uint8`` 0..255 -- never the mean-subtracted network input.
+      numpy ``(H, W, 3)`` / ``(B, H, W, 3)`` or torch ``(3, H, W)`` / ``(B, 3, H, W)``.
+    * ``probs``: class probabilities ``(C, H, W)`` / ``(B, C, H, W)``, floating point, of the
+      same family (numpy or torch) and batching as ``image``; ``from_logits=True`` takes logits
+      and applies a softmax over ``C`` first.
+    * returns refined probabilities with the shape, type, dtype and device of ``probs``.
+    """
+
+    def __init__(
+        self,
+        iterations: int = 10,
+        bi_w: float = 4.0,
+        bi_xy_std: float = 67.0,
+        bi_rgb_std: float = 3.0,
+        pos_w: float = 3.0,
+        pos_xy_std: float = 1.0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.params = CRFParams(iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std)
+        self.backend = "torch" if backend == "auto" else backend
+        if self.backend == "pydensecrf":
+            _pydensecrf._module()  # fail now, with the install hint, rather than at first call
+
+    @classmethod
+    def from_preset(cls, name: str, backend: str = "auto") -> DenseCRF:
+        """A CRF with the settings of a named preset (``"resnet101-voc"``, ``"vgg16-voc"``)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown CRF preset {name!r}; available: {sorted(PRESETS)}")
+        p = PRESETS[name]
+        return cls(p.iterations, p.bi_w, p.bi_xy_std, p.bi_rgb_std, p.pos_w, p.pos_xy_std, backend)
+
+    def extra_repr(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in self.params.as_dict().items())
+        return f"{fields}, backend={self.backend!r}"
+
+    def forward(self, image: ArrayLike, probs: ArrayLike, from_logits: bool = False) -> ArrayLike:
+        """Refined probabilities; see the class docstring for shapes and types."""
+        is_numpy = _check_family(image, probs)
+        if is_numpy:
+            image_t, probs_t = _numpy_to_torch(image, probs)
+        else:
+            image_t, probs_t = image, probs
+        batched = _check_shapes(image_t, probs_t, is_numpy)
+        if not batched:
+            image_t, probs_t = image_t.unsqueeze(0), probs_t.unsqueeze(0)
+        if image_t.dtype != torch.uint8:
+            raise ValueError(
+                f"image must be uint8 RGB in 0..255, got {image_t.dtype}; convert a float image "
+                "in [0, 1] with (image * 255).round() cast to uint8"
+            )
+        if not probs_t.is_floating_point():
+            raise ValueError(f"probs must be a floating-point array, got {probs_t.dtype}")
+        out_dtype = probs_t.dtype
+        probs32 = probs_t.to(torch.float32)
+        if from_logits:
+            probs32 = torch.softmax(probs32, dim=1)
+        _check_values(probs32, from_logits)
+        image_t = image_t.to(probs32.device)
+
+        if self.backend == "torch":
+            q = mean_field(image_t, probs32, self.params)
+        else:
+            q = self._run_reference(image_t, probs32)
+
+        q = q.to(out_dtype)
+        if not batched:
+            q = q.squeeze(0)
+        return q.numpy() if is_numpy else q
+
+    def labels(self, image: ArrayLike, probs: ArrayLike, from_logits: bool = False) -> ArrayLike:
+        """Arg-max labels of the refined probabilities: ``(H, W)`` / ``(B, H, W)`` int64."""
+        q = self(image, probs, from_logits=from_logits)
+        class_dim = q.ndim - 3
+        if isinstance(q, np.ndarray):
+            return q.argmax(axis=class_dim).astype(np.int64)
+        return q.argmax(dim=class_dim)
+
+    def _run_reference(self, image: Tensor, probs: Tensor) -> Tensor:
+        if probs.requires_grad:
+            raise ValueError(
+                "the 'pydensecrf' backend is not differentiable; use backend='torch' or detach "
+                "the probabilities"
+            )
+        image_np = image.permute(0, 2, 3, 1).cpu().numpy()
+        probs_np = probs.cpu().numpy()
+        out = [_pydensecrf.infer(im, p, self.params) for im, p in zip(image_np, probs_np)]
+        return torch.from_numpy(np.stack(out)).to(probs.device)
+
+
+def _check_family(image: ArrayLike, probs: ArrayLike) -> bool:
+    """True for numpy inputs, False for torch; ValueError for anything else or a mix."""
+    if isinstance(image, np.ndarray) and isinstance(probs, np.ndarray):
+        return True
+    if isinstance(image, Tensor) and isinstance(probs, Tensor):
+        return False
+    raise ValueError(
+        "image and probs must both be numpy arrays or both torch tensors, got "
+        f"{type(image).__name__} and {type(probs).__name__}"
+    )
+
+
+def _numpy_to_torch(image: np.ndarray, probs: np.ndarray) -> tuple[Tensor, Tensor]:
+    if image.ndim not in (3, 4) or image.shape[-1] != 3:
+        raise ValueError(
+            f"a numpy image must be (H, W, 3) or (B, H, W, 3) RGB, got shape {image.shape}"
+        )
+    image_t = torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, -3)
+    return image_t, torch.from_numpy(np.ascontiguousarray(probs))
+
+
+def _check_shapes(image: Tensor, probs: Tensor, is_numpy: bool) -> bool:
+    """Validate shapes; return whether the inputs are batched."""
+    layout = "(H, W, 3) or (B, H, W, 3)" if is_numpy else "(3, H, W) or (B, 3, H, W)"
+    if image.dim() not in (3, 4) or image.shape[-3] != 3:
+        shape = tuple(image.movedim(-3, -1).shape) if is_numpy else tuple(image.shape)
+        raise ValueError(f"image must be RGB {layout}, got shape {shape}")
+    if probs.dim() != image.dim():
+        raise ValueError(
+            f"probs must be {'(B, C, H, W)' if image.dim() == 4 else '(C, H, W)'} to match the "
+            f"image, got shape {tuple(probs.shape)}"
+        )
+    if probs.shape[-2:] != image.shape[-2:]:
+        raise ValueError(
+            f"probs are {tuple(probs.shape[-2:])} (H, W) but the image is "
+            f"{tuple(image.shape[-2:])}: resize the probabilities to the image size first"
+        )
+    if image.dim() == 4 and probs.shape[0] != image.shape[0]:
+        raise ValueError(f"batch sizes differ: {image.shape[0]} images, {probs.shape[0]} probs")
+    if probs.shape[-3] < 2:
+        raise ValueError(f"probs need at least 2 classes, got {probs.shape[-3]}")
+    if probs.shape[-1] < 1 or probs.shape[-2] < 1:
+        raise ValueError(f"empty image of size {tuple(probs.shape[-2:])}")
+    return image.dim() == 4
+
+
+def _check_values(probs: Tensor, from_logits: bool) -> None:
+    what = "logits" if from_logits else "probs"
+    if not torch.isfinite(probs).all():
+        raise ValueError(f"{what} contain NaN or infinite values")
+    if not from_logits and (probs < 0).any():
+        raise ValueError(
+            "probs contain negative values: pass class probabilities, or logits "
+            "with from_logits=True"
+        )

@@ -1,0 +1,331 @@
+"""A hash-free, batched permutohedral lattice (Adams, Baek & Davis 2010) in PyTorch.
+
+This reproduces the lattice of Krähenbühl's ``densecrf`` (the code inside pydensecrf) step by
+step, so that filtering agrees with it to float32 precision:
+
+* feature scaling ``sqrt(2/3) (d+1) / sqrt((i+1)(i+2))`` and the elevation ``y = E f`` computed in
+  float32 in the same operation order;
+* the closest 0-coloured point by rounding half to even (the SSE path), the rank of each
+  coordinate with ties giving the later coordinate the higher rank, and the wrap-around fix;
+* barycentric weights, including the wrap-around ``b[0] += 1 + b[d+1]``;
+* the lattice keys of the ``d+1`` enclosing vertices (only the first ``d`` coordinates, since the
+  coordinates of a lattice point sum to zero);
+* splat, then a blur along axes ``0..d`` with weights ``(0.5, 1, 0.5)`` that reads the values of
+  the previous axis pass (missing neighbours count as zero), then slice scaled by
+  ``1 / (1 + 2^-d)``.  The self-contribution is not subtracted.
+
+Instead of the C++ hash table the vertex keys are packed into one int64 per vertex (a mixed-radix
+number with a margin wide enough that the neighbour shifts never wrap), deduplicated with
+``torch.unique`` and looked up with ``torch.searchsorted``.  Every step is a tensor operation, so
+the lattice runs on any device, handles a batch of images at once (the image index is the most
+significant digit of the key, so images never share vertices) and is differentiable with respect
+to the filtered values.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import torch
+from torch import Tensor
+
+__all__ = ["PermutohedralLattice"]
+
+_INT64_LIMIT = 2**62
+
+
+def _scale_factors(d: int, device: torch.device) -> Tensor:
+    """The diagonal of the elevation matrix, rounded exactly as the C++ (double, then float)."""
+    inv_std_dev = float(torch.tensor(math.sqrt(2.0 / 3.0) * (d + 1), dtype=torch.float32))
+    values = [1.0 / math.sqrt((i + 2) * (i + 1)) * inv_std_dev for i in range(d)]
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def _elevate(features: Tensor) -> Tensor:
+    """``(P, d) float32`` features -> ``(P, d+1) float32`` points on the hyperplane."""
+    d = features.shape[1]
+    cf = features * _scale_factors(d, features.device)
+    elevated = [None] * (d + 1)
+    sm = torch.zeros_like(cf[:, 0])
+    for j in range(d, 0, -1):
+        elevated[j] = sm - float(j) * cf[:, j - 1]
+        sm = sm + cf[:, j - 1]
+    elevated[0] = sm
+    return torch.stack(elevated, dim=1)
+
+
+def _rank(delta: Tensor) -> Tensor:
+    """Rank of each coordinate as the C++ counts it: ``(P, d+1)`` -> ``(P, d+1) int64``.
+
+    For every pair ``i < j`` the C++ adds one to ``rank[i]`` if ``delta[i] < delta[j]`` and one to
+    ``rank[j]`` otherwise, so ties give the later coordinate the higher rank.
+    """
+    n = delta.shape[1]
+    lt = delta.unsqueeze(2) < delta.unsqueeze(1)  # lt[p, i, j] = delta_i < delta_j
+    later = torch.ones(n, n, dtype=torch.bool, device=delta.device).triu(1)  # j > i
+    from_later = (lt & later).sum(dim=2)  # i counts the later j it is smaller than
+    from_earlier = (~lt & later).sum(dim=1)  # j counts the earlier i it is not smaller than
+    return from_later + from_earlier
+
+
+class PermutohedralLattice:
+    """Gaussian filtering of values attached to feature points, batched over images.
+
+    Args:
+        features: ``(B, N, d) float32`` feature vectors (already divided by their standard
+            deviations); ``B`` images of ``N`` points each, ``1 <= d``.
+
+    The lattice is built once in the constructor; :meth:`filter` can then be applied many times.
+    """
+
+    def __init__(self, features: Tensor) -> None:
+        if features.dim() != 3 or features.dtype != torch.float32:
+            raise ValueError(
+                f"features must be a (B, N, d) float32 tensor, got {tuple(features.shape)} "
+                f"{features.dtype}"
+            )
+        batch, n, d = features.shape
+        self.batch, self.num_points, self.dim = batch, n, d
+        self.alpha = float(torch.tensor(1.0, dtype=torch.float32) / (1.0 + 2.0**-d))
+
+        with torch.no_grad():
+            # densecrf's SSE code handles points in blocks of 4 and inserts the vertices of the
+            # last block's missing points, whose features are all zero, into the lattice. They
+            # never receive values, but as blur neighbours they pass values on between axes, so
+            # they are reproduced here: each image is padded to a multiple of 4 points.
+            padded_n = n + (-n) % 4
+            padded = features.new_zeros(batch, padded_n, d)
+            padded[:, :n] = features
+            rem0, rank, bary = self._simplices(padded.reshape(batch * padded_n, d))
+            packed, strides = self._pack_vertices(rem0, rank, batch, padded_n)  # (P, d+1)
+            # One stable sort gives the distinct vertices, each entry's vertex index and the
+            # splat matrix's entries grouped by vertex (points in order within a vertex).
+            sorted_keys, order = torch.sort(packed.reshape(-1), stable=True)
+            first = torch.ones_like(sorted_keys, dtype=torch.bool)
+            first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+            vertices = sorted_keys[first]
+            self.num_vertices = m = vertices.numel()
+            vertex_of_sorted = torch.cumsum(first, dim=0) - 1
+            offsets = torch.empty_like(vertex_of_sorted)
+            offsets[order] = vertex_of_sorted
+            real = (torch.arange(padded_n, device=features.device) < n).repeat(batch)  # (P,)
+            offsets = offsets.reshape(-1, d + 1)[real]
+            bary = bary[real]
+            # the sorted entries of real points, renumbered without the padding points
+            keep = real[order // (d + 1)]
+            entries = order[keep]
+            point = _unpad(entries // (d + 1), padded_n, n)
+            self._splat = _csr(
+                torch.bincount(vertex_of_sorted[keep], minlength=m),
+                point,
+                bary.reshape(-1)[point * (d + 1) + entries % (d + 1)],
+                (m, batch * n),
+            )
+            columns, within = torch.sort(offsets, dim=1)
+            self._slice = _csr(
+                torch.full((batch * n,), d + 1, dtype=torch.int64, device=features.device),
+                columns.reshape(-1),
+                (bary.gather(1, within) * self.alpha).reshape(-1),
+                (batch * n, m),
+            )
+            self._blur = [
+                self._blur_matrix(vertices, shift) for shift in self._neighbour_shifts(strides, d)
+            ]
+
+    # -- construction ------------------------------------------------------------------------
+
+    @staticmethod
+    def _simplices(features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Enclosing simplex of each point: remainder-0 point, rank and barycentric weights."""
+        d = features.shape[1]
+        inv_dp1 = torch.tensor(1.0 / (d + 1), dtype=torch.float32, device=features.device)
+        dp1 = float(d + 1)
+        elevated = _elevate(features)
+        v = torch.round(elevated * inv_dp1)  # torch.round rounds half to even, like SSE
+        rem0 = v * dp1
+        total = v[:, 0]
+        for i in range(1, d + 1):
+            total = total + v[:, i]
+        rank = _rank(elevated - rem0).to(torch.float32) + total.unsqueeze(1)
+        shift = torch.where(rank < 0, dp1, 0.0) - torch.where(rank >= dp1, dp1, 0.0)
+        rank = rank + shift
+        rem0 = rem0 + shift
+        rank_i = rank.to(torch.int64)
+
+        v = (elevated - rem0) * inv_dp1
+        by_rank = torch.zeros_like(v).scatter_(1, rank_i, v)  # by_rank[:, r] = v of rank r
+        bary = torch.empty_like(v)
+        # b[p] for p = 1..d: + v(rank d-p) - v(rank d-p+1); b[0] = v(rank d) + (1 - v(rank 0)).
+        bary[:, 1:] = by_rank[:, :d].flip(1) - by_rank[:, 1:].flip(1)
+        bary[:, 0] = by_rank[:, d] + (1.0 - by_rank[:, 0])
+        return rem0.to(torch.int64), rank_i, bary
+
+    @staticmethod
+    def _pack_vertices(rem0: Tensor, rank: Tensor, batch: int, n: int) -> tuple[Tensor, list[int]]:
+        """Packed keys of the ``d+1`` vertices of each point: ``(P, d+1) int64``, and the strides.
+
+        The key of vertex ``r`` is ``rem0[k] + canonical(r, rank[k])`` for the first ``d``
+        coordinates ``k``, where ``canonical(r, q) = r`` if ``q <= d - r`` else ``r - (d+1)``.
+        It is packed as a mixed-radix number (image index most significant) whose digits have a
+        margin of ``2(d+1)`` on both sides, so that neighbour shifts never carry between digits.
+        """
+        d = rem0.shape[1] - 1
+        coords = rem0[:, :d]
+        low = coords.min(dim=0).values - 2 * (d + 1)
+        span = coords.max(dim=0).values + 2 * (d + 1) - low + 1
+        radices = [int(v) for v in span.tolist()]
+        strides = [1] * d
+        for i in range(d - 2, -1, -1):
+            strides[i] = strides[i + 1] * radices[i + 1]
+        image_stride = strides[0] * radices[0]
+        if image_stride * batch >= _INT64_LIMIT:
+            raise ValueError(
+                "the CRF features span too many lattice points to index "
+                f"({image_stride * batch:.3g} >= 2^62): the standard deviations are too small "
+                "for this image size or batch; increase them or run fewer images at once"
+            )
+        device = rem0.device
+        stride_t = torch.tensor(strides, dtype=torch.int64, device=device)
+        image = torch.arange(batch, device=device).repeat_interleave(n)
+        base = ((coords - low) * stride_t).sum(dim=1) + image * image_stride
+        # sum of the strides of the coordinates whose rank exceeds d - r, for r = 0..d
+        by_rank = torch.zeros_like(rank).scatter_(1, rank[:, :d], stride_t.expand(rank.shape[0], d))
+        above = torch.zeros_like(rank)
+        above[:, 1:] = by_rank.flip(1).cumsum(dim=1)[:, :d]
+        r = torch.arange(d + 1, device=device)
+        packed = base.unsqueeze(1) + r * sum(strides) - (d + 1) * above
+        return packed, strides
+
+    @staticmethod
+    def _neighbour_shifts(strides: list[int], d: int) -> list[int]:
+        """Packed-key offset of the neighbour ``n1`` along each axis ``j = 0..d``.
+
+        ``n1`` has every coordinate minus one except coordinate ``j``, which gets ``+d`` (for
+        ``j = d`` only the first ``d`` coordinates are stored, so all are minus one); ``n2`` is
+        the opposite shift.
+        """
+        return [-sum(strides) + (strides[j] * (d + 1) if j < d else 0) for j in range(d + 1)]
+
+    @staticmethod
+    def _blur_matrix(vertices: Tensor, shift: int) -> Tensor:
+        """``(M, M)`` CSR matrix of ``L + 0.5 (L[n1] + L[n2])``; absent neighbours are dropped."""
+        m = vertices.numel()
+        own = torch.arange(m, device=vertices.device)
+        # One search finds both neighbours: if b = a + |shift| then a = b - |shift|.
+        query = vertices + abs(shift)
+        pos = torch.searchsorted(vertices, query).clamp_(max=m - 1)
+        found = vertices[pos] == query
+        upper = torch.where(found, pos, -1)
+        lower = torch.full_like(upper, -1).index_put_((pos[found],), own[found])
+        cols = torch.stack((lower, own, upper), dim=1)  # ascending, as the keys are sorted
+        entries = (cols >= 0).reshape(-1).nonzero().squeeze(1)
+        values = torch.tensor([0.5, 1.0, 0.5], device=vertices.device).repeat(m)
+        row_counts = 1 + (lower >= 0).to(torch.int64) + found.to(torch.int64)
+        return _csr(row_counts, cols.reshape(-1)[entries], values[entries], (m, m))
+
+    # -- filtering -----------------------------------------------------------------------------
+
+    def filter(self, values: Tensor, reverse: bool = False) -> Tensor:
+        """Splat, blur and slice ``values``: ``(B, N, C) float32`` -> ``(B, N, C) float32``.
+
+        ``reverse=True`` blurs the axes in the order ``d..0``, which applies the transpose of the
+        filter (densecrf's ``compute(..., reverse)``). Differentiable with respect to ``values``.
+        """
+        if values.shape[:2] != (self.batch, self.num_points) or values.dim() != 3:
+            raise ValueError(
+                f"values must have shape ({self.batch}, {self.num_points}, C), "
+                f"got {tuple(values.shape)}"
+            )
+        if values.dtype != torch.float32:
+            raise ValueError(f"values must be float32, got {values.dtype}")
+        flat = values.reshape(self.batch * self.num_points, values.shape[2])
+        return _Filter.apply(flat, self, reverse).reshape(values.shape)
+
+    def symmetric_normalized(self, weight: float = 1.0) -> PermutohedralLattice:
+        """The operator ``x -> weight * D K (D x)`` with ``D = 1 / sqrt(K 1 + 1e-20)``.
+
+        This is densecrf's ``NORMALIZE_SYMMETRIC`` kernel (with the Potts weight folded in): the
+        normalisation is folded into the splat and slice matrices, so filtering costs no more
+        than with ``K`` alone. The result is again self-adjoint up to the blur order, so
+        :meth:`filter` and its gradient keep working.
+        """
+        ones = torch.ones(self.batch, self.num_points, 1, device=self._splat.device)
+        with torch.no_grad():
+            total = self.filter(ones).reshape(-1).to(torch.float64)
+        norm = (1.0 / torch.sqrt(total + 1e-20)).to(torch.float32)
+        other = copy.copy(self)
+        other._splat = _scale_csr(self._splat, norm[_csr_cols(self._splat)])
+        other._slice = _scale_csr(self._slice, weight * norm[_csr_rows(self._slice)])
+        return other
+
+    def _apply(self, flat: Tensor, reverse: bool) -> Tensor:
+        blurs = self._blur[::-1] if reverse else self._blur
+        x = _matmul(self._splat, flat.contiguous())
+        for blur in blurs:
+            x = _matmul(blur, x)
+        return _matmul(self._slice, x)
+
+
+class _Filter(torch.autograd.Function):
+    """``y = K x``; the backward pass applies ``K^T``, which is ``K`` with the blur reversed."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, lattice: PermutohedralLattice, reverse: bool) -> Tensor:
+        ctx.lattice, ctx.reverse = lattice, reverse
+        return lattice._apply(flat, reverse)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return ctx.lattice._apply(grad, not ctx.reverse), None, None
+
+
+def _matmul(matrix: Tensor, dense: Tensor) -> Tensor:
+    """Sparse CSR ``matrix @ dense`` (dense row-major)."""
+    if dense.device.type == "cpu":
+        # On the CPU, ``addmm`` into a fresh buffer skips the zero-fill and copy that ``mm`` does
+        # around the MKL call (2-3x faster for these shapes); beta=0 ignores the buffer's content.
+        out = torch.empty(matrix.shape[0], dense.shape[1], dtype=dense.dtype)
+        return torch.addmm(out, matrix, dense, beta=0, out=out)
+    return matrix @ dense
+
+
+def _csr_rows(matrix: Tensor) -> Tensor:
+    crow = matrix.crow_indices().to(torch.int64)
+    return torch.repeat_interleave(torch.arange(matrix.shape[0], device=crow.device), crow.diff())
+
+
+def _csr_cols(matrix: Tensor) -> Tensor:
+    return matrix.col_indices().to(torch.int64)
+
+
+def _scale_csr(matrix: Tensor, factors: Tensor) -> Tensor:
+    """The CSR matrix with each stored value multiplied by the matching entry of ``factors``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
+        return torch.sparse_csr_tensor(
+            matrix.crow_indices(),
+            matrix.col_indices(),
+            matrix.values() * factors,
+            matrix.shape,
+            check_invariants=False,
+        )
+
+
+def _unpad(point: Tensor, padded_n: int, n: int) -> Tensor:
+    """Index ``b * padded_n + i`` of a real point in the padded set -> ``b * n + i``."""
+    return point - (point // padded_n) * (padded_n - n)
+
+
+def _csr(row_counts: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A sparse CSR matrix from the entry count of each row and the row-major entries."""
+    crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=cols.device)
+    crow[1:] = torch.cumsum(row_counts, dim=0)
+    # int32 indices when they fit: MKL's sparse kernels take them without a per-call conversion.
+    index_dtype = torch.int32 if max(shape[0], shape[1], cols.numel()) < 2**31 else torch.int64
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
+        return torch.sparse_csr_tensor(
+            crow.to(index_dtype), cols.to(index_dtype), values, shape, check_invariants=False
+        )
