@@ -2,14 +2,19 @@
 
 __version__ = "0.1.0.dev0"
 
-from . import crf, data, interp, models, msc, weights  # noqa: E402
+from . import crf, data, interp, metrics, models, msc, weights  # noqa: E402
 from .crf import DenseCRF  # noqa: E402
+from .metrics import ConfusionMatrix  # noqa: E402
 from .models import deeplab_v2_resnet101, get_model, list_models  # noqa: E402
 from .msc import MultiScale  # noqa: E402
+from .segmenter import Prediction, Segmenter  # noqa: E402
 
 __all__ = [
+    "ConfusionMatrix",
     "DenseCRF",
     "MultiScale",
+    "Prediction",
+    "Segmenter",
     "crf",
     "__version__",
     "data",
@@ -17,6 +22,7 @@ __all__ = [
     "get_model",
     "interp",
     "list_models",
+    "metrics",
     "models",
     "msc",
     "weights",

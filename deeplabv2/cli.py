@@ -1,4 +1,4 @@
-"""The ``deeplabv2`` command line: ``convert``, ``weights``, ``publish``."""
+"""The ``deeplabv2`` command line: ``predict``, ``eval``, ``convert``, ``weights``, ``publish``."""
 
 from __future__ import annotations
 
@@ -69,6 +69,115 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segmenter(args: argparse.Namespace):
+    import torch
+
+    from .models import deeplab_v2_resnet101
+    from .segmenter import Segmenter
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = deeplab_v2_resnet101(pretrained=args.weights)
+    crf = None
+    if args.crf:
+        from .crf import DenseCRF
+
+        crf = DenseCRF(backend=args.crf_backend)
+    return Segmenter(
+        model,
+        scales=(0.5, 0.75) if args.msc else (),
+        flip=args.flip,
+        crf=crf,
+        device=device,
+        tile_size=args.tile_size,
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from . import _predict_io as io
+    from .data.images import load_image
+
+    paths = io.collect_images(args.inputs)
+    if not paths:
+        raise ValueError("no images found in the given files/folders")
+    out = Path(args.out)
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        raise ValueError("several inputs share a file name; their outputs would collide")
+    if not args.force:
+        for stem in stems:
+            if (out / f"{stem}.png").exists():
+                raise FileExistsError(f"{out / stem}.png exists; pass --force to overwrite")
+    segmenter = _segmenter(args)
+    failures = []
+    for path in tqdm(paths, desc="predict", unit="image", disable=args.quiet):
+        try:
+            rgb = load_image(path)
+        except (OSError, ValueError) as error:
+            failures.append(f"{path}: {error}")
+            continue
+        prediction = segmenter.predict(rgb, return_probs=args.probs)
+        labels = prediction.labels.numpy()
+        io.save_labels(out / f"{path.stem}.png", labels, args.force)
+        if args.overlay:
+            io.save_overlay(out / f"{path.stem}_overlay.jpg", rgb, labels, args.force)
+        if args.probs:
+            io.save_probs(out / f"{path.stem}_probs.npy", prediction.probs.numpy(), args.force)
+    done = len(paths) - len(failures)
+    for failure in failures:
+        print(f"deeplabv2 predict: skipped {failure}", file=sys.stderr)
+    print(f"wrote {done} of {len(paths)} segmentations to {out}")
+    return 1 if failures else 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data.voc import VOCSegmentation
+    from .evaluate import evaluate
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
+    segmenter = _segmenter(args)
+    results = evaluate(segmenter, dataset, crf_workers=args.workers, progress=not args.quiet)
+    names = results["per_class_iou"]
+    width = max(len(n) for n in names)
+    for name, iou in names.items():
+        print(f"{name:<{width}}  {'n/a' if iou is None else f'{100 * iou:6.2f}'}")
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
+        print(f"{key:<{width}}  {100 * results[key]:6.2f}")
+    if out is not None:
+        from ._predict_io import atomic_write
+
+        text = json.dumps(results, indent=2)
+        atomic_write(out, lambda tmp: Path(tmp).write_text(text), args.force)
+        print(f"wrote {out}")
+    return 0
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", default="voc12", help="registry name, local file or hf-hub:... (voc12)"
+    )
+    parser.add_argument("--msc", action="store_true", help="multi-scale inputs 1, 0.75, 0.5")
+    parser.add_argument("--flip", action="store_true", help="average with the flipped image")
+    parser.add_argument("--crf", action="store_true", help="refine with the dense CRF")
+    parser.add_argument(
+        "--crf-backend", default="torch", choices=("torch", "pydensecrf"), help="CRF backend"
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument(
+        "--tile-size", type=int, default=1025, help="tile images with a longer side (1025)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -76,6 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deeplabv2 {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    predict = commands.add_parser("predict", help="segment images, write label PNGs")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
+    predict.add_argument("--probs", action="store_true", help="also write <name>_probs.npy")
+    _add_inference_options(predict)
+    predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser("eval", help="mIoU on a VOC-format dataset")
+    evaluate.add_argument("--data", required=True, help="dataset root (e.g. VOCdevkit/VOC2012)")
+    evaluate.add_argument("--split", default="val", help="split name or list file (val)")
+    evaluate.add_argument("--out", help="write the scores as JSON here")
+    evaluate.add_argument("--limit", type=int, help="only the first N images")
+    evaluate.add_argument(
+        "--workers", type=int, default=2, help="CRF worker processes (0: in the main process)"
+    )
+    _add_inference_options(evaluate)
+    evaluate.set_defaults(run=_eval)
 
     convert = commands.add_parser("convert", help="convert .caffemodel/.pth to .safetensors")
     convert.add_argument("src", help="a .caffemodel, .pth/.pt or .safetensors file")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors import safe_open
 
@@ -58,3 +60,111 @@ def test_publish_is_a_dry_run_by_default(tmp_path, release_caffemodel, capsys):
     assert "76.35" in card and "library_name: deeplabv2" in card
     assert "train_iter_20000.caffemodel" in card
     assert (out / "model.safetensors").stat().st_size > 170e6
+
+
+# -- predict and eval ----------------------------------------------------------------------------
+
+
+def _photos(folder: Path) -> list[str]:
+    from PIL import Image
+    from skimage import data as skdata
+
+    folder.mkdir()
+    Image.fromarray(np.ascontiguousarray(skdata.coffee()[:65, :81])).save(folder / "coffee.jpg")
+    Image.fromarray(np.ascontiguousarray(skdata.chelsea()[:57, :49])).save(folder / "cat.png")
+    return ["coffee", "cat"]
+
+
+def test_predict_writes_indexed_voc_pngs(tmp_path, voc_safetensors, capsys) -> None:
+    from PIL import Image
+
+    from deeplabv2.data.classes import voc_palette
+
+    _photos(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["predict", str(tmp_path / "in"), "--weights", str(voc_safetensors), "--out", str(out)]
+    assert main([*argv, "--overlay", "--probs", "--quiet"]) == 0
+    for stem, size in (("coffee", (81, 65)), ("cat", (49, 57))):
+        with Image.open(out / f"{stem}.png") as png:
+            assert png.mode == "P" and png.size == size
+            assert png.getpalette()[: 3 * 21] == voc_palette()[:21].reshape(-1).tolist()
+            assert np.asarray(png).max() < 21
+        assert (out / f"{stem}_overlay.jpg").is_file()
+        probs = np.load(out / f"{stem}_probs.npy")
+        assert probs.shape == (21, size[1], size[0])
+        np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1.0, atol=2e-2)
+    assert "wrote 2 of 2" in capsys.readouterr().out
+    # existing outputs are never overwritten without --force
+    before = (out / "cat.png").read_bytes()
+    assert main([*argv, "--quiet"]) == 1
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert (out / "cat.png").read_bytes() == before
+    assert main([*argv, "--quiet", "--force"]) == 0
+
+
+def test_predict_skips_corrupt_files_and_fails(tmp_path, voc_safetensors, capsys) -> None:
+    _photos(tmp_path / "in")
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "predict",
+            str(tmp_path / "in"),
+            "--weights",
+            str(voc_safetensors),
+            "--out",
+            str(out),
+            "--quiet",
+            "--msc",
+            "--flip",
+            "--crf",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.jpg" in captured.err and "Traceback" not in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["cat.png", "coffee.png"]
+
+
+def test_eval_scores_equal_numpy(tmp_path, voc_safetensors, capsys) -> None:
+    from deeplabv2.data.voc import VOCSegmentation
+    from deeplabv2.models import deeplab_v2_resnet101
+    from deeplabv2.segmenter import Segmenter
+
+    from .test_metrics import numpy_scores
+    from .voc_fixture import write_voc
+
+    root = write_voc(tmp_path / "voc")
+    out = tmp_path / "results.json"
+    argv = ["eval", "--data", str(root), "--weights", str(voc_safetensors), "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    results = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "mean_iou" in printed and "aeroplane" in printed
+
+    seg = Segmenter(deeplab_v2_resnet101(pretrained=str(voc_safetensors)), scales=())
+    preds, targets = [], []
+    for image, label, _ in VOCSegmentation(root, "val"):
+        preds.append(seg.predict(image).labels.numpy())
+        targets.append(label)
+    want = numpy_scores(preds, targets, 21)
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
+        assert results[key] == pytest.approx(want[key], rel=1e-9)
+    assert results["num_images"] == 3
+    assert main([*argv, "--quiet"]) == 1  # no overwrite without --force
+
+
+def test_eval_with_crf_workers_equals_inline(tmp_path, voc_safetensors) -> None:
+    from .voc_fixture import write_voc
+
+    root = write_voc(tmp_path / "voc")
+    scores = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"r{workers}.json"
+        argv = ["eval", "--data", str(root), "--weights", str(voc_safetensors), "--crf"]
+        assert (
+            main([*argv, "--workers", workers, "--limit", "2", "--out", str(out), "--quiet"]) == 0
+        )
+        scores.append(json.loads(out.read_text()))
+    assert scores[0]["mean_iou"] == pytest.approx(scores[1]["mean_iou"], abs=1e-6)
+    assert scores[0]["settings"]["crf"]["bi_xy_std"] == 67

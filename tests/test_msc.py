@@ -70,7 +70,8 @@ def test_training_returns_four_tensors(tiny_deeplab):
 
 def test_flip_averages_the_flipped_prediction():
     stand_in = StrideEightStandIn()
-    x = torch.randn(1, 3, 65, 65)
+    # 64 wide: the stand-in's ::8 sampling is not mirror-symmetric, so flipping changes results
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         plain = MultiScale(stand_in).eval()
         flipped = MultiScale(stand_in, flip=True).eval()

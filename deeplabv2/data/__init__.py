@@ -1,5 +1,19 @@
-"""Data utilities: input transforms (and, later, datasets, palettes, class names)."""
+"""Data utilities: input transforms, image loading, VOC datasets, class names and palettes."""
 
+from .classes import COCOSTUFF_CLASSES, VOC_CLASSES, voc_palette
+from .images import load_image, read_label
 from .transforms import CAFFE_MEAN_BGR, CaffePreprocess, to_caffe_input
+from .voc import IGNORE_INDEX, VOCSegmentation
 
-__all__ = ["CAFFE_MEAN_BGR", "CaffePreprocess", "to_caffe_input"]
+__all__ = [
+    "CAFFE_MEAN_BGR",
+    "COCOSTUFF_CLASSES",
+    "CaffePreprocess",
+    "IGNORE_INDEX",
+    "VOCSegmentation",
+    "VOC_CLASSES",
+    "load_image",
+    "read_label",
+    "to_caffe_input",
+    "voc_palette",
+]

@@ -1,0 +1,113 @@
+"""PASCAL VOC-format segmentation datasets (VOC 2012, SBD "trainaug" lists)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .classes import VOC_CLASSES
+from .images import load_image, read_label
+
+__all__ = ["VOCSegmentation", "IGNORE_INDEX"]
+
+#: Label value of pixels that are ignored in training and evaluation (VOC's object boundaries).
+IGNORE_INDEX = 255
+
+
+class VOCSegmentation:
+    """A VOC-format dataset: ``dataset[i] -> (image, label, name)``.
+
+    ``image`` is ``(H, W, 3) uint8`` RGB, ``label`` ``(H, W) int64``.
+
+    Layout under ``root``::
+
+        JPEGImages/<name>.jpg
+        SegmentationClassAug/<name>.png   (SBD + VOC "trainaug" labels; used when present)
+        SegmentationClass/<name>.png      (VOC 2012 labels)
+        ImageSets/Segmentation/<split>.txt   one <name> per line
+
+    ``split`` may also be a list file (a path, or ``root/list/<split>.txt`` as in the DeepLab
+    release) whose lines are ``/JPEGImages/<name>.jpg /SegmentationClassAug/<name>.png``, paths
+    relative to ``root``. Label PNGs hold class indices; 255 marks ignored pixels.
+
+    Args:
+        root: the dataset directory (e.g. ``VOCdevkit/VOC2012``).
+        split: ``"train"``, ``"val"``, ``"trainaug"``... or a list file.
+        limit: keep only the first ``limit`` entries.
+    """
+
+    class_names = VOC_CLASSES
+
+    def __init__(
+        self, root: Union[str, os.PathLike], split: str = "val", limit: Optional[int] = None
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset root {self.root} is not a directory")
+        self.split = split
+        self.items = self._read_list(split)
+        if limit is not None:
+            if limit < 1:
+                raise ValueError(f"limit must be >= 1, got {limit}")
+            self.items = self.items[:limit]
+
+    def _read_list(self, split: str) -> list[tuple[str, Path, Path]]:
+        names_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        candidates = [Path(split), self.root / "list" / f"{split}.txt"]
+        if names_file.is_file():
+            label_dir = self._label_dir()
+            items = []
+            for name in _lines(names_file):
+                items.append(
+                    (name, self.root / "JPEGImages" / f"{name}.jpg", label_dir / f"{name}.png")
+                )
+            return items
+        for list_file in candidates:
+            if list_file.is_file():
+                items = []
+                for line in _lines(list_file):
+                    parts = line.split()
+                    if len(parts) != 2:
+                        raise ValueError(
+                            f"{list_file}: expected '<image> <label>' per line, got {line!r}"
+                        )
+                    image, label = (self.root / p.lstrip("/") for p in parts)
+                    items.append((image.stem, image, label))
+                return items
+        raise FileNotFoundError(
+            f"no split {split!r} under {self.root}: expected {names_file} (one name per line) or "
+            f"a list file {candidates[1]} ('<image> <label>' per line)"
+        )
+
+    def _label_dir(self) -> Path:
+        for name in ("SegmentationClassAug", "SegmentationClass"):
+            if (self.root / name).is_dir():
+                return self.root / name
+        raise FileNotFoundError(
+            f"no label directory under {self.root}: expected SegmentationClassAug/ or "
+            "SegmentationClass/"
+        )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        name, image_path, label_path = self.items[index]
+        image = load_image(image_path)
+        label = read_label(label_path)
+        if label.shape != image.shape[:2]:
+            raise ValueError(
+                f"{name}: label {label_path} is {label.shape[::-1]} (W, H) but the image is "
+                f"{image.shape[1::-1]}"
+            )
+        return image, label, name
+
+    def __repr__(self) -> str:
+        return f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
+
+
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

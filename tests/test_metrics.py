@@ -1,0 +1,85 @@
+"""ConfusionMatrix against an independent numpy computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deeplabv2.metrics import ConfusionMatrix
+
+
+def numpy_scores(preds: list[np.ndarray], targets: list[np.ndarray], n: int) -> dict:
+    """Scores written out with numpy loops (the DeepLab / FCN definitions)."""
+    hist = np.zeros((n, n), np.int64)
+    for p, t in zip(preds, targets):
+        for a, b in zip(t.ravel(), p.ravel()):
+            if a != 255 and 0 <= a < n:
+                hist[a, b] += 1
+    tp = np.diag(hist).astype(float)
+    gt, pr = hist.sum(1), hist.sum(0)
+    union = gt + pr - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = tp / union
+        acc = tp / gt
+    freq = gt / hist.sum()
+    return {
+        "pixel_accuracy": tp.sum() / hist.sum(),
+        "mean_accuracy": np.nanmean(acc),
+        "mean_iou": np.nanmean(iou),
+        "fw_iou": (freq[union > 0] * iou[union > 0]).sum(),
+        "iou": iou,
+    }
+
+
+def random_maps(seed: int, n: int = 5, shape=(13, 17)) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, n - 1, shape)  # class n-1 never in the ground truth
+    target[rng.random(shape) < 0.1] = 255
+    pred = np.where(
+        rng.random(shape) < 0.6, np.where(target == 255, 0, target), rng.integers(0, n, shape)
+    )
+    return pred, target
+
+
+def test_scores_match_numpy() -> None:
+    maps = [random_maps(s) for s in range(3)]
+    cm = ConfusionMatrix(5)
+    for pred, target in maps:
+        cm.update(torch.from_numpy(pred), torch.from_numpy(target))
+    got = cm.scores(["a", "b", "c", "d", "e"])
+    want = numpy_scores([p for p, _ in maps], [t for _, t in maps], 5)
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
+        assert got[key] == pytest.approx(want[key], rel=1e-12)
+    ious = [v if v is not None else np.nan for v in got["per_class_iou"].values()]
+    np.testing.assert_allclose(ious, want["iou"], rtol=1e-12)
+    assert got["num_pixels"] == sum(int((t != 255).sum()) for _, t in maps)
+
+
+def test_merge_equals_single_accumulation() -> None:
+    maps = [random_maps(s) for s in range(4)]
+    whole, a, b = ConfusionMatrix(5), ConfusionMatrix(5), ConfusionMatrix(5)
+    for i, (pred, target) in enumerate(maps):
+        whole.update(pred, target)  # numpy works too
+        (a if i % 2 else b).update(pred, target)
+    assert torch.equal(a.merge(b).matrix, whole.matrix)
+    with pytest.raises(ValueError, match="cannot merge 3 classes into 5"):
+        a.merge(ConfusionMatrix(3))
+
+
+def test_absent_class_is_none_and_ignored_in_means() -> None:
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([[0, 1]]), np.array([[0, 1]]))
+    scores = cm.scores()
+    assert scores["per_class_iou"]["2"] is None
+    assert scores["mean_iou"] == 1.0
+
+
+def test_bad_updates() -> None:
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="differ in shape"):
+        cm.update(np.zeros((2, 2), int), np.zeros((2, 3), int))
+    with pytest.raises(ValueError, match="integer label maps"):
+        cm.update(np.zeros((2, 2)), np.zeros((2, 2), int))
+    with pytest.raises(ValueError, match=r"predicted labels must be in 0..2"):
+        cm.update(np.full((2, 2), 7), np.zeros((2, 2), int))

@@ -1,0 +1,117 @@
+"""Segmenter: input kinds, the release's protocol, tiling, MSC + flip + CRF end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+from torch import nn
+
+from deeplabv2 import MultiScale
+from deeplabv2.crf import DenseCRF
+from deeplabv2.data import to_caffe_input
+from deeplabv2.interp import upsample_logits
+from deeplabv2.segmenter import Segmenter, _tiles
+
+
+class SmallFieldNet(nn.Module):
+    """Output stride 8 (ceil(n / 8) outputs) with a receptive field of 19 pixels."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.num_classes = num_classes
+        self.down = nn.Conv2d(3, 8, 3, stride=8, padding=1)
+        self.head = nn.Conv2d(8, num_classes, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.down(x / 50)))
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.ascontiguousarray(skdata.coffee()[100:165, 200:265])  # 65x65
+
+
+def test_protocol_matches_the_parts(tiny_deeplab, photo: np.ndarray) -> None:
+    seg = Segmenter(tiny_deeplab, scales=(0.5, 0.75))
+    pred = seg.predict(photo, return_probs=True)
+    with torch.no_grad():
+        logits = MultiScale(tiny_deeplab, (0.5, 0.75)).eval()(to_caffe_input(photo)[None])
+        probs = upsample_logits(logits, (65, 65)).softmax(1)[0]
+    torch.testing.assert_close(pred.probs, probs)
+    assert pred.labels.shape == (65, 65) and pred.labels.dtype == torch.int64
+    assert torch.equal(pred.labels, probs.argmax(0))
+
+
+def test_input_kinds_agree(tmp_path, tiny_deeplab, photo: np.ndarray) -> None:
+    seg = Segmenter(tiny_deeplab, scales=())
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    reference = seg.predict(photo).labels
+    for image in (
+        tmp_path / "p.png",
+        str(tmp_path / "p.png"),
+        Image.fromarray(photo),
+        torch.from_numpy(photo).permute(2, 0, 1),
+        torch.from_numpy(photo).permute(2, 0, 1).float() / 255,
+    ):
+        assert torch.equal(seg.predict(image).labels, reference)
+    gray = seg.predict(Image.fromarray(photo).convert("L"))
+    assert gray.labels.shape == (65, 65)
+    batch = seg.predict_batch([photo, photo[:33, :49]])
+    assert [p.labels.shape for p in batch] == [(65, 65), (33, 49)]
+    assert pred_is_none(batch[0].probs)
+
+
+def pred_is_none(value) -> bool:
+    return value is None
+
+
+def test_tiling_equals_whole_image_for_a_small_receptive_field() -> None:
+    image = np.ascontiguousarray(skdata.astronaut()[:150, :131])
+    model = SmallFieldNet()
+    whole = Segmenter(model, scales=(), tile_size=None).predict(image, return_probs=True)
+    tiled_seg = Segmenter(model, scales=(), tile_size=64, tile_overlap=32)
+    assert len(_tiles(150, 64, 32)) > 2  # really tiled, in both directions
+    tiled = tiled_seg.predict(image, return_probs=True)
+    torch.testing.assert_close(tiled.probs, whole.probs, atol=1e-6, rtol=1e-5)
+    assert torch.equal(tiled.labels, whole.labels)
+
+
+def test_tiles_cover_the_axis_once() -> None:
+    for length in (100, 129, 1000, 1031):
+        tiles = _tiles(length, 257, 64)
+        kept = np.zeros(length, int)
+        for start, end, keep0, keep1 in tiles:
+            assert start % 8 == 0 and end - start <= 257 and start <= keep0 < keep1 <= end
+            kept[keep0:keep1] += 1
+        assert (kept == 1).all()
+
+
+def test_msc_flip_crf_end_to_end(tiny_deeplab, photo: np.ndarray) -> None:
+    seg = Segmenter(tiny_deeplab, scales=(0.5, 0.75), flip=True, crf=True)
+    assert isinstance(seg.crf, DenseCRF)
+    pred = seg.predict(photo, return_probs=True)
+    no_crf = Segmenter(tiny_deeplab, scales=(0.5, 0.75), flip=True).predict(
+        photo, return_probs=True
+    )
+    expected = DenseCRF()(torch.from_numpy(photo).permute(2, 0, 1), no_crf.probs)
+    torch.testing.assert_close(pred.probs, expected)
+
+
+def test_bfloat16_autocast_on_cpu(tiny_deeplab, photo: np.ndarray) -> None:
+    pred = Segmenter(tiny_deeplab, scales=(), dtype=torch.bfloat16).predict(photo, True)
+    assert pred.probs.dtype == torch.float32
+    full = Segmenter(tiny_deeplab, scales=()).predict(photo, True)
+    assert (pred.labels == full.labels).float().mean() > 0.9
+
+
+def test_bad_settings(tiny_deeplab) -> None:
+    with pytest.raises(ValueError, match="float16 autocast needs a CUDA device"):
+        Segmenter(tiny_deeplab, dtype=torch.float16, device="cpu")
+    with pytest.raises(ValueError, match="dtype must be"):
+        Segmenter(tiny_deeplab, dtype=torch.int8)
+    with pytest.raises(ValueError, match="tile_overlap"):
+        Segmenter(tiny_deeplab, tile_size=100, tile_overlap=60)
