@@ -65,8 +65,7 @@ def evaluate(
             if crf is None:
                 matrix.update(probs.argmax(0).cpu(), label)
             elif pool is None:
-                image_t = torch.from_numpy(image).permute(2, 0, 1).to(probs.device)
-                matrix.update(crf.labels(image_t, probs).cpu(), label)
+                matrix.update(segmenter.refine(image, probs).argmax(0).cpu(), label)
             else:
                 pending.append((pool.submit(_crf_labels, crf, image, probs.cpu().numpy()), label))
                 while len(pending) > 2 * crf_workers:  # bound the memory held by queued jobs

@@ -155,9 +155,14 @@ class Segmenter:
         rgb = load_image(image)
         probs = self.probabilities(rgb)
         if self.crf is not None:
-            image_t = torch.from_numpy(rgb).permute(2, 0, 1).to(probs.device)
-            probs = self.crf(image_t, probs)
+            probs = self.refine(rgb, probs)
         return self._prediction(probs, return_probs)
+
+    def refine(self, image: np.ndarray, probs: torch.Tensor) -> torch.Tensor:
+        """The CRF step: ``(H, W, 3) uint8`` RGB and ``(C, H, W)`` probs -> refined probs."""
+        if self.crf is None:
+            raise ValueError("this Segmenter has no CRF (pass crf=True or a DenseCRF)")
+        return self.crf(torch.from_numpy(image).permute(2, 0, 1).to(probs.device), probs)
 
     def predict_batch(
         self, images: Iterable[ImageInput], return_probs: bool = False

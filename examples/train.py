@@ -133,16 +133,18 @@ def batch_keys(
     per_rank = config.batch_size // (world * config.accumulate)
     position = (iteration * config.accumulate + micro) * per_rank
     per_epoch = math.ceil(n / world)
+    sampler = torch.utils.data.DistributedSampler(
+        range(n), num_replicas=world, rank=rank, shuffle=True, seed=config.seed
+    )
+    orders: dict[int, list[int]] = {}  # one permutation per epoch the micro-batch touches
     keys = []
     for offset in range(position, position + per_rank):
         epoch, slot = divmod(offset, per_epoch)
-        sampler = torch.utils.data.DistributedSampler(
-            range(n), num_replicas=world, rank=rank, shuffle=True, seed=config.seed
-        )
-        sampler.set_epoch(epoch)
-        order = list(sampler)
+        if epoch not in orders:
+            sampler.set_epoch(epoch)
+            orders[epoch] = list(sampler)
         seed = hash((config.seed, rank, offset)) & 0x7FFFFFFF
-        keys.append((order[slot], seed))
+        keys.append((orders[epoch][slot], seed))
     return keys
 
 

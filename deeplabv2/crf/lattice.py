@@ -15,11 +15,12 @@ step, so that filtering agrees with it to float32 precision:
   ``1 / (1 + 2^-d)``.  The self-contribution is not subtracted.
 
 Instead of the C++ hash table the vertex keys are packed into one int64 per vertex (a mixed-radix
-number with a margin wide enough that the neighbour shifts never wrap), deduplicated with
-``torch.unique`` and looked up with ``torch.searchsorted``.  Every step is a tensor operation, so
-the lattice runs on any device, handles a batch of images at once (the image index is the most
-significant digit of the key, so images never share vertices) and is differentiable with respect
-to the filtered values.
+number with a margin wide enough that the neighbour shifts never wrap), deduplicated with one
+stable sort and looked up with ``torch.searchsorted``. Splat, each axis' blur and slice are then
+sparse CSR matrices, built once and applied with sparse-dense products. Every step is a tensor
+operation, so the lattice runs on any device, handles a batch of images at once (the image index
+is the most significant digit of the key, so images never share vertices) and is differentiable
+with respect to the filtered values.
 """
 
 from __future__ import annotations
@@ -302,15 +303,16 @@ def _csr_cols(matrix: Tensor) -> Tensor:
 
 def _scale_csr(matrix: Tensor, factors: Tensor) -> Tensor:
     """The CSR matrix with each stored value multiplied by the matching entry of ``factors``."""
+    return _csr_tensor(
+        matrix.crow_indices(), matrix.col_indices(), matrix.values() * factors, matrix.shape
+    )
+
+
+def _csr_tensor(crow: Tensor, cols: Tensor, values: Tensor, shape) -> Tensor:
+    """``torch.sparse_csr_tensor`` without invariant checks or the "beta" warning."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
-        return torch.sparse_csr_tensor(
-            matrix.crow_indices(),
-            matrix.col_indices(),
-            matrix.values() * factors,
-            matrix.shape,
-            check_invariants=False,
-        )
+        return torch.sparse_csr_tensor(crow, cols, values, shape, check_invariants=False)
 
 
 def _unpad(point: Tensor, padded_n: int, n: int) -> Tensor:
@@ -324,8 +326,4 @@ def _csr(row_counts: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int
     crow[1:] = torch.cumsum(row_counts, dim=0)
     # int32 indices when they fit: MKL's sparse kernels take them without a per-call conversion.
     index_dtype = torch.int32 if max(shape[0], shape[1], cols.numel()) < 2**31 else torch.int64
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
-        return torch.sparse_csr_tensor(
-            crow.to(index_dtype), cols.to(index_dtype), values, shape, check_invariants=False
-        )
+    return _csr_tensor(crow.to(index_dtype), cols.to(index_dtype), values, shape)
