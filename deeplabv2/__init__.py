@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0.dev0"
 
-from . import crf, data, interp, metrics, models, msc, weights  # noqa: E402
+from . import crf, data, errors, interp, metrics, models, msc, weights  # noqa: E402
 from .crf import DenseCRF  # noqa: E402
 from .metrics import ConfusionMatrix  # noqa: E402
 from .models import deeplab_v2_resnet101, get_model, list_models  # noqa: E402
@@ -19,6 +19,7 @@ __all__ = [
     "__version__",
     "data",
     "deeplab_v2_resnet101",
+    "errors",
     "get_model",
     "interp",
     "list_models",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from .data.classes import voc_palette
+from .weights.files import atomic_write
 
-__all__ = ["IMAGE_SUFFIXES", "collect_images", "save_labels", "save_overlay", "save_probs"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "collect_images",
+    "output_paths",
+    "save_labels",
+    "save_overlay",
+    "save_probs",
+]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -31,20 +36,14 @@ def collect_images(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def atomic_write(path: Path, write: Callable[[str], None], force: bool) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file, then rename it to ``path``."""
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def output_paths(out: Path, stem: str, overlay: bool, probs: bool) -> list[Path]:
+    """Every file ``deeplabv2 predict`` writes for the input ``<stem>.<ext>``."""
+    paths = [out / f"{stem}.png"]
+    if overlay:
+        paths.append(out / f"{stem}_overlay.jpg")
+    if probs:
+        paths.append(out / f"{stem}_probs.npy")
+    return paths
 
 
 def save_labels(path: Path, labels: np.ndarray, force: bool) -> None:
@@ -53,7 +52,7 @@ def save_labels(path: Path, labels: np.ndarray, force: bool) -> None:
         raise ValueError("more than 256 classes cannot be stored in an indexed PNG")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(voc_palette().reshape(-1).tolist())
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), force)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), force=force)
 
 
 def save_overlay(path: Path, rgb: np.ndarray, labels: np.ndarray, force: bool) -> None:
@@ -61,9 +60,15 @@ def save_overlay(path: Path, rgb: np.ndarray, labels: np.ndarray, force: bool) -
     colours = voc_palette()[labels.astype(np.int64) % 256]
     blend = (rgb.astype(np.float32) * 0.5 + colours.astype(np.float32) * 0.5).round()
     image = Image.fromarray(blend.astype(np.uint8))
-    atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=90), force)
+    atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=90), force=force)
 
 
 def save_probs(path: Path, probs: np.ndarray, force: bool) -> None:
     """``(C, H, W)`` probabilities as a float16 ``.npy`` file."""
-    atomic_write(path, lambda tmp: np.save(tmp, probs.astype(np.float16)), force)
+    half = probs.astype(np.float16)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.save would append .npy to a name
+            np.save(handle, half)
+
+    atomic_write(path, write, force=force)

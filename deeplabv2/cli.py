@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Optional
+
+from .data.images import DEFAULT_MAX_PIXELS
 
 __all__ = ["main"]
 
@@ -21,7 +25,8 @@ def _convert(args: argparse.Namespace) -> int:
 
     path, metadata = convert(args.src, args.dst, force=args.force, backbone_only=args.backbone_only)
     classes = metadata["num_classes"]
-    print(f"wrote {path} ({classes} classes, from {metadata['source']})")
+    head = "backbone only" if classes == "none" else f"{classes} classes"
+    print(f"wrote {path} ({head}, from {metadata['source']})")
     return 0
 
 
@@ -69,6 +74,28 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_inference_options(args: argparse.Namespace) -> None:
+    """Validate the options before anything is loaded (usage errors cost no model load)."""
+    import torch
+
+    from .segmenter import tile_overlap_for
+
+    tile_overlap_for(args.tile_size, args.tile_overlap)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            raise ValueError(
+                f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)"
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {args.device}: no CUDA GPU is available here; use --device cpu"
+            )
+
+
 def _segmenter(args: argparse.Namespace):
     import torch
 
@@ -89,7 +116,27 @@ def _segmenter(args: argparse.Namespace):
         crf=crf,
         device=device,
         tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
+        max_pixels=args.max_pixels,
+        progress=not args.quiet,
     )
+
+
+def _per_image_failure(error: BaseException) -> Optional[str]:
+    """What to report for an error that spoils one image only; None for anything else."""
+    import torch
+
+    from .errors import ImageError
+
+    if isinstance(error, (ImageError, OSError)):
+        return str(error)
+    out_of_memory = isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(error, RuntimeError)
+        and ("out of memory" in str(error) or "can't allocate memory" in str(error))
+    )
+    if out_of_memory:
+        return "out of memory; try a smaller --tile-size, fewer scales (no --msc) or --device cpu"
+    return None
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -99,33 +146,39 @@ def _predict(args: argparse.Namespace) -> int:
 
     from . import _predict_io as io
     from .data.images import load_image
+    from .weights.files import check_destination
 
+    _check_inference_options(args)
     paths = io.collect_images(args.inputs)
     if not paths:
         raise ValueError("no images found in the given files/folders")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the outputs")
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
         raise ValueError("several inputs share a file name; their outputs would collide")
-    if not args.force:
-        for stem in stems:
-            if (out / f"{stem}.png").exists():
-                raise FileExistsError(f"{out / stem}.png exists; pass --force to overwrite")
+    outputs = {p: io.output_paths(out, p.stem, args.overlay, args.probs) for p in paths}
+    for files in outputs.values():  # every output is checked before any is written
+        for file in files:
+            check_destination(file, args.force)
     segmenter = _segmenter(args)
     failures = []
     for path in tqdm(paths, desc="predict", unit="image", disable=args.quiet):
         try:
-            rgb = load_image(path)
-        except (OSError, ValueError) as error:
-            failures.append(f"{path}: {error}")
-            continue
-        prediction = segmenter.predict(rgb, return_probs=args.probs)
-        labels = prediction.labels.numpy()
-        io.save_labels(out / f"{path.stem}.png", labels, args.force)
-        if args.overlay:
-            io.save_overlay(out / f"{path.stem}_overlay.jpg", rgb, labels, args.force)
-        if args.probs:
-            io.save_probs(out / f"{path.stem}_probs.npy", prediction.probs.numpy(), args.force)
+            rgb = load_image(path, max_pixels=args.max_pixels)
+            prediction = segmenter.predict(rgb, return_probs=args.probs)
+            labels = prediction.labels.numpy()
+            io.save_labels(outputs[path][0], labels, args.force)
+            if args.overlay:
+                io.save_overlay(outputs[path][1], rgb, labels, args.force)
+            if args.probs:
+                io.save_probs(outputs[path][-1], prediction.probs.numpy(), args.force)
+        except Exception as error:  # noqa: BLE001 - sorted by _per_image_failure
+            reason = _per_image_failure(error)
+            if reason is None:
+                raise
+            failures.append(reason if str(path) in reason else f"{path}: {reason}")
     done = len(paths) - len(failures)
     for failure in failures:
         print(f"deeplabv2 predict: skipped {failure}", file=sys.stderr)
@@ -133,29 +186,39 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _percent(value: Optional[float]) -> str:
+    return "   n/a" if value is None else f"{100 * value:6.2f}"
+
+
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data.voc import VOCSegmentation
     from .evaluate import evaluate
+    from .weights.files import atomic_write, check_destination
 
+    _check_inference_options(args)
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    if out is not None:
+        check_destination(out, args.force)
     dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
     segmenter = _segmenter(args)
-    results = evaluate(segmenter, dataset, crf_workers=args.workers, progress=not args.quiet)
+    results = evaluate(
+        segmenter,
+        dataset,
+        crf_workers=args.workers,
+        progress=not args.quiet,
+        strict_labels=args.strict_labels,
+    )
     names = results["per_class_iou"]
     width = max(len(n) for n in names)
     for name, iou in names.items():
-        print(f"{name:<{width}}  {'n/a' if iou is None else f'{100 * iou:6.2f}'}")
+        print(f"{name:<{width}}  {_percent(iou)} %")
     for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
-        print(f"{key:<{width}}  {100 * results[key]:6.2f}")
+        print(f"{key:<{width}}  {_percent(results[key])} %")
     if out is not None:
-        from ._predict_io import atomic_write
-
-        text = json.dumps(results, indent=2)
-        atomic_write(out, lambda tmp: Path(tmp).write_text(text), args.force)
+        text = json.dumps(results, indent=2, allow_nan=False)
+        atomic_write(out, lambda tmp: Path(tmp).write_text(text), force=args.force)
         print(f"wrote {out}")
     return 0
 
@@ -173,6 +236,17 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument(
         "--tile-size", type=int, default=1025, help="tile images with a longer side (1025)"
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        help="overlap of neighbouring tiles in pixels (default: min(256, tile size / 2))",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,}: 25 megapixels)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -201,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument(
         "--workers", type=int, default=2, help="CRF worker processes (0: in the main process)"
+    )
+    evaluate.add_argument(
+        "--strict-labels",
+        action="store_true",
+        help="fail on label values that are neither a class nor 255 (default: warn once)",
     )
     _add_inference_options(evaluate)
     evaluate.set_defaults(run=_eval)
@@ -231,20 +310,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that ``finally`` blocks clean up as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 failure, 2 usage)."""
+    """Run the command line; returns the exit code.
+
+    0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An
+    interrupted or terminated run removes its temporary files and leaves finished outputs.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print("deeplabv2: interrupted", file=sys.stderr)
-        return 1
+        return 130
+    except _Terminated:
+        print("deeplabv2: terminated", file=sys.stderr)
+        return 143
     except Exception as error:  # noqa: BLE001 - one clear line unless --verbose
         if args.verbose:
             raise
         print(f"deeplabv2 {args.command}: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple, Union
 
@@ -78,11 +79,28 @@ class MultiScale(nn.Module):
         self.mode = mode
         self.flip = bool(flip)
 
+    def scaled_side(self, side: int, scale: float) -> int:
+        """The side of the input of the branch at ``scale`` for an input side ``side``."""
+        if scale == 1.0:
+            return side
+        if self.mode == "pytorch":
+            return int(math.floor(side * scale))  # F.interpolate(scale_factor=...) floors
+        zoom, shrink = scale_to_factors(scale)
+        return caffe_interp_size(side, zoom=zoom, shrink=shrink)
+
+    def min_input_size(self) -> int:
+        """The smallest input side for which every branch's input has at least the wrapped
+        model's ``min_input_size`` pixels (8 for :class:`~deeplabv2.models.DeepLabV2`)."""
+        need = int(getattr(self.model, "min_input_size", 1))
+        side = need
+        while any(self.scaled_side(side, s) < need for s in self.scales):
+            side += 1
+        return side
+
     def _resize_input(self, x: torch.Tensor, scale: float) -> torch.Tensor:
         if self.mode == "pytorch":
             return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
-        zoom, shrink = scale_to_factors(scale)
-        size = tuple(caffe_interp_size(n, zoom=zoom, shrink=shrink) for n in x.shape[-2:])
+        size = tuple(self.scaled_side(n, scale) for n in x.shape[-2:])
         return resize_bilinear(x, size)
 
     def _resize_logits(self, logits: torch.Tensor, size: torch.Size) -> torch.Tensor:

@@ -27,11 +27,21 @@ def test_convert(tmp_path, release_caffemodel, capsys):
 
 
 def test_errors_are_one_line_unless_verbose(tmp_path, capsys):
-    assert main(["convert", str(tmp_path / "missing.caffemodel"), str(tmp_path / "o")]) == 1
+    assert (
+        main(["convert", str(tmp_path / "missing.caffemodel"), str(tmp_path / "o.safetensors")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("deeplabv2 convert: error: no weights file") and "Traceback" not in err
     with pytest.raises(FileNotFoundError):
-        main(["--verbose", "convert", str(tmp_path / "missing.caffemodel"), str(tmp_path / "o")])
+        main(
+            [
+                "--verbose",
+                "convert",
+                str(tmp_path / "missing.caffemodel"),
+                str(tmp_path / "o.safetensors"),
+            ]
+        )
 
 
 def test_usage_errors_exit_2():

@@ -83,3 +83,38 @@ def test_bad_updates() -> None:
         cm.update(np.zeros((2, 2)), np.zeros((2, 2), int))
     with pytest.raises(ValueError, match=r"predicted labels must be in 0..2"):
         cm.update(np.full((2, 2), 7), np.zeros((2, 2), int))
+
+
+def test_invalid_labels_are_counted_or_refused() -> None:
+    from deeplabv2.errors import LabelError
+
+    target = np.array([[0, 1, 255, 7], [7, 9, 1, 0]])
+    prediction = np.zeros_like(target)
+    matrix = ConfusionMatrix(3)
+    matrix.update(prediction, target)
+    assert dict(matrix.invalid_labels) == {7: 2, 9: 1}
+    assert int(matrix.matrix.sum()) == 4  # only 0, 1, 1, 0 are scored; 255 is ignored silently
+    assert "3 label pixels hold values outside 0..2 and 255 (ignore) (values: 7, 9)" in (
+        matrix.invalid_label_message()
+    )
+    assert matrix.scores()["invalid_label_pixels"] == {"7": 2, "9": 1}
+    with pytest.raises(LabelError, match="values: 7, 9"):
+        ConfusionMatrix(3, strict=True).update(prediction, target)
+    clean = ConfusionMatrix(3)
+    clean.update(np.zeros((1, 2), np.int64), np.array([[0, 255]]))
+    assert clean.invalid_label_message() is None
+
+
+def test_scores_are_json_without_nan() -> None:
+    import json
+
+    empty = ConfusionMatrix(3).scores()
+    assert empty["pixel_accuracy"] is None and empty["mean_iou"] is None
+    assert empty["fw_iou"] is None and empty["mean_accuracy"] is None
+    json.dumps(empty, allow_nan=False)
+    matrix = ConfusionMatrix(3)
+    matrix.update(np.array([0, 0, 1]), np.array([0, 1, 1]))  # class 2 never occurs
+    scores = matrix.scores()
+    assert scores["per_class_iou"]["2"] is None
+    assert scores["mean_iou"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+    json.dumps(scores, allow_nan=False)

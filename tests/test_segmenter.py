@@ -105,7 +105,12 @@ def test_bfloat16_autocast_on_cpu(tiny_deeplab, photo: np.ndarray) -> None:
     pred = Segmenter(tiny_deeplab, scales=(), dtype=torch.bfloat16).predict(photo, True)
     assert pred.probs.dtype == torch.float32
     full = Segmenter(tiny_deeplab, scales=()).predict(photo, True)
-    assert (pred.labels == full.labels).float().mean() > 0.9
+    difference = (pred.probs - full.probs).abs().max().item()
+    assert 0 < difference < 0.02  # bfloat16 really ran, to bfloat16 precision (8-bit mantissa)
+    top2 = full.probs.topk(2, dim=0).values
+    margin = top2[0] - top2[1]
+    changed = pred.labels != full.labels
+    assert (margin[changed] < 0.02).all()  # labels change only where float32 nearly ties
 
 
 def test_bad_settings(tiny_deeplab) -> None:

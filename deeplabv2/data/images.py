@@ -1,56 +1,148 @@
-"""Reading images of any common kind into ``(H, W, 3) uint8`` RGB arrays."""
+"""Reading images of any common kind into ``(H, W, 3) uint8`` RGB arrays.
+
+Nothing is converted silently wrong: 16-bit images are scaled from 0..65535 to 0..255, 32-bit
+float images must hold 0..1, and modes whose meaning cannot be known (32-bit integers outside
+PNG, CIELAB) are refused with an :class:`~deeplabv2.errors.ImageError` that says how to convert
+them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Union
+import warnings
+from collections.abc import Iterator
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageInput", "load_image", "read_label"]
+from ..errors import ImageError, ImageSizeError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageInput", "check_pixels", "load_image", "read_label"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
+#: The largest image (in pixels) that :class:`deeplabv2.Segmenter` and ``deeplabv2 predict``
+#: accept unless told otherwise (``max_pixels`` / ``--max-pixels``): 25 megapixels, e.g.
+#: 6000x4000. A 10000x10000 image takes over an hour on a CPU.
+DEFAULT_MAX_PIXELS = 25_000_000
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def check_pixels(height: int, width: int, max_pixels: Optional[int], what: str = "image") -> None:
+    """Raise :class:`ImageSizeError` if ``height * width`` exceeds ``max_pixels`` (None: none)."""
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageSizeError(
+            f"{what} of {width}x{height} pixels ({height * width / 1e6:.1f} megapixels) is over "
+            f"the limit of {max_pixels / 1e6:.1f} megapixels; raise it with --max-pixels "
+            "(max_pixels=) if you mean it (tiled inference of large images is slow on a CPU)"
+        )
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
 
 def _from_pil(image: Image.Image) -> np.ndarray:
+    fmt = image.format
     image = ImageOps.exif_transpose(image)  # respect the camera's orientation tag
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # composite transparent pixels onto white rather than exposing undefined colours
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    mode = image.mode
+    # Pillow opens 16-bit grayscale PNGs as I;16 (some versions: I): scale 0..65535 to 0..255
+    if mode.startswith("I;16") or (mode == "I" and fmt == "PNG"):
+        samples = np.asarray(image).astype(np.float64)
+        return _gray_to_rgb(np.round(samples / 257.0).clip(0, 255).astype(np.uint8))
+    if mode == "I":
+        raise ImageError(
+            "32-bit integer images (mode I) have no known bit depth; convert it to 8-bit RGB "
+            "(or 16-bit PNG) first"
+        )
+    if mode == "F":
+        samples = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(samples).all() or samples.min() < 0 or samples.max() > 1:
+            low, high = np.nanmin(samples), np.nanmax(samples)
+            raise ImageError(
+                f"32-bit float images must hold values in 0..1, this one holds {low:.4g}.."
+                f"{high:.4g}; convert it to 8-bit RGB first"
+            )
+        return _gray_to_rgb(np.round(samples * 255).astype(np.uint8))
+    if mode == "LAB":
+        raise ImageError(
+            "CIELAB images cannot be converted to RGB without a colour profile; convert it to "
+            "RGB first (e.g. with PIL.ImageCms)"
+        )
+    try:
+        if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
+            # composite transparent pixels onto white rather than exposing undefined colours
+            rgba = (image.convert("LA") if mode == "La" else image).convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except ValueError as error:  # Pillow: "conversion from X to Y not supported"
+        raise ImageError(f"images of mode {mode} are not supported ({error})") from None
 
 
-def load_image(image: ImageInput) -> np.ndarray:
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: Optional[int]) -> Iterator[None]:
+    """Let Pillow open images up to ``max_pixels`` (its own bomb limit is ~89 megapixels)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous = Image.MAX_IMAGE_PIXELS
+        if previous is not None and (max_pixels is None or max_pixels > previous):
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _load_file(path: str, max_pixels: Optional[int]) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such image file: {path}")
+    try:
+        with _pillow_pixel_limit(max_pixels), Image.open(path) as opened:
+            check_pixels(opened.height, opened.width, max_pixels, f"{path}: the image")
+            opened.load()
+            return _from_pil(opened)
+    except ImageSizeError:
+        raise
+    except ImageError as error:
+        raise type(error)(f"{path}: {error}") from None
+    except Image.DecompressionBombError as error:
+        raise ImageSizeError(f"{path}: {error}; raise --max-pixels (max_pixels=)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"cannot read image {path}: {error}") from None
+
+
+def load_image(image: ImageInput, *, max_pixels: Optional[int] = None) -> np.ndarray:
     """Any supported image -> ``(H, W, 3) uint8`` RGB numpy array.
 
     Accepts a file path (any format Pillow reads; EXIF orientation applied), a PIL image of any
-    mode (grayscale, palette, RGBA composited on white...), a numpy ``(H, W)`` grayscale or
-    ``(H, W, 3|4)`` RGB(A) array (uint8 0..255 or float 0..1), or a torch ``(3, H, W)`` tensor
-    (uint8 0..255 or float 0..1).
+    mode (grayscale, palette, RGBA composited on white, 16-bit scaled to 8, float 0..1...), a
+    numpy ``(H, W)`` grayscale or ``(H, W, 3|4)`` RGB(A) array (uint8 0..255 or float 0..1), or
+    a torch ``(3, H, W)`` tensor (uint8 0..255 or float 0..1).
+
+    Args:
+        image: the image.
+        max_pixels: refuse larger images (files are refused before they are decoded); None
+            for no limit.
 
     Raises:
         FileNotFoundError: a path that does not exist.
-        ValueError: an unreadable file, or an array of the wrong shape, dtype or range.
+        ImageSizeError: more than ``max_pixels`` pixels.
+        ImageError: an unreadable file, an unsupported mode, or an array of the wrong shape,
+            dtype or range.
     """
     if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such image file: {path}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                return _from_pil(opened)
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise ValueError(f"cannot read image {path}: {error}") from error
+        return _load_file(os.fspath(image), max_pixels)
     if isinstance(image, Image.Image):
+        check_pixels(image.height, image.width, max_pixels)
         return _from_pil(image)
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] not in (1, 3):
-            raise ValueError(
+            raise ImageError(
                 f"torch images must be (3, H, W) or (1, H, W), got {tuple(image.shape)}"
             )
         image = image.detach().cpu().permute(1, 2, 0).numpy()
@@ -59,22 +151,27 @@ def load_image(image: ImageInput) -> np.ndarray:
             "expected a path, a PIL image, a numpy (H, W[, 3]) array or a torch (3, H, W) tensor,"
             f" got {type(image).__name__}"
         )
-    return _from_array(image)
+    rgb = _from_array(image)
+    check_pixels(rgb.shape[0], rgb.shape[1], max_pixels)
+    return rgb
 
 
 def _from_array(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ValueError(f"numpy images must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+        raise ImageError(f"numpy images must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
     if array.dtype == np.uint8:
         rgb = array
     elif np.issubdtype(array.dtype, np.floating):
         if array.size and (np.nanmin(array) < 0 or np.nanmax(array) > 1 or np.isnan(array).any()):
-            raise ValueError("floating-point images must be in 0..1 (pass 0..255 images as uint8)")
+            raise ImageError("floating-point images must be in 0..1 (pass 0..255 images as uint8)")
         rgb = np.round(array * 255).astype(np.uint8)
     else:
-        raise ValueError(f"images must be uint8 (0..255) or floating (0..1), got {array.dtype}")
+        raise ImageError(
+            f"images must be uint8 (0..255) or floating (0..1), got {array.dtype}; scale other "
+            "integer images to uint8 first (e.g. 16-bit: (a / 257).round().astype(np.uint8))"
+        )
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
     elif rgb.shape[2] == 4:
@@ -85,10 +182,13 @@ def _from_array(array: np.ndarray) -> np.ndarray:
 
 def read_label(path: Union[str, os.PathLike]) -> np.ndarray:
     """A label PNG (palette or grayscale indices, 255 = ignore) -> ``(H, W) int64``."""
-    with Image.open(path) as label:
-        if label.mode not in ("P", "L", "I", "I;16"):
-            raise ValueError(
-                f"{os.fspath(path)}: label images must hold class indices (palette or "
-                f"grayscale PNG), got mode {label.mode}"
-            )
-        return np.asarray(label, dtype=np.int64).copy()
+    try:
+        with Image.open(path) as label:
+            if label.mode not in ("P", "L", "I", "I;16"):
+                raise ImageError(
+                    f"{os.fspath(path)}: label images must hold class indices (palette or "
+                    f"grayscale PNG), got mode {label.mode}"
+                )
+            return np.asarray(label, dtype=np.int64).copy()
+    except (UnidentifiedImageError, SyntaxError) as error:
+        raise ImageError(f"cannot read label image {os.fspath(path)}: {error}") from None

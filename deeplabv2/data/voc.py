@@ -8,6 +8,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..errors import DatasetError
 from .classes import VOC_CLASSES
 from .images import load_image, read_label
 
@@ -37,6 +38,10 @@ class VOCSegmentation:
         root: the dataset directory (e.g. ``VOCdevkit/VOC2012``).
         split: ``"train"``, ``"val"``, ``"trainaug"``... or a list file.
         limit: keep only the first ``limit`` entries.
+
+    Raises:
+        FileNotFoundError: no such root, split or label folder.
+        DatasetError: a split that lists no images, or a malformed list file.
     """
 
     class_names = VOC_CLASSES
@@ -49,6 +54,8 @@ class VOCSegmentation:
             raise FileNotFoundError(f"dataset root {self.root} is not a directory")
         self.split = split
         self.items = self._read_list(split)
+        if not self.items:
+            raise DatasetError(f"the split {split!r} under {self.root} lists no images")
         if limit is not None:
             if limit < 1:
                 raise ValueError(f"limit must be >= 1, got {limit}")
@@ -71,7 +78,7 @@ class VOCSegmentation:
                 for line in _lines(list_file):
                     parts = line.split()
                     if len(parts) != 2:
-                        raise ValueError(
+                        raise DatasetError(
                             f"{list_file}: expected '<image> <label>' per line, got {line!r}"
                         )
                     image, label = (self.root / p.lstrip("/") for p in parts)
@@ -99,7 +106,7 @@ class VOCSegmentation:
         image = load_image(image_path)
         label = read_label(label_path)
         if label.shape != image.shape[:2]:
-            raise ValueError(
+            raise DatasetError(
                 f"{name}: label {label_path} is {label.shape[::-1]} (W, H) but the image is "
                 f"{image.shape[1::-1]}"
             )

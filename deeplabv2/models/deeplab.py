@@ -81,6 +81,8 @@ class DeepLabV2(nn.Module):
     """
 
     output_stride = 8
+    #: The smallest input side the network accepts (one cell of the output stride).
+    min_input_size = MIN_INPUT_SIZE
 
     def __init__(
         self,
@@ -123,7 +125,9 @@ def deeplab_v2_resnet101(
             ``.safetensors`` / ``.pth`` / ``.caffemodel`` file; or
             ``"hf-hub:<owner>/<repo>[/<filename>]"``.
         num_classes: output classes; default: the weights' (21 without weights). A value that
-            differs from the weights' keeps their backbone and initialises the head (a warning).
+            differs from the weights' keeps their backbone and initialises the head (a warning);
+            with it, weights without a head (a backbone) load too. Without it, a file that has
+            no head and does not say it is backbone-only is refused.
         cache_dir: Hugging Face Hub cache directory.
         local_files_only: never touch the network (also: ``HF_HUB_OFFLINE=1``).
         progress: progress bar for URL downloads.
@@ -136,11 +140,16 @@ def deeplab_v2_resnet101(
     """
     state: Optional[dict] = None
     info: dict[str, Any] = {}
+    new_head = num_classes is not None
     if pretrained is not None and pretrained is not False:
         from ..weights.hub import load_pretrained  # weights code only when weights are asked for
 
         state, info = load_pretrained(
-            pretrained, cache_dir=cache_dir, local_files_only=local_files_only, progress=progress
+            pretrained,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            progress=progress,
+            new_head=new_head,
         )
     weights_classes = info.get("num_classes")
     if num_classes is None:
@@ -148,6 +157,13 @@ def deeplab_v2_resnet101(
     model = DeepLabV2(num_classes=num_classes, blocks=(3, 4, 23, 3), **kwargs)
     if state is None:
         return model
+    if weights_classes is None and not new_head:
+        warnings.warn(
+            f"the weights {info.get('weights') or info.get('source')} have no head (a backbone "
+            f"initialisation): the ASPP head ({num_classes} classes) is initialised randomly; "
+            "pass num_classes= to choose its size",
+            stacklevel=2,
+        )
     if weights_classes is not None and weights_classes != num_classes:
         warnings.warn(
             f"the weights {info.get('weights') or info.get('source')} have {weights_classes} "

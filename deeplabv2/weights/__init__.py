@@ -1,9 +1,14 @@
 """Pretrained weights: the registry, loading (Hub, torch.hub, files) and Caffe conversion."""
 
-from .caffe import CaffeFormatError, CaffeLayer, parse_net, read_caffemodel
+from ..errors import (
+    CaffeFormatError,
+    WeightsFormatError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+)
+from .caffe import CaffeLayer, parse_net, read_caffemodel
 from .convert import (
     CONVERSION_VERSION,
-    WeightsMismatchError,
     caffe_block_name,
     caffe_layer_table,
     caffe_to_state_dict,
@@ -11,9 +16,9 @@ from .convert import (
     convert,
     load_weights_file,
     peer_to_state_dict,
-    save_safetensors,
 )
-from .hub import WeightsUnavailableError, load_pretrained, resolve_weights_file, sha256sum
+from .files import save_safetensors
+from .hub import load_pretrained, resolve_weights_file, sha256sum
 from .registry import DEFAULT_WEIGHTS, Weights, get_weights, list_weights
 
 __all__ = [
@@ -22,6 +27,7 @@ __all__ = [
     "CaffeFormatError",
     "CaffeLayer",
     "Weights",
+    "WeightsFormatError",
     "WeightsMismatchError",
     "WeightsUnavailableError",
     "caffe_block_name",

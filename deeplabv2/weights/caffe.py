@@ -8,26 +8,37 @@ Only what weights need is decoded (field numbers from ``caffe.proto``):
 * ``BlobProto``: ``num``/``channels``/``height``/``width`` = 1..4 (legacy shape), ``data`` = 5
   (float), ``shape`` = 7 (``BlobShape.dim`` = 1, int64), ``double_data`` = 8.
 
-Repeated numbers are accepted packed or unpacked, as protobuf parsers must.
+Repeated numbers are accepted packed or unpacked, as protobuf parsers must; runs of unpacked
+floats are decoded in one vectorised step, so memory stays a small multiple of the file size.
+Files that cannot be DeepLab weights (more than :data:`MAX_LAYERS` layers, blobs of more than
+four axes) are refused early rather than parsed at length.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CaffeFormatError", "CaffeLayer", "read_caffemodel", "parse_net"]
+from ..errors import CaffeFormatError
+from .files import read_bytes
+
+__all__ = ["MAX_LAYERS", "CaffeFormatError", "CaffeLayer", "read_caffemodel", "parse_net"]
+
+#: The most layers a file may have. DeepLab v2's largest net (ResNet-101 with MSC training
+#: copies of every layer) has about 1,700; anything far beyond is not a DeepLab model.
+MAX_LAYERS = 20_000
+#: Axes of a blob: DeepLab's convolution, BatchNorm and Scale blobs have at most four.
+MAX_BLOB_AXES = 4
 
 # V1LayerParameter.LayerType values of the layers that carry blobs (caffe.proto).
 _V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution"}
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
-
-
-class CaffeFormatError(ValueError):
-    """The bytes are not a (complete) Caffe ``NetParameter``."""
+# One-byte keys of unpacked BlobProto.data (field 5, fixed32) and double_data (8, fixed64).
+_FLOAT_KEY, _DOUBLE_KEY = 5 << 3 | _FIXED32, 8 << 3 | _FIXED64
 
 
 @dataclass
@@ -54,40 +65,67 @@ def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
             raise CaffeFormatError(f"malformed varint at byte {pos}")
 
 
-def _fields(buf: memoryview, start: int, end: int):
-    """Yield ``(field number, wire type, value)``; value is an int or a ``(start, end)`` span."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
+class _Fields:
+    """Iterate ``(field number, wire type, value)`` over one message.
+
+    ``value`` is an int (varints) or a ``(start, end)`` byte span. ``pos`` is public so that a
+    caller which consumed a run of fields itself can move the iterator past it.
+    """
+
+    def __init__(self, buf: memoryview, start: int, end: int) -> None:
+        self.buf, self.pos, self.end = buf, start, end
+
+    def __iter__(self) -> _Fields:
+        return self
+
+    def __next__(self) -> tuple[int, int, object]:
+        if self.pos >= self.end:
+            raise StopIteration
+        key, pos = _varint(self.buf, self.pos, self.end)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise CaffeFormatError(f"invalid field number 0 at byte {pos}")
         if wire == _VARINT:
-            value, pos = _varint(buf, pos, end)
+            value, pos = _varint(self.buf, pos, self.end)
         elif wire == _FIXED64:
             value, pos = (pos, pos + 8), pos + 8
         elif wire == _BYTES:
-            length, pos = _varint(buf, pos, end)
+            length, pos = _varint(self.buf, pos, self.end)
             value, pos = (pos, pos + length), pos + length
         elif wire == _FIXED32:
             value, pos = (pos, pos + 4), pos + 4
         else:
             raise CaffeFormatError(f"unsupported wire type {wire} at byte {pos}")
-        if pos > end:
+        if pos > self.end:
             raise CaffeFormatError(
-                f"field {number} runs past the end of its message (byte {pos} > {end}): "
+                f"field {number} runs past the end of its message (byte {pos} > {self.end}): "
                 "the file is truncated"
             )
-        yield number, wire, value
+        self.pos = pos
+        return number, wire, value
 
 
-def _numbers(buf: memoryview, value: tuple[int, int], dtype: str, out: list[np.ndarray]) -> None:
-    """Collect a packed (bytes) or single (fixed-width) float/double field into ``out``."""
-    start, end = value
-    item = np.dtype(dtype).itemsize
-    if (end - start) % item:
+def _packed(buf: memoryview, span: tuple[int, int], dtype: str) -> np.ndarray:
+    """A packed float/double field (bytes) as a read-only view."""
+    start, end = span
+    if (end - start) % np.dtype(dtype).itemsize:
         raise CaffeFormatError(f"packed {dtype} data of {end - start} bytes at byte {start}")
-    out.append(np.frombuffer(buf[start:end], dtype=dtype))
+    return np.frombuffer(buf[start:end], dtype=dtype)
+
+
+def _unpacked_run(buf: memoryview, key_pos: int, end: int, key: int, dtype: str):
+    """Decode the run of unpacked one-value fields that starts at ``key_pos``, vectorised.
+
+    Each field is its one-byte ``key`` followed by the value; the run continues while the next
+    record starts with the same key. Returns ``(values, position after the run)``.
+    """
+    stride = 1 + np.dtype(dtype).itemsize
+    raw = np.frombuffer(buf, dtype=np.uint8, count=end - key_pos, offset=key_pos)
+    count = len(raw) // stride
+    other = np.flatnonzero(raw[: count * stride : stride] != key)
+    count = int(other[0]) if other.size else count
+    values = raw[: count * stride].reshape(count, stride)[:, 1:].copy().view(dtype).ravel()
+    return values, key_pos + count * stride
 
 
 def _varints(buf: memoryview, wire: int, value, out: list[int]) -> None:
@@ -110,35 +148,47 @@ def _blob(buf: memoryview, start: int, end: int, where: str) -> np.ndarray:
     dims: list[int] = []
     floats: list[np.ndarray] = []
     doubles: list[np.ndarray] = []
-    for number, wire, value in _fields(buf, start, end):
+    fields = _Fields(buf, start, end)
+    for number, wire, value in fields:
         if number in legacy and wire == _VARINT:
             legacy[number] = _signed(value)
             has_legacy = True
-        elif number == 5 and wire in (_BYTES, _FIXED32):
-            _numbers(buf, value, "<f4", floats)
-        elif number == 8 and wire in (_BYTES, _FIXED64):
-            _numbers(buf, value, "<f8", doubles)
+        elif number == 5 and wire == _BYTES:
+            floats.append(_packed(buf, value, "<f4"))
+        elif number == 5 and wire == _FIXED32:
+            run, fields.pos = _unpacked_run(buf, value[0] - 1, end, _FLOAT_KEY, "<f4")
+            floats.append(run)
+        elif number == 8 and wire == _BYTES:
+            doubles.append(_packed(buf, value, "<f8"))
+        elif number == 8 and wire == _FIXED64:
+            run, fields.pos = _unpacked_run(buf, value[0] - 1, end, _DOUBLE_KEY, "<f8")
+            doubles.append(run)
         elif number == 7 and wire == _BYTES:
-            for sub, sub_wire, sub_value in _fields(buf, *value):
+            for sub, sub_wire, sub_value in _Fields(buf, *value):
                 if sub == 1:
                     _varints(buf, sub_wire, sub_value, dims)
-    data = np.concatenate(floats) if floats else np.concatenate(doubles) if doubles else None
-    if data is None:
-        data = np.zeros(0, dtype=np.float32)
+                    if len(dims) > MAX_BLOB_AXES:
+                        raise CaffeFormatError(
+                            f"{where}: a blob with more than {MAX_BLOB_AXES} axes; DeepLab's "
+                            "Caffe weights have at most 4 (this is not a DeepLab model)"
+                        )
+    parts = floats or doubles
+    size = sum(part.size for part in parts)
     shape = [_signed(d) for d in dims] if dims else [legacy[n] for n in (1, 2, 3, 4)]
     if not dims and not has_legacy:
-        shape = [data.size]
-    if any(d < 0 for d in shape) or int(np.prod(shape)) != data.size:
+        shape = [size]
+    if any(d < 0 for d in shape) or math.prod(shape) != size:
         raise CaffeFormatError(
-            f"{where}: blob shape {tuple(shape)} does not match its {data.size} values"
+            f"{where}: blob shape {tuple(shape)} does not match its {size} values"
         )
+    data = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return data.astype(np.float32).reshape(shape)
 
 
 def _layer(buf: memoryview, start: int, end: int, v1: bool) -> CaffeLayer:
     name_field, type_field, blobs_field = (4, 5, 6) if v1 else (1, 2, 7)
     name, layer_type, spans = "", "", []
-    for number, wire, value in _fields(buf, start, end):
+    for number, wire, value in _Fields(buf, start, end):
         if number == name_field and wire == _BYTES:
             name = bytes(buf[value[0] : value[1]]).decode("utf-8", errors="replace")
         elif number == type_field:
@@ -156,14 +206,20 @@ def parse_net(data: bytes | memoryview) -> tuple[str, list[CaffeLayer]]:
     """Parse serialized ``NetParameter`` bytes -> ``(net name, layers in file order)``.
 
     Raises:
-        CaffeFormatError: truncated or malformed data, or a net with no layers.
+        CaffeFormatError: truncated or malformed data, a net with no layers or more than
+            :data:`MAX_LAYERS`, or a blob whose shape does not fit its values.
     """
     buf = memoryview(data)
     name, layers = "", []
-    for number, wire, value in _fields(buf, 0, len(buf)):
+    for number, wire, value in _Fields(buf, 0, len(buf)):
         if number == 1 and wire == _BYTES:
             name = bytes(buf[value[0] : value[1]]).decode("utf-8", errors="replace")
         elif number in (2, 100) and wire == _BYTES:
+            if len(layers) == MAX_LAYERS:
+                raise CaffeFormatError(
+                    f"more than {MAX_LAYERS} layers: this is not a DeepLab model (the largest "
+                    "DeepLab v2 net has about 1,700)"
+                )
             layers.append(_layer(buf, *value, v1=number == 2))
     if not layers:
         raise CaffeFormatError("no layers found: this is not a Caffe NetParameter (.caffemodel)")
@@ -174,18 +230,16 @@ def read_caffemodel(path: str | os.PathLike) -> tuple[str, list[CaffeLayer]]:
     """Read a ``.caffemodel`` file -> ``(net name, layers)``; see :func:`parse_net`.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError / PermissionError / IsADirectoryError: the file cannot be opened
+            (the message says which).
         CaffeFormatError: the file is truncated, corrupt or not a ``.caffemodel``; the message
             names the file.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no Caffe model at {path!r}")
-    with open(path, "rb") as handle:
-        data = handle.read()
+    data = read_bytes(path, "Caffe model")
     try:
         return parse_net(data)
     except CaffeFormatError as error:
         raise CaffeFormatError(
-            f"{path}: not a valid .caffemodel ({error}); re-download the file"
+            f"{path}: not a valid .caffemodel ({error}); download the file again"
         ) from None

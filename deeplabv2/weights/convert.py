@@ -9,20 +9,18 @@ layers, and ``<head>_c0`` .. ``<head>_c3`` (e.g. ``fc1_voc12_c0``) for the ASPP 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
+from ..errors import CaffeFormatError, WeightsFormatError, WeightsMismatchError
 from .caffe import CaffeLayer, read_caffemodel
+from .files import check_destination, check_readable, read_pth, read_safetensors, save_safetensors
 
 __all__ = [
     "CONVERSION_VERSION",
@@ -98,10 +96,6 @@ CONVERSION_VERSION = "1"
 ARCHITECTURE = "deeplab_v2_resnet101"
 _BLOCKS = (3, 4, 23, 3)
 _REPORT_LIMIT = 8
-
-
-class WeightsMismatchError(ValueError):
-    """A state dict does not fit the model: missing, unexpected or mis-shaped entries."""
 
 
 def expected_shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
@@ -215,20 +209,31 @@ def caffe_to_state_dict(
         module, kind = table[name]
         blobs = [torch.from_numpy(np.ascontiguousarray(b)) for b in layer.blobs]
         if kind == "conv":
+            if not 1 <= len(blobs) <= 2:
+                raise CaffeFormatError(
+                    f"{source}: convolution layer {name} has {len(blobs)} blobs, expected 1 or "
+                    "2 (weight, bias): the file is corrupt"
+                )
             state[f"{module}.weight"] = blobs[0]
             if len(blobs) > 1:
                 state[f"{module}.bias"] = blobs[1].flatten()
         elif kind == "bn":
-            if len(blobs) < 3:
-                raise WeightsMismatchError(
-                    f"{source}: BatchNorm layer {name} has {len(blobs)} blobs, expected 3 "
-                    "(mean*s, var*s, s)"
+            if len(blobs) != 3 or blobs[2].numel() != 1:
+                found = ", ".join(str(tuple(b.shape)) for b in blobs) or "none"
+                raise CaffeFormatError(
+                    f"{source}: BatchNorm layer {name} has blobs of shapes {found}; expected "
+                    "three (mean*s, var*s and s, a single value): the file is corrupt"
                 )
             s = float(blobs[2].flatten()[0])
             factor = 0.0 if s == 0 else 1.0 / s
             state[f"{module}.running_mean"] = blobs[0].flatten() * factor
             state[f"{module}.running_var"] = blobs[1].flatten() * factor
         else:
+            if not 1 <= len(blobs) <= 2:
+                raise CaffeFormatError(
+                    f"{source}: Scale layer {name} has {len(blobs)} blobs, expected 1 or 2 "
+                    "(weight, bias): the file is corrupt"
+                )
             weight = blobs[0].flatten()
             state[f"{module}.weight"] = weight
             state[f"{module}.bias"] = blobs[1].flatten() if len(blobs) > 1 else weight * 0
@@ -300,80 +305,91 @@ def peer_to_state_dict(
     return out
 
 
+def _head_classes(state: Mapping[str, torch.Tensor], source: str) -> int:
+    """The class count of an ASPP head: output channels of its first 4-D weight."""
+    for index in range(4):
+        weight = state.get(f"aspp.convs.{index}.weight")
+        if weight is not None and weight.dim() == 4:
+            return int(weight.shape[0])
+    raise WeightsMismatchError(
+        f"{source}: its ASPP head has no (num_classes, 2048, 3, 3) weight "
+        f"(found: {_names(k for k in state if k.startswith('aspp.'))})"
+    )
+
+
 def _checked(
-    state: dict[str, torch.Tensor], source: str, backbone_only: bool
+    state: dict[str, torch.Tensor],
+    source: str,
+    backbone_only: bool,
+    metadata: Mapping[str, str],
+    new_head: bool,
 ) -> tuple[dict[str, torch.Tensor], Optional[int]]:
-    """Check ``state``; weights without an ASPP head (or ``backbone_only``) load as a backbone."""
-    head = state.get("aspp.convs.0.weight")
-    if backbone_only or head is None:
+    """Check ``state`` strictly; return it with its class count (None: backbone only).
+
+    A file without any ``aspp.*`` entry loads as a backbone only if that is explicit: its
+    metadata says so (``num_classes: none``, as this library writes backbone-only files),
+    ``backbone_only`` asks for it, or ``new_head`` (the caller asked for a new head). A head
+    with some entries missing is always an error.
+    """
+    has_head = any(k.startswith("aspp.") for k in state)
+    explicit = metadata.get("num_classes") == "none" or new_head
+    if backbone_only or (not has_head and explicit):
         state = {k: v for k, v in state.items() if not k.startswith("aspp.")}
         num_classes = None
-    elif head.dim() != 4:
+    elif not has_head:
         raise WeightsMismatchError(
-            f"{source}: aspp.convs.0.weight has shape {tuple(head.shape)}, expected "
-            "(num_classes, 2048, 3, 3)"
+            f"{source} has no ASPP head (missing: {_names(_head_keys())}); a backbone-only "
+            "initialisation must be loaded as one: convert it with --backbone-only "
+            "(backbone_only=True), or pass num_classes=N to build a new head"
         )
     else:
-        num_classes = int(head.shape[0])
+        num_classes = _head_classes(state, source)
     check_state_dict(state, num_classes, source)
     return state, num_classes
 
 
+def _head_keys() -> list[str]:
+    return [f"aspp.convs.{i}.{entry}" for i in range(4) for entry in ("weight", "bias")]
+
+
 def load_weights_file(
-    path: str | os.PathLike, backbone_only: bool = False
+    path: str | os.PathLike, backbone_only: bool = False, new_head: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read weights of any supported format -> ``(state dict, metadata)``.
 
     ``.safetensors`` (this library's files, metadata from the header), ``.pth``/``.pt`` (this
     library's keys or the PyTorch port's, read with ``torch.load(weights_only=True)``) and
     ``.caffemodel`` (the release's files, converted on the fly). The state dict is checked
-    against the model; ``metadata["num_classes"]`` gives its class count (``"none"`` for
-    backbone-only weights: files without an ASPP head, or any file with ``backbone_only``).
+    strictly against the model; ``metadata["num_classes"]`` gives its class count (``"none"``
+    for backbone-only weights). A file without an ASPP head is refused unless it says it is
+    backbone-only, ``backbone_only`` is set, or ``new_head`` (a new head will be built).
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: unknown extension, an unreadable or corrupt file, or weights that do not fit.
+        FileNotFoundError / PermissionError / IsADirectoryError: the file cannot be opened.
+        WeightsFormatError: unknown extension, or an unreadable or corrupt file.
+        WeightsMismatchError: weights that do not fit the model.
     """
     path = os.fspath(path)
     source = os.path.basename(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no weights file at {path!r}")
     suffix = os.path.splitext(path)[1].lower()
+    check_readable(path, "weights file")
     if suffix == ".caffemodel":
         _, layers = read_caffemodel(path)
         state, num_classes = caffe_to_state_dict(layers, source, backbone_only)
         return state, _metadata(num_classes, source)
     if suffix == ".safetensors":
-        try:
-            with safe_open(path, framework="pt") as handle:
-                metadata = dict(handle.metadata() or {})
-                state = {key: handle.get_tensor(key) for key in handle.keys()}
-        except Exception as error:  # safetensors raises its own error types
-            raise ValueError(
-                f"{path}: not a readable safetensors file ({error}); the file is corrupt or "
-                "truncated: delete it and download or convert it again"
-            ) from None
-        state, num_classes = _checked(state, source, backbone_only)
+        state, metadata = read_safetensors(path)
+        state, num_classes = _checked(state, source, backbone_only, metadata, new_head)
         return state, {**metadata, **_metadata(num_classes, source)}
     if suffix in (".pth", ".pt"):
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - pickle and zip errors alike
-            raise ValueError(
-                f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error}); "
-                "the file is corrupt, truncated or holds more than tensors"
-            ) from None
-        if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-            loaded = loaded["state_dict"]
-        if not isinstance(loaded, Mapping):
-            raise ValueError(f"{path}: expected a state dict, found {type(loaded).__name__}")
+        loaded = read_pth(path)
         if all(key.startswith(("backbone.", "aspp.convs.")) for key in loaded):
-            state = dict(loaded)
+            state = loaded
         else:
             state = peer_to_state_dict(loaded, source)
-        state, num_classes = _checked(state, source, backbone_only)
+        state, num_classes = _checked(state, source, backbone_only, {}, new_head)
         return state, _metadata(num_classes, source)
-    raise ValueError(
+    raise WeightsFormatError(
         f"{path}: unknown weights format {suffix or '(no extension)'}; expected .safetensors, "
         ".pth/.pt or .caffemodel"
     )
@@ -391,36 +407,6 @@ def _metadata(num_classes: Optional[int], source: str) -> dict[str, str]:
     }
 
 
-def save_safetensors(
-    state: Mapping[str, torch.Tensor],
-    path: str | os.PathLike,
-    metadata: Mapping[str, str],
-    force: bool = False,
-) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file + rename), float32, contiguous.
-
-    Raises:
-        FileExistsError: ``path`` exists and ``force`` is false.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass force=True (CLI: --force) to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt", **metadata})
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def convert(
     src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, backbone_only: bool = False
 ) -> tuple[Path, dict[str, str]]:
@@ -430,7 +416,6 @@ def convert(
     ``architecture``, ``num_classes``, ``source``, ``deeplabv2_version`` and
     ``conversion_version`` in its header. Returns the written path and its metadata.
     """
-    if Path(dst).exists() and not force:
-        raise FileExistsError(f"{dst} exists; pass force=True (CLI: --force) to overwrite it")
+    check_destination(dst, force, suffix=".safetensors")
     state, metadata = load_weights_file(src, backbone_only=backbone_only)
     return save_safetensors(state, dst, metadata, force=force), metadata

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
+from ..errors import WeightsUnavailableError
 from .convert import load_weights_file
+from .files import atomic_write
 from .registry import DEFAULT_WEIGHTS, Weights, get_weights, list_weights
 
 __all__ = ["WeightsUnavailableError", "load_pretrained", "resolve_weights_file", "sha256sum"]
 
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Weights could not be fetched (offline, no network, or not in the cache)."""
+# Seconds one network request may take before the weights count as unavailable: one short
+# attempt, no retries (HF_HUB_ETAG_TIMEOUT, when set, is used for the Hub instead).
+_TIMEOUT = 5.0
 
 
 def sha256sum(path: Union[str, os.PathLike]) -> str:
@@ -60,6 +63,14 @@ def _unavailable(what: str, where: str, error: BaseException) -> WeightsUnavaila
     )
 
 
+def _hub_timeout() -> float:
+    value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
+    try:
+        return float(value) if value else _TIMEOUT
+    except ValueError:
+        return _TIMEOUT
+
+
 def _hf_download(
     repo_id: str,
     filename: str,
@@ -67,27 +78,70 @@ def _hf_download(
     cache_dir: Optional[Union[str, os.PathLike]],
     local_files_only: bool,
 ) -> str:
-    from huggingface_hub import hf_hub_download
+    """A file of a Hub repository in the Hub cache, fetched if needed.
+
+    Offline (``local_files_only`` or ``HF_HUB_OFFLINE``) only the cache is read. Otherwise one
+    short request (no retries) asks the Hub first, so that a machine without network fails in
+    seconds; if it fails, a copy already in the cache is used, else WeightsUnavailableError.
+    """
+    from huggingface_hub import (
+        get_hf_file_metadata,
+        hf_hub_download,
+        hf_hub_url,
+        try_to_load_from_cache,
+    )
 
     from .. import __version__
 
+    what = f"{filename} of the Hugging Face Hub repository {repo_id}" + (
+        f" at revision {revision}" if revision else ""
+    )
+    offline = local_files_only or _offline()
+    if not offline:
+        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+        if isinstance(cached, str) and revision is not None and len(revision) == 40:
+            return cached  # a pinned commit never changes: no request needed
+        try:
+            get_hf_file_metadata(
+                hf_hub_url(repo_id, filename, revision=revision), timeout=_hub_timeout()
+            )
+        except Exception as error:  # noqa: BLE001 - network, HTTP and auth errors alike
+            if isinstance(cached, str):
+                return cached
+            raise _unavailable(what, f"https://huggingface.co/{repo_id}", error) from None
     try:
         return hf_hub_download(
             repo_id,
             filename,
             revision=revision,
             cache_dir=cache_dir,
-            local_files_only=local_files_only or _offline(),
+            local_files_only=offline,
             library_name="deeplabv2",
             library_version=__version__,
         )
     except Exception as error:  # huggingface_hub raises many types for the same situation
-        raise _unavailable(
-            f"{filename} of the Hugging Face Hub repository {repo_id}"
-            + (f" at revision {revision}" if revision else ""),
-            f"https://huggingface.co/{repo_id}",
-            error,
-        ) from error
+        raise _unavailable(what, f"https://huggingface.co/{repo_id}", error) from None
+
+
+def _download(url: str, target: Path, progress: bool) -> None:
+    """``url`` -> ``target`` (atomic; one attempt, :data:`_TIMEOUT` seconds per request)."""
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:  # noqa: S310 - http(s) only
+        size = int(response.headers.get("Content-Length") or 0) or None
+
+        def write(tmp: str) -> None:
+            with (
+                open(tmp, "wb") as sink,
+                tqdm(
+                    total=size, unit="B", unit_scale=True, desc=target.name, disable=not progress
+                ) as bar,
+            ):
+                while chunk := response.read(1 << 20):
+                    sink.write(chunk)
+                    bar.update(len(chunk))
+
+        atomic_write(target, write, force=True)
 
 
 def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> Path:
@@ -104,22 +158,22 @@ def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> P
                 weights.url,
                 FileNotFoundError(f"{archive} (offline mode)"),
             )
-        checkpoints.mkdir(parents=True, exist_ok=True)
         try:
-            torch.hub.download_url_to_file(weights.url, str(archive), progress=progress)
-        except Exception as error:  # urllib raises URLError, HTTPError, OSError...
-            raise _unavailable(f"the {weights.name!r} weights", weights.url, error) from error
+            _download(weights.url, archive, progress)
+        except OSError as error:  # urllib raises URLError, HTTPError, timeouts...
+            raise _unavailable(f"the {weights.name!r} weights", weights.url, error) from None
     if weights.url_member is not None:
         try:
             with zipfile.ZipFile(archive) as zipped:
                 member = next(
                     n for n in zipped.namelist() if n.rsplit("/", 1)[-1] == weights.url_member
                 )
-                tmp = target.with_name(target.name + ".part")
-                with zipped.open(member) as source, open(tmp, "wb") as sink:
-                    while chunk := source.read(1 << 20):
-                        sink.write(chunk)
-                os.replace(tmp, target)
+
+                def extract(tmp: str) -> None:
+                    with zipped.open(member) as source, open(tmp, "wb") as sink:
+                        shutil.copyfileobj(source, sink, 1 << 20)
+
+                atomic_write(target, extract, force=True)
         except (zipfile.BadZipFile, StopIteration, OSError) as error:
             _discard(archive)
             raise ValueError(
@@ -180,10 +234,8 @@ def resolve_weights_file(
         else:
             path = _url_download(weights, local_files_only, progress)
         return path, weights
-    if os.path.isfile(pretrained):
-        return Path(pretrained), None
-    if pretrained.lower().endswith(_SUFFIXES) or os.sep in pretrained:
-        raise FileNotFoundError(f"no weights file at {pretrained!r}")
+    if os.path.exists(pretrained) or pretrained.lower().endswith(_SUFFIXES) or os.sep in pretrained:
+        return Path(pretrained), None  # a path: reading it says precisely what is wrong with it
     get_weights(pretrained)  # raises a ValueError listing the names
     raise AssertionError("unreachable")
 
@@ -193,13 +245,15 @@ def load_pretrained(
     cache_dir: Optional[Union[str, os.PathLike]] = None,
     local_files_only: bool = False,
     progress: bool = True,
+    new_head: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Resolve, verify and read weights -> ``(state dict, metadata)``.
 
     The metadata holds ``num_classes`` (None for backbone-only weights), ``categories``,
     ``source`` (the file) and ``weights`` (the registry name, if any). A checksum mismatch or a
     corrupt file from a cache raises a ValueError and removes the file from the cache, so the
-    next call downloads it again.
+    next call downloads it again. ``new_head``: the caller builds a new head, so a file
+    without one is accepted (see :func:`~deeplabv2.weights.load_weights_file`).
     """
     path, weights = resolve_weights_file(pretrained, cache_dir, local_files_only, progress)
     cached = weights is not None or str(pretrained).startswith("hf-hub:")
@@ -214,11 +268,14 @@ def load_pretrained(
             )
     try:
         backbone_only = weights is not None and weights.backbone_only
-        state, metadata = load_weights_file(path, backbone_only=backbone_only)
-    except ValueError:
-        if cached:
-            _discard(path)
-        raise
+        state, metadata = load_weights_file(path, backbone_only, new_head)
+    except ValueError as error:
+        if not cached:
+            raise
+        _discard(path)
+        raise type(error)(
+            f"{error} (the cached copy was removed: load again to download it anew)"
+        ) from None
     info: dict[str, Any] = dict(metadata)
     info["num_classes"] = int(metadata["num_classes"]) if "aspp.convs.0.weight" in state else None
     info["categories"] = weights.categories if weights is not None else ()

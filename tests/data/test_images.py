@@ -9,6 +9,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from deeplabv2.data.images import load_image, read_label
+from deeplabv2.errors import ImageError
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,13 @@ def test_paths_and_pil(tmp_path, rgb: np.ndarray) -> None:
 def test_exif_orientation_is_respected(tmp_path, rgb: np.ndarray) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
-    Image.fromarray(rgb).save(tmp_path / "rot.jpg", exif=exif, quality=100)
-    loaded = load_image(tmp_path / "rot.jpg")
-    assert loaded.shape == (60, 40, 3)  # displayed upright: width and height swapped
+    Image.fromarray(rgb).save(tmp_path / "rot.png", exif=exif)
+    loaded = load_image(tmp_path / "rot.png")
+    np.testing.assert_array_equal(loaded, np.rot90(rgb, k=-1))  # as displayed: turned clockwise
+    exif[0x0112] = 3  # "rotate 180"
+    Image.fromarray(rgb).save(tmp_path / "flip.jpg", exif=exif, quality=100)
+    upside = load_image(tmp_path / "flip.jpg").astype(int)
+    assert np.abs(upside - rgb[::-1, ::-1]).mean() < 2  # JPEG: equal up to compression
 
 
 def test_grayscale_palette_rgba(rgb: np.ndarray) -> None:
@@ -70,3 +75,41 @@ def test_read_label_keeps_indices(tmp_path) -> None:
     Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match="class indices"):
         read_label(tmp_path / "rgb.png")
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path) -> None:
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as opened:
+        assert opened.mode.startswith("I")  # Pillow reads it as 16-bit
+    loaded = load_image(tmp_path / "deep.png")
+    expected = np.round(ramp / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(loaded, np.repeat(expected[:, :, None], 3, axis=2))
+    assert (loaded == 255).mean() < 0.01  # not saturated
+
+
+def test_float_and_integer_tiffs(tmp_path) -> None:
+    values = np.linspace(0, 1, 48, dtype=np.float32).reshape(6, 8)
+    Image.fromarray(values).save(tmp_path / "unit.tif")
+    np.testing.assert_array_equal(
+        load_image(tmp_path / "unit.tif")[:, :, 1], np.round(values * 255).astype(np.uint8)
+    )
+    Image.fromarray(values * 1000).save(tmp_path / "hdr.tif")
+    with pytest.raises(ImageError, match=r"hdr\.tif: 32-bit float images must hold values in 0..1"):
+        load_image(tmp_path / "hdr.tif")
+    Image.fromarray(np.arange(48, dtype=np.int32).reshape(6, 8) * 10**6).save(tmp_path / "i.tif")
+    with pytest.raises(ImageError, match="32-bit integer images"):
+        load_image(tmp_path / "i.tif")
+    with pytest.raises(ImageError, match="CIELAB"):
+        load_image(Image.new("LAB", (4, 4)))
+
+
+def test_other_modes_convert_faithfully() -> None:
+    red = np.array([[[255, 0, 0]]], np.uint8)
+    np.testing.assert_array_equal(load_image(Image.new("CMYK", (1, 1), (0, 255, 255, 0))), red)
+    np.testing.assert_array_equal(load_image(Image.new("HSV", (1, 1), (0, 255, 255))), red)
+    half = load_image(Image.new("RGBa", (1, 1), (100, 0, 0, 128)))  # premultiplied alpha
+    np.testing.assert_allclose(half[0, 0], [227, 127, 127], atol=1)
+    np.testing.assert_array_equal(load_image(Image.new("La", (1, 1), (0, 0))), [[[255] * 3]])
+    with pytest.raises(ImageError, match="uint16"):
+        load_image(np.zeros((4, 4, 3), np.uint16))

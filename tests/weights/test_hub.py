@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import zipfile
@@ -168,3 +169,46 @@ def test_torch_hub_load_local(voc_safetensors):
     assert not loaded.training
     hubconf = (ROOT / "hubconf.py").read_text()
     assert 'dependencies = ["torch"' in hubconf
+
+
+@pytest.fixture
+def silent_server():
+    """A local TCP server that accepts connections and never answers (a dead network path)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def test_unreachable_hub_fails_fast_with_one_message(tmp_path, monkeypatch, silent_server, capfd):
+    import time
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", silent_server)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError, match="owner/repo.*pass its path instead"):
+        deeplab_v2_resnet101(pretrained="hf-hub:owner/repo", cache_dir=tmp_path)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 8.0, f"took {elapsed:.1f} s"
+    assert "Retry" not in capfd.readouterr().err  # no retry storm on stderr
+
+
+def test_unreachable_release_url_fails_fast(torch_home, monkeypatch, silent_server):
+    import time
+
+    from deeplabv2.weights import hub
+
+    url = f"{silent_server}/prototxt_and_model.zip"
+    entry = dataclasses.replace(hub_entry(), name="test-url", hf_revision=None, url=url)
+    monkeypatch.setitem(registry._REGISTRY, "test-url", entry)
+    monkeypatch.setattr(hub, "_TIMEOUT", 1.0)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError, match="prototxt_and_model.zip"):
+        deeplab_v2_resnet101(pretrained="test-url")
+    assert time.perf_counter() - start < 4.0
+    assert not torch_home.exists() or list(torch_home.iterdir()) == []  # no partial download

@@ -1,0 +1,138 @@
+"""`deeplabv2 predict` / `eval` under bad inputs: each image fails alone, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+import deeplabv2.models
+from deeplabv2.cli import main
+from deeplabv2.data.classes import voc_palette
+
+from .voc_fixture import write_voc
+
+
+def photo(path: Path, rows: slice = slice(0, 65), cols: slice = slice(0, 81)) -> Path:
+    Image.fromarray(np.ascontiguousarray(skdata.coffee()[rows, cols])).save(path)
+    return path
+
+
+def predict(tmp_path: Path, weights: Path, *extra: str) -> int:
+    argv = ["predict", str(tmp_path / "in"), "--out", str(tmp_path / "out")]
+    return main([*argv, "--weights", str(weights), "--quiet", *extra])
+
+
+def test_bad_images_are_skipped_and_the_rest_written(tmp_path, voc_safetensors, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo(folder / "a_good.png")
+    Image.new("RGB", (1, 1)).save(folder / "b_tiny.png")
+    Image.new("1", (6000, 6000)).save(folder / "c_large.png")  # 36 MP, over the default limit
+    Image.new("1", (15000, 15000)).save(folder / "d_bomb.png")  # over Pillow's bomb limit
+    photo(folder / "e_good.png", slice(100, 165))
+    code = predict(tmp_path, voc_safetensors, "--msc")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_good.png", "e_good.png"]
+    assert "b_tiny.png: image of 1x1 pixels is too small" in err
+    assert "needs at least 15 pixels per side" in err  # with the 0.5 and 0.75 scales
+    assert "c_large.png: the image of 6000x6000 pixels (36.0 megapixels) is over the limit" in err
+    assert "d_bomb.png" in err and "--max-pixels" in err
+    assert "Traceback" not in err
+
+
+def test_max_pixels_can_be_raised(tmp_path, voc_safetensors, capsys):
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "p.png")
+    assert predict(tmp_path, voc_safetensors, "--max-pixels", "5000") == 1
+    assert "over the limit of 0.0 megapixels" in capsys.readouterr().err
+    assert predict(tmp_path, voc_safetensors, "--max-pixels", "6000") == 0
+
+
+def test_options_are_checked_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(deeplabv2.models, "deeplab_v2_resnet101", no_loading)
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "p.png")
+    for options, message in (
+        (["--tile-size", "10"], "tile_size must be at least 17"),
+        (["--tile-size", "600", "--tile-overlap", "400"], "tile_overlap must be in"),
+        (["--max-pixels", "0"], "--max-pixels must be positive"),
+        (["--device", "cuda:0"] if not torch_cuda() else ["--device", "nonsense"], "--device"),
+    ):
+        assert predict(tmp_path, Path("unused.safetensors"), *options) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_small_tiles_work_with_a_derived_overlap(tmp_path, voc_safetensors, capsys):
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "p.png", slice(0, 150), slice(0, 131))
+    argv = ["predict", str(tmp_path / "in"), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--weights", str(voc_safetensors), "--tile-size", "100"]) == 0
+    err = capsys.readouterr().err
+    assert "tiles of 131x150" in err  # the tile progress bar
+    with Image.open(tmp_path / "out" / "p.png") as png:
+        assert png.size == (131, 150)
+
+
+def test_every_output_is_checked_before_any_is_written(tmp_path, voc_safetensors, capsys):
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "x.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x_overlay.jpg").write_bytes(b"mine")
+    assert predict(tmp_path, voc_safetensors, "--overlay") == 1
+    assert "x_overlay.jpg exists" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x_overlay.jpg"]
+    assert (tmp_path / "out" / "x_overlay.jpg").read_bytes() == b"mine"
+
+
+def test_eval_on_an_empty_split_is_an_error(tmp_path, voc_safetensors, capsys):
+    root = write_voc(tmp_path / "voc")
+    (root / "ImageSets" / "Segmentation" / "empty.txt").write_text("\n")
+    argv = ["eval", "--data", str(root), "--split", "empty", "--weights", str(voc_safetensors)]
+    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 1
+    assert "lists no images" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def relabel(root: Path, value: int, pixels: int) -> None:
+    """Put ``value`` into the first ``pixels`` pixels of the first label image."""
+    path = sorted((root / "SegmentationClass").iterdir())[0]
+    with Image.open(path) as image:
+        labels = np.array(image)
+    labels.reshape(-1)[:pixels] = value
+    out = Image.fromarray(labels, mode="P")
+    out.putpalette(voc_palette().reshape(-1).tolist())
+    out.save(path)
+
+
+def test_out_of_range_labels_warn_once_or_fail_when_strict(tmp_path, voc_safetensors, capsys):
+    root = write_voc(tmp_path / "voc")
+    relabel(root, 37, 10)
+    out = tmp_path / "r.json"
+    argv = ["eval", "--data", str(root), "--weights", str(voc_safetensors), "--quiet"]
+    with pytest.warns(UserWarning) as warned:
+        assert main([*argv, "--out", str(out)]) == 0
+    messages = [str(w.message) for w in warned if "label pixels" in str(w.message)]
+    assert len(messages) == 1
+    assert "10 label pixels hold values outside 0..20 and 255 (ignore) (values: 37)" in messages[0]
+    results = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
+    assert results["invalid_label_pixels"] == {"37": 10}
+    capsys.readouterr()
+    assert main([*argv, "--strict-labels"]) == 1
+    err = capsys.readouterr().err
+    assert "2007_000001: 10 label pixels" in err
