@@ -136,3 +136,28 @@ def test_out_of_range_labels_warn_once_or_fail_when_strict(tmp_path, voc_safeten
     assert main([*argv, "--strict-labels"]) == 1
     err = capsys.readouterr().err
     assert "2007_000001: 10 label pixels" in err
+
+
+def test_out_of_memory_skips_one_image(tmp_path, voc_safetensors, monkeypatch, capsys):
+    import torch
+
+    from deeplabv2.segmenter import Segmenter
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo(folder / "a.png")
+    photo(folder / "b.png", slice(1, 66))
+    original = Segmenter.predict
+    calls = []
+
+    def predict_or_run_out(self, image, return_probs=False):
+        calls.append(image)
+        if len(calls) == 2:  # b.png, the second in sorted order
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return original(self, image, return_probs)
+
+    monkeypatch.setattr(Segmenter, "predict", predict_or_run_out)
+    assert predict(tmp_path, voc_safetensors) == 1
+    err = capsys.readouterr().err
+    assert "b.png: out of memory; try a smaller --tile-size" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
