@@ -1,13 +1,20 @@
 """deeplabv2: DeepLab v2 in PyTorch, faithful to the Caffe release."""
 
-__version__ = "0.1.0.dev0"
-
-from . import crf, data, errors, interp, metrics, models, msc, weights  # noqa: E402
-from .crf import DenseCRF  # noqa: E402
-from .metrics import ConfusionMatrix  # noqa: E402
-from .models import deeplab_v2_resnet101, get_model, list_models  # noqa: E402
-from .msc import MultiScale  # noqa: E402
-from .segmenter import Prediction, Segmenter  # noqa: E402
+from . import crf, data, errors, interp, metrics, models, msc, weights
+from .convert import convert
+from .crf import DenseCRF
+from .metrics import ConfusionMatrix
+from .models import (
+    deeplab_largefov_vgg16,
+    deeplab_v2_resnet101,
+    deeplab_v2_vgg16,
+    get_model,
+    list_models,
+    load_model,
+)
+from .msc import MultiScale
+from .segmenter import Prediction, Segmenter
+from .version import __version__
 
 __all__ = [
     "ConfusionMatrix",
@@ -15,14 +22,18 @@ __all__ = [
     "MultiScale",
     "Prediction",
     "Segmenter",
-    "crf",
     "__version__",
+    "convert",
+    "crf",
     "data",
+    "deeplab_largefov_vgg16",
     "deeplab_v2_resnet101",
+    "deeplab_v2_vgg16",
     "errors",
     "get_model",
     "interp",
     "list_models",
+    "load_model",
     "metrics",
     "models",
     "msc",

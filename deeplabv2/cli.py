@@ -21,12 +21,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .weights import convert
+    from .convert import convert
+    from .data.classes import resolve_class_names
 
-    path, metadata = convert(args.src, args.dst, force=args.force, backbone_only=args.backbone_only)
-    classes = metadata["num_classes"]
-    head = "backbone only" if classes == "none" else f"{classes} classes"
-    print(f"wrote {path} ({head}, from {metadata['source']})")
+    classes = resolve_class_names(args.classes) if args.classes else None
+    path, metadata = convert(
+        args.src,
+        args.dst,
+        model=args.model,
+        backbone_only=args.backbone_only,
+        classes=classes,
+        force=args.force,
+    )
+    count = metadata["num_classes"]
+    head = "backbone only" if count == "none" else f"{count} classes"
+    print(f"wrote {path} ({metadata['architecture']}, {head}, from {metadata['source']})")
+    if count != "none" and "classes" not in metadata:
+        print(
+            "note: the file names no classes, so none were recorded; pass --classes "
+            "voc|cocostuff|FILE to record them",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -34,12 +49,14 @@ def _weights(args: argparse.Namespace) -> int:
     from .weights import get_weights, list_weights
 
     rows = []
-    for name in list_weights():
+    for name in list_weights(args.model):
         entry = get_weights(name)
         metrics = entry.meta.get("_metrics") or {}
         rows.append(
             {
                 "name": name,
+                "architecture": entry.architecture,
+                "tag": entry.tag,
                 "classes": entry.num_classes or "backbone",
                 "source": entry.url_member or entry.url.rsplit("/", 1)[-1],
                 "hub": f"{entry.hf_repo}@{entry.hf_revision or 'unpublished'}",
@@ -47,18 +64,20 @@ def _weights(args: argparse.Namespace) -> int:
                     f"{d}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k != "source")
                     for d, m in metrics.items()
                 ),
+                "warning": entry.warning,
             }
         )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        print(f"{row['name']:<14} {row['classes']!s:<9} {row['source']:<50} {row['metrics']}")
+        flag = "  [trained on VOC val: test server only]" if row["warning"] else ""
+        print(f"{row['name']:<38} {row['classes']!s:<9} {row['source']:<48} {row['metrics']}{flag}")
     return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from .weights.publish import publish
+    from .publish import publish
 
     plan = publish(
         args.name, args.src, args.out, repo_id=args.repo_id, upload=args.upload, force=args.force
@@ -99,11 +118,11 @@ def _check_inference_options(args: argparse.Namespace) -> None:
 def _segmenter(args: argparse.Namespace):
     import torch
 
-    from .models import deeplab_v2_resnet101
+    from . import models
     from .segmenter import Segmenter
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = deeplab_v2_resnet101(pretrained=args.weights)
+    model = models.load_model(args.weights, args.model)
     crf = None
     if args.crf:
         from .crf import DenseCRF
@@ -223,9 +242,20 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    from .models import list_models
+
+    parser.add_argument("--model", choices=list_models(), help=help_text)
+
+
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--weights", default="voc12", help="registry name, local file or hf-hub:... (voc12)"
+        "--weights",
+        default="voc12",
+        help="registry name (deeplabv2 weights), local file or hf-hub:... (voc12)",
+    )
+    _add_model_option(
+        parser, "the network (default: the one the weights are for; a bare name is ResNet-101's)"
     )
     parser.add_argument("--msc", action="store_true", help="multi-scale inputs 1, 0.75, 0.5")
     parser.add_argument("--flip", action="store_true", help="average with the flipped image")
@@ -253,7 +283,7 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = _Parser(prog="deeplabv2", description="DeepLab v2 (Caffe-faithful) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"deeplabv2 {__version__}")
@@ -291,16 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--backbone-only",
         action="store_true",
-        help="keep only the backbone (e.g. the release's init.caffemodel)",
+        help="keep all but the head (e.g. the release's init.caffemodel)",
     )
+    convert.add_argument(
+        "--classes", help="class names of the head: voc, cocostuff or a file (one per line)"
+    )
+    _add_model_option(convert, "the network (default: found from the file)")
     convert.set_defaults(run=_convert)
 
     weights = commands.add_parser("weights", help="list the pretrained weights")
     weights.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_option(weights, "only the weights of this network")
     weights.set_defaults(run=_weights)
 
     publish = commands.add_parser("publish", help="convert and upload weights to the HF Hub")
-    publish.add_argument("name", help="registry name, e.g. voc12")
+    publish.add_argument("name", help="registry name, e.g. voc12 or deeplab_v2_vgg16.voc12")
     publish.add_argument("src", help="the release file (e.g. train_iter_20000.caffemodel)")
     publish.add_argument("--out", required=True, help="directory for model.safetensors/README.md")
     publish.add_argument("--repo-id", help="Hub repository (default: the registry's)")

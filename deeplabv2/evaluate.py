@@ -6,6 +6,7 @@ import multiprocessing
 import warnings
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -24,6 +25,17 @@ def _crf_labels(crf: DenseCRF, image: np.ndarray, probs: np.ndarray) -> np.ndarr
     """Worker task: CRF labels ``(H, W) int64`` for one image (one thread per worker)."""
     torch.set_num_threads(1)
     return crf.labels(image, probs)
+
+
+def _warn_if_trained_on(model: Any, dataset: Any) -> None:
+    """Loudly warn when weights trained on VOC val are evaluated on a val split."""
+    info = getattr(model, "weights_info", {}) or {}
+    split = Path(str(getattr(dataset, "split", ""))).stem
+    if info.get("warning") and "val" in split:
+        warnings.warn(
+            f"WARNING: {info.get('weights') or info.get('source')}: {info['warning']}",
+            stacklevel=3,
+        )
 
 
 def evaluate(
@@ -51,6 +63,7 @@ def evaluate(
     """
     if len(dataset) == 0:
         raise DatasetError("the dataset is empty: there is nothing to evaluate")
+    _warn_if_trained_on(segmenter.model, dataset)
     num_classes = int(segmenter.model.num_classes)
     names = segmenter.class_names or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, strict=strict_labels)

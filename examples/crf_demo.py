@@ -13,8 +13,6 @@ Needs Pillow (``pip install pillow``).
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from skimage import data as skdata
 from deeplabv2.crf import DenseCRF
 from deeplabv2.crf.synthetic import coarse_probs
 from deeplabv2.data.classes import voc_palette
+from deeplabv2.weights import atomic_write
 
 
 def colourize(labels: np.ndarray) -> np.ndarray:
@@ -53,16 +52,7 @@ def main() -> None:
 
     gap = np.full((photo.shape[0], 8, 3), 255, np.uint8)
     panel = np.concatenate([photo, gap, colourize(before), gap, colourize(after)], axis=1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(panel).save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates files readable by the owner only
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(args.out, lambda tmp: Image.fromarray(panel).save(tmp, format="PNG"), force=True)
     print(f"wrote {args.out}")
 
 

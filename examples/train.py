@@ -42,8 +42,8 @@ from torch import nn
 
 from deeplabv2 import ConfusionMatrix, MultiScale, Segmenter
 from deeplabv2.data import VOCSegmentation, to_caffe_input
-from deeplabv2.models import DeepLabV2, deeplab_v2_resnet101
-from deeplabv2.weights.convert import _metadata, save_safetensors
+from deeplabv2.models import DeepLabV2, deeplab_v2_resnet101, save_weights
+from deeplabv2.weights import atomic_write
 
 
 @dataclass
@@ -207,9 +207,7 @@ def checksum(model: nn.Module) -> str:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp), force=True)
 
 
 def _rng_state() -> dict:
@@ -306,12 +304,7 @@ def train(
             and done < config.max_iter
             and rank == 0
         ):
-            save_safetensors(
-                model.state_dict(),
-                out / "checkpoint.safetensors",
-                _metadata(config.num_classes, "examples/train.py"),
-                force=True,
-            )
+            save_weights(model, out / "checkpoint.safetensors", force=True, source="train.py")
             _atomic_torch_save(
                 {
                     "model": model.state_dict(),
@@ -341,12 +334,7 @@ def train(
         sums = gathered
     result = {}
     if rank == 0:
-        save_safetensors(
-            model.state_dict(),
-            out / "final.safetensors",
-            _metadata(config.num_classes, "examples/train.py"),
-            force=True,
-        )
+        save_weights(model, out / "final.safetensors", force=True, source="train.py")
         result = {
             "iterations": config.max_iter,
             "val": scores,

@@ -24,6 +24,7 @@ from deeplabv2 import ConfusionMatrix, Segmenter
 from deeplabv2.crf import DenseCRF
 from deeplabv2.data import VOCSegmentation
 from deeplabv2.models import deeplab_v2_resnet101
+from deeplabv2.weights import atomic_write
 
 DEFAULT_GRID = {"bi_w": [3, 4, 5], "bi_xy_std": [50, 67, 80], "bi_rgb_std": [3, 4, 5]}
 
@@ -36,9 +37,12 @@ def cache_probabilities(segmenter: Segmenter, dataset, cache: Path) -> list[Path
         path = cache / f"{name}.npz"
         if not path.exists():
             probs = segmenter.probabilities(image).cpu().numpy().astype(np.float16)
-            tmp = cache / f".{name}.tmp.npz"
-            np.savez(tmp, image=image, probs=probs, label=label)
-            tmp.replace(path)
+
+            def write(tmp: str, probs=probs, image=image, label=label) -> None:
+                with open(tmp, "wb") as handle:  # a file object: savez would append .npz
+                    np.savez(handle, image=image, probs=probs, label=label)
+
+            atomic_write(path, write)
         files.append(path)
     return files
 

@@ -68,7 +68,7 @@ def release_caffemodel(tmp_path_factory, release_layers) -> Path:
 @pytest.fixture(scope="session")
 def voc_safetensors(tmp_path_factory, release_caffemodel) -> Path:
     """The synthetic release model converted to safetensors (21 classes)."""
-    from deeplabv2.weights import convert
+    from deeplabv2 import convert
 
     path, _ = convert(release_caffemodel, tmp_path_factory.mktemp("converted") / "voc.safetensors")
     return path

@@ -55,10 +55,16 @@ def test_usage_errors_exit_2():
 def test_weights_listing(capsys):
     assert main(["weights", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows["voc12"]["classes"] == 21
-    assert rows["voc12"]["source"] == "train_iter_20000.caffemodel"
-    assert "mIoU 76.35" in rows["voc12"]["metrics"]
-    assert rows["coco-init"]["classes"] == "backbone"
+    voc = rows["deeplab_v2_resnet101.voc12"]
+    assert voc["classes"] == 21 and voc["tag"] == "voc12"
+    assert voc["source"] == "train_iter_20000.caffemodel"
+    assert "mIoU 76.35" in voc["metrics"]
+    assert rows["deeplab_v2_resnet101.coco-init"]["classes"] == "backbone"
+    assert "mIoU 68.96" in rows["deeplab_v2_vgg16.voc12"]["metrics"]
+    assert rows["deeplab_v2_resnet101.voc12-trainval"]["warning"]
+    assert main(["weights", "--model", "deeplab_largefov_vgg16"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and all(p.startswith("deeplab_largefov_vgg16.") for p in printed)
 
 
 def test_publish_is_a_dry_run_by_default(tmp_path, release_caffemodel, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["COCOSTUFF_CLASSES", "VOC_CLASSES", "voc_palette"]
+__all__ = ["CLASS_LISTS", "COCOSTUFF_CLASSES", "VOC_CLASSES", "resolve_class_names", "voc_palette"]
 
 #: PASCAL VOC 2012: background + 20 object classes (label values 0..20; 255 = ignore).
 VOC_CLASSES: tuple[str, ...] = (
@@ -57,3 +57,24 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
             value >>= 3
         palette[label] = (r, g, b)
     return palette
+
+
+#: Named class lists accepted by :func:`resolve_class_names` (and ``--classes``).
+CLASS_LISTS: dict[str, tuple[str, ...]] = {"voc": VOC_CLASSES, "cocostuff": COCOSTUFF_CLASSES}
+
+
+def resolve_class_names(spec: str) -> tuple[str, ...]:
+    """``"voc"``, ``"cocostuff"``, or a text file with one class name per line (in order)."""
+    if spec in CLASS_LISTS:
+        return CLASS_LISTS[spec]
+    try:
+        with open(spec, encoding="utf-8") as handle:
+            names = tuple(line.strip() for line in handle if line.strip())
+    except OSError as error:
+        raise FileNotFoundError(
+            f"--classes {spec!r}: not one of {', '.join(CLASS_LISTS)} and not a readable file "
+            f"({error.strerror or error})"
+        ) from None
+    if not names:
+        raise ValueError(f"--classes {spec}: the file names no classes")
+    return names

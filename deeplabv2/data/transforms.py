@@ -76,6 +76,9 @@ def to_caffe_input(image: Any, device: torch.device | str | None = None) -> torc
 class CaffePreprocess:
     """Transform object form of :func:`to_caffe_input`, for dataset pipelines."""
 
+    #: The per-channel mean (B, G, R) it subtracts.
+    mean_bgr = CAFFE_MEAN_BGR
+
     def __init__(self, device: torch.device | str | None = None) -> None:
         self.device = device
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ASPP"]
+__all__ = ["ASPP", "VGGASPP"]
 
 
 class ASPP(nn.Module):
@@ -41,4 +41,59 @@ class ASPP(nn.Module):
         out = self.convs[0](x)
         for conv in self.convs[1:]:
             out = out + conv(x)
+        return out
+
+
+class _FCBranch(nn.Module):
+    """One branch of the VGG-16 heads: ``fc6`` (3x3, dilated) -> ``fc7`` (1x1) -> ``fc8`` (1x1)."""
+
+    def __init__(
+        self, in_channels: int, num_classes: int, rate: int, hidden: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.fc6 = nn.Conv2d(in_channels, hidden, 3, padding=rate, dilation=rate)
+        self.fc7 = nn.Conv2d(hidden, hidden, 1)
+        self.fc8 = nn.Conv2d(hidden, num_classes, 1)
+        self.dropout = nn.Dropout(dropout)
+        nn.init.normal_(self.fc8.weight, mean=0.0, std=0.01)  # the prototxt's gaussian filler
+        nn.init.zeros_(self.fc8.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(torch.relu(self.fc6(x)))
+        x = self.dropout(torch.relu(self.fc7(x)))
+        return self.fc8(x)
+
+
+class VGGASPP(nn.Module):
+    """The heads of DeepLab's VGG-16 models: parallel ``fc6 -> fc7 -> fc8`` branches, **summed**.
+
+    Each branch is ``fc6`` (3x3, ``dilation = padding = rate``, 1024 channels) -> ReLU ->
+    dropout 0.5 -> ``fc7`` (1x1, 1024) -> ReLU -> dropout 0.5 -> ``fc8`` (1x1, classes), as in
+    the release prototxts. Rates ``(6, 12, 18, 24)`` give DeepLab-ASPP-L (Caffe layers ``fc6_1``
+    .. ``fc8_voc12_4``), ``(12,)`` DeepLab-LargeFOV (``fc6``, ``fc7``, ``fc8_voc12``). Dropout
+    is active in training mode only. ``fc8`` is initialised N(0, 0.01) with zero bias (the
+    prototxts' fillers); ``fc6``/``fc7`` come from the ImageNet initialisation in the release
+    and use PyTorch's default initialisation here.
+
+    Shapes: ``(B, in_channels, h, w) float`` in, ``(B, num_classes, h, w)`` out.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        rates: Sequence[int] = (6, 12, 18, 24),
+        hidden: int = 1024,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.rates = tuple(int(r) for r in rates)
+        self.branches = nn.ModuleList(
+            _FCBranch(in_channels, num_classes, rate, hidden, dropout) for rate in self.rates
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
         return out

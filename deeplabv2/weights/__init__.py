@@ -1,48 +1,26 @@
-"""Pretrained weights: the registry, loading (Hub, torch.hub, files) and Caffe conversion."""
+"""Weights on disk and on the network: I/O only (no model is imported here).
 
-from ..errors import (
-    CaffeFormatError,
-    WeightsFormatError,
-    WeightsMismatchError,
-    WeightsUnavailableError,
-)
-from .caffe import CaffeLayer, parse_net, read_caffemodel
-from .convert import (
-    CONVERSION_VERSION,
-    caffe_block_name,
-    caffe_layer_table,
-    caffe_to_state_dict,
-    check_state_dict,
-    convert,
-    load_weights_file,
-    peer_to_state_dict,
-)
-from .files import save_safetensors
-from .hub import load_pretrained, resolve_weights_file, sha256sum
-from .registry import DEFAULT_WEIGHTS, Weights, get_weights, list_weights
+Reading (:func:`read_checkpoint`: ``.safetensors``, ``.pth`` with ``weights_only``,
+``.caffemodel`` without Caffe), finding, downloading, caching and verifying
+(:func:`resolve_weights`), the registry of named weights (:func:`list_weights`,
+:func:`get_weights`, :class:`Weights` with its :class:`EvalProtocol`), and writing
+(:func:`save_safetensors`, :func:`atomic_write`). How weights become a model's state dict is
+each model family's business (``deeplabv2.models``).
+"""
+
+from .checkpoint import Checkpoint, read_checkpoint
+from .files import atomic_write, save_safetensors
+from .hub import resolve_weights
+from .registry import EvalProtocol, Weights, get_weights, list_weights
 
 __all__ = [
-    "CONVERSION_VERSION",
-    "DEFAULT_WEIGHTS",
-    "CaffeFormatError",
-    "CaffeLayer",
+    "Checkpoint",
+    "EvalProtocol",
     "Weights",
-    "WeightsFormatError",
-    "WeightsMismatchError",
-    "WeightsUnavailableError",
-    "caffe_block_name",
-    "caffe_layer_table",
-    "caffe_to_state_dict",
-    "check_state_dict",
-    "convert",
+    "atomic_write",
     "get_weights",
     "list_weights",
-    "load_pretrained",
-    "load_weights_file",
-    "parse_net",
-    "peer_to_state_dict",
-    "read_caffemodel",
-    "resolve_weights_file",
+    "read_checkpoint",
+    "resolve_weights",
     "save_safetensors",
-    "sha256sum",
 ]

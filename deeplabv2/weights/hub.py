@@ -1,4 +1,4 @@
-"""Find, download, cache and verify pretrained weights, then read them into a state dict.
+"""Find, download, cache and verify pretrained weights (files only: no model is involved).
 
 Loading order: an explicit local file > the Hugging Face Hub cache (``HF_HUB_OFFLINE`` and
 ``local_files_only`` respected; a pinned commit in the cache needs no network) > download. Weights
@@ -7,22 +7,22 @@ not yet published on the Hub come from their original release file, cached by to
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shutil
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 
-from ..errors import WeightsUnavailableError
-from .convert import load_weights_file
+from ..errors import WeightsFormatError, WeightsUnavailableError
 from .files import atomic_write
-from .registry import DEFAULT_WEIGHTS, Weights, get_weights, list_weights
+from .registry import Weights, get_weights
 
-__all__ = ["WeightsUnavailableError", "load_pretrained", "resolve_weights_file", "sha256sum"]
+__all__ = ["discard", "resolve_weights", "sha256sum"]
 
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
 # Seconds one network request may take before the weights count as unavailable: one short
@@ -43,7 +43,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _discard(path: Union[str, os.PathLike]) -> None:
+def discard(path: Union[str, os.PathLike]) -> None:
     """Remove a cached file (and the blob a Hub-cache symlink points to) so it is not reused."""
     path = Path(path)
     target = path.resolve()
@@ -58,8 +58,8 @@ def _unavailable(what: str, where: str, error: BaseException) -> WeightsUnavaila
     return WeightsUnavailableError(
         f"cannot load {what}: it is not in the local cache and could not be downloaded from "
         f"{where} ({type(error).__name__}: {error}). Download the file on a machine with network "
-        "access and pass its path instead: deeplab_v2_resnet101(pretrained='/path/to/file"
-        ".safetensors') (.safetensors, .pth and .caffemodel are accepted)."
+        "access and pass its path instead: pretrained='/path/to/file.safetensors' (CLI: "
+        "--weights PATH; .safetensors, .pth and .caffemodel are accepted)."
     )
 
 
@@ -91,7 +91,7 @@ def _hf_download(
         try_to_load_from_cache,
     )
 
-    from .. import __version__
+    from ..version import __version__
 
     what = f"{filename} of the Hugging Face Hub repository {repo_id}" + (
         f" at revision {revision}" if revision else ""
@@ -144,11 +144,44 @@ def _download(url: str, target: Path, progress: bool) -> None:
         atomic_write(target, write, force=True)
 
 
+def _cache_name(url: str) -> str:
+    """A file name for ``url`` in torch.hub's cache that differs between releases whose files
+    share a name (both releases' archives are ``prototxt_and_model.zip``)."""
+    parent, _, name = url.rstrip("/").rpartition("/")
+    return f"{parent.rpartition('/')[2]}-{name}"
+
+
+def _extract(archive: Path, pattern: str, target: Path) -> None:
+    """Extract the one member of ``archive`` whose file name matches ``pattern`` to ``target``."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = [
+                n for n in zipped.namelist() if fnmatch.fnmatchcase(n.rsplit("/", 1)[-1], pattern)
+            ]
+            if len(members) != 1:
+                raise zipfile.BadZipFile(
+                    f"{len(members)} members match {pattern!r}: " + (", ".join(members) or "none")
+                )
+
+            def extract(tmp: str) -> None:
+                with zipped.open(members[0]) as source, open(tmp, "wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+
+            atomic_write(target, extract, force=True)
+    except (zipfile.BadZipFile, OSError) as error:
+        discard(archive)
+        raise WeightsFormatError(
+            f"{archive} is not a valid release archive holding {pattern} "
+            f"({type(error).__name__}: {error}); it was removed from the cache, try again"
+        ) from None
+
+
 def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> Path:
     """The original release file of ``weights`` in torch.hub's cache (downloaded if needed)."""
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    archive = checkpoints / weights.url.rsplit("/", 1)[-1]
-    target = archive if weights.url_member is None else checkpoints / weights.url_member
+    archive = checkpoints / _cache_name(weights.url)
+    suffix = Path(weights.url_member or weights.url).suffix
+    target = archive if weights.url_member is None else checkpoints / f"{weights.name}{suffix}"
     if target.is_file():
         return target
     if not archive.is_file():
@@ -163,47 +196,63 @@ def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> P
         except OSError as error:  # urllib raises URLError, HTTPError, timeouts...
             raise _unavailable(f"the {weights.name!r} weights", weights.url, error) from None
     if weights.url_member is not None:
-        try:
-            with zipfile.ZipFile(archive) as zipped:
-                member = next(
-                    n for n in zipped.namelist() if n.rsplit("/", 1)[-1] == weights.url_member
-                )
-
-                def extract(tmp: str) -> None:
-                    with zipped.open(member) as source, open(tmp, "wb") as sink:
-                        shutil.copyfileobj(source, sink, 1 << 20)
-
-                atomic_write(target, extract, force=True)
-        except (zipfile.BadZipFile, StopIteration, OSError) as error:
-            _discard(archive)
-            raise ValueError(
-                f"{archive} is not a valid release archive holding {weights.url_member} "
-                f"({type(error).__name__}: {error}); it was removed from the cache, try again"
-            ) from None
+        _extract(archive, weights.url_member, target)
     return target
 
 
-def resolve_weights_file(
+def _fetch(weights: Weights, cache_dir, local_files_only: bool, progress: bool) -> Path:
+    """The file of a registry entry, fetched if needed and checked against its SHA-256."""
+    if weights.hf_revision is not None:
+        path = Path(
+            _hf_download(
+                weights.hf_repo, weights.hf_filename, weights.hf_revision, cache_dir,
+                local_files_only,
+            )
+        )  # fmt: skip
+    else:
+        path = _url_download(weights, local_files_only, progress)
+    if weights.sha256 is not None:
+        digest = sha256sum(path)
+        if digest != weights.sha256:
+            discard(path)
+            raise WeightsFormatError(
+                f"{path}: SHA-256 {digest} does not match the expected {weights.sha256} of the "
+                f"{weights.name!r} weights; the corrupt file was removed from the cache, load "
+                "again to download it anew"
+            )
+    return path
+
+
+def resolve_weights(
     pretrained: Union[bool, str, os.PathLike],
+    architecture: Optional[str] = None,
+    *,
     cache_dir: Optional[Union[str, os.PathLike]] = None,
     local_files_only: bool = False,
     progress: bool = True,
-) -> tuple[Path, Optional[Weights]]:
-    """Where the weights named by ``pretrained`` are on disk (fetching them if needed).
+) -> tuple[Path, Optional[Weights], bool]:
+    """Where the weights named by ``pretrained`` are on disk, fetching and verifying them.
 
     Args:
-        pretrained: True (= ``"voc12"``), a registry name, a local file path, or
-            ``"hf-hub:<owner>/<repo>[/<filename>]"`` (filename defaults to
-            ``model.safetensors``).
+        pretrained: True (the architecture's default), a registry name (full, or a tag of
+            ``architecture``), a local file path, or ``"hf-hub:<owner>/<repo>[/<filename>]"``
+            (filename defaults to ``model.safetensors``).
+        architecture: the builder the weights are for (default: DeepLab v2 ResNet-101).
         cache_dir: Hugging Face Hub cache directory (default: the Hub's own).
         local_files_only: never use the network.
         progress: show a progress bar while downloading from a URL.
 
     Returns:
-        The file and its registry entry (None for local files and ``hf-hub:`` names).
+        ``(file, registry entry or None, whether the file is a cache entry)``: a cache entry
+        that turns out corrupt may be removed (:func:`discard`); a user's own file never is.
+
+    Raises:
+        WeightsUnavailableError: not on disk and cannot be downloaded.
+        WeightsFormatError: a downloaded file whose SHA-256 is wrong (it is removed).
+        ValueError: an unknown name.
     """
     if pretrained is True:
-        pretrained = DEFAULT_WEIGHTS
+        pretrained = "DEFAULT"
     if isinstance(pretrained, os.PathLike):
         pretrained = os.fspath(pretrained)
     if not isinstance(pretrained, str):
@@ -216,69 +265,10 @@ def resolve_weights_file(
         if len(parts) < 2 or not all(parts[:2]):
             raise ValueError(f"expected 'hf-hub:<owner>/<repo>[/<filename>]', got {pretrained!r}")
         filename = "/".join(parts[2:]) or "model.safetensors"
-        repo_id = "/".join(parts[:2])
-        path = _hf_download(repo_id, filename, None, cache_dir, local_files_only)
-        return Path(path), None
-    if pretrained in list_weights() or pretrained == "DEFAULT":
-        weights = get_weights(pretrained)
-        if weights.hf_revision is not None:
-            path = Path(
-                _hf_download(
-                    weights.hf_repo,
-                    weights.hf_filename,
-                    weights.hf_revision,
-                    cache_dir,
-                    local_files_only,
-                )
-            )
-        else:
-            path = _url_download(weights, local_files_only, progress)
-        return path, weights
-    if os.path.exists(pretrained) or pretrained.lower().endswith(_SUFFIXES) or os.sep in pretrained:
-        return Path(pretrained), None  # a path: reading it says precisely what is wrong with it
-    get_weights(pretrained)  # raises a ValueError listing the names
-    raise AssertionError("unreachable")
-
-
-def load_pretrained(
-    pretrained: Union[bool, str, os.PathLike],
-    cache_dir: Optional[Union[str, os.PathLike]] = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    new_head: bool = False,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Resolve, verify and read weights -> ``(state dict, metadata)``.
-
-    The metadata holds ``num_classes`` (None for backbone-only weights), ``categories``,
-    ``source`` (the file) and ``weights`` (the registry name, if any). A checksum mismatch or a
-    corrupt file from a cache raises a ValueError and removes the file from the cache, so the
-    next call downloads it again. ``new_head``: the caller builds a new head, so a file
-    without one is accepted (see :func:`~deeplabv2.weights.load_weights_file`).
-    """
-    path, weights = resolve_weights_file(pretrained, cache_dir, local_files_only, progress)
-    cached = weights is not None or str(pretrained).startswith("hf-hub:")
-    if weights is not None and weights.sha256 is not None:
-        digest = sha256sum(path)
-        if digest != weights.sha256:
-            _discard(path)
-            raise ValueError(
-                f"{path}: SHA-256 {digest} does not match the expected {weights.sha256} of the "
-                f"{weights.name!r} weights; the corrupt file was removed from the cache, load "
-                "again to download it anew"
-            )
-    try:
-        backbone_only = weights is not None and weights.backbone_only
-        state, metadata = load_weights_file(path, backbone_only, new_head)
-    except ValueError as error:
-        if not cached:
-            raise
-        _discard(path)
-        raise type(error)(
-            f"{error} (the cached copy was removed: load again to download it anew)"
-        ) from None
-    info: dict[str, Any] = dict(metadata)
-    info["num_classes"] = int(metadata["num_classes"]) if "aspp.convs.0.weight" in state else None
-    info["categories"] = weights.categories if weights is not None else ()
-    info["weights"] = weights.name if weights is not None else None
-    info["path"] = str(path)
-    return state, info
+        path = _hf_download("/".join(parts[:2]), filename, None, cache_dir, local_files_only)
+        return Path(path), None, True
+    looks_like_path = pretrained.lower().endswith(_SUFFIXES) or os.sep in pretrained
+    if os.path.exists(pretrained) or looks_like_path:
+        return Path(pretrained), None, False  # reading it says precisely what is wrong with it
+    weights = get_weights(pretrained, architecture)  # a ValueError listing the names if unknown
+    return _fetch(weights, cache_dir, local_files_only, progress), weights, True

@@ -15,13 +15,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from deeplabv2 import convert
 from deeplabv2.cli import main
 from deeplabv2.errors import CaffeFormatError, WeightsFormatError, WeightsMismatchError
 from deeplabv2.models import deeplab_v2_resnet101
-from deeplabv2.weights import convert, load_weights_file, parse_net, read_caffemodel
+from deeplabv2.weights.caffe import parse_net, read_caffemodel
 
 from . import caffe_writer as cw
 from .caffe_files import write_caffemodel
+from .loading import load
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +35,14 @@ def test_a_file_without_its_head_is_refused(tmp_path, voc_state, capsys):
     headless = {k: v for k, v in voc_state.items() if not k.startswith("aspp.")}
     path = tmp_path / "headless.safetensors"
     save_file(headless, path)
-    with pytest.raises(WeightsMismatchError, match=r"no ASPP head \(missing: aspp\.convs\.0"):
+    with pytest.raises(WeightsMismatchError, match=r"no head \(missing: aspp\.convs\.0"):
         deeplab_v2_resnet101(pretrained=path)
     assert main(["convert", str(path), str(tmp_path / "out.safetensors")]) == 1
     assert "--backbone-only" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists()
     # ... the same file as a .pth
     torch.save(headless, tmp_path / "headless.pth")
-    with pytest.raises(WeightsMismatchError, match="no ASPP head"):
+    with pytest.raises(WeightsMismatchError, match="no head"):
         deeplab_v2_resnet101(pretrained=tmp_path / "headless.pth")
 
 
@@ -67,8 +69,8 @@ def test_explicit_backbone_only_files_load(tmp_path, voc_state, capsys):
         main(["convert", str(tmp_path / "headless.safetensors"), str(out), "--backbone-only"]) == 0
     )
     assert "backbone only" in capsys.readouterr().out
-    _, metadata = load_weights_file(out)
-    assert metadata["num_classes"] == "none"
+    _, info = load(out)
+    assert info["num_classes"] is None
     with pytest.warns(UserWarning, match="no head"):
         assert deeplab_v2_resnet101(pretrained=out).num_classes == 21
 
@@ -89,7 +91,7 @@ def test_corrupt_caffe_blobs_name_the_file_and_the_layer(tmp_path, release_layer
     layers["bn2a_branch2b"] = ("BatchNorm", [mean, var, np.zeros(0, np.float32)])
     path = write_caffemodel(tmp_path / "emptyblob.caffemodel", layers, blobless=False)
     with pytest.raises(CaffeFormatError, match=r"emptyblob\.caffemodel.*bn2a_branch2b"):
-        load_weights_file(path)
+        load(path)
 
     huge = blob_layer("conv1", "Convolution", [shaped_blob((2**32, 2**32), np.zeros(0))])
     (tmp_path / "huge.caffemodel").write_bytes(cw.net("x", [huge]))
@@ -110,7 +112,7 @@ def test_corrupt_caffe_blobs_name_the_file_and_the_layer(tmp_path, release_layer
 def test_pth_that_is_not_a_state_dict(tmp_path, content, named):
     torch.save(content, tmp_path / "odd.pth")
     with pytest.raises(WeightsFormatError, match=f"odd.pth: not a state dict: {named}"):
-        load_weights_file(tmp_path / "odd.pth")
+        load(tmp_path / "odd.pth")
 
 
 def test_convert_refuses_bad_destinations_before_reading(tmp_path, release_caffemodel, capsys):

@@ -9,18 +9,17 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from deeplabv2.models import deeplab_v2_resnet101
-from deeplabv2.weights import (
-    CONVERSION_VERSION,
-    CaffeFormatError,
-    WeightsMismatchError,
-    convert,
-    load_weights_file,
-    read_caffemodel,
-)
+from deeplabv2 import convert
+from deeplabv2.cli import main
+from deeplabv2.errors import CaffeFormatError, WeightsFormatError, WeightsMismatchError
+from deeplabv2.models import deeplab_v2_resnet101, load_model, save_weights
+from deeplabv2.models._builder import CONVERSION_VERSION
+from deeplabv2.weights import get_weights
+from deeplabv2.weights.caffe import read_caffemodel
 
 from .caffe_files import write_caffemodel
 from .caffe_reference import block_names, caffe_forward
+from .loading import load
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -134,8 +133,8 @@ def test_head_prefix_and_class_count_are_read_from_the_file(tmp_path, release_la
         w = rng.standard_normal((182, 2048, 3, 3)).astype(np.float32) * 0.01
         layers[f"fc1_c{i}"] = ("Convolution", [w, np.zeros(182, np.float32)])
     path = write_caffemodel(tmp_path / "stuff.caffemodel", layers, blobless=False)
-    state, metadata = load_weights_file(path)
-    assert metadata["num_classes"] == "182"
+    state, info = load(path)
+    assert info["num_classes"] == 182
     assert state["aspp.convs.2.weight"].shape == (182, 2048, 3, 3)
     expected = torch.from_numpy(layers["fc1_c1"][1][0])
     torch.testing.assert_close(state["aspp.convs.1.weight"], expected)
@@ -146,10 +145,10 @@ def test_backbone_only_file(tmp_path, release_layers):
     w = np.zeros((91, 2048, 1, 1), np.float32)
     layers["fc1_coco"] = ("Convolution", [w, np.zeros(91, np.float32)])
     path = write_caffemodel(tmp_path / "init.caffemodel", layers, blobless=False)
-    with pytest.raises(WeightsMismatchError, match="ASPP head"):
-        load_weights_file(path)
-    state, metadata = load_weights_file(path, backbone_only=True)
-    assert metadata["num_classes"] == "none"
+    with pytest.raises(WeightsMismatchError, match="cannot find the head.*--backbone-only"):
+        load(path)
+    state, info = load(path, backbone_only=True)
+    assert info["num_classes"] is None
     assert not any(k.startswith("aspp.") for k in state)
     bn = release_layers["bn4b3_branch2b"][1]
     torch.testing.assert_close(
@@ -192,12 +191,12 @@ def test_unexpected_layers_and_differing_msc_copies_are_refused(tmp_path, releas
     layers["fc8_extra"] = ("InnerProduct", [np.zeros((10, 5), np.float32)])
     path = write_caffemodel(tmp_path / "extra.caffemodel", layers, blobless=False)
     with pytest.raises(WeightsMismatchError, match=r"fc8_extra \(InnerProduct\)"):
-        load_weights_file(path)
+        load(path)
     layers = dict(release_layers)
     layers["res2a_branch2a_res075"] = ("Convolution", [np.ones((64, 64, 1, 1), np.float32)])
     path = write_caffemodel(tmp_path / "copies.caffemodel", layers, blobless=False)
     with pytest.raises(WeightsMismatchError, match="res2a_branch2a_res075 should be a shared copy"):
-        load_weights_file(path)
+        load(path)
 
 
 def test_existing_output_is_never_overwritten_without_force(tmp_path, release_caffemodel):
@@ -214,13 +213,87 @@ def test_existing_output_is_never_overwritten_without_force(tmp_path, release_ca
 def test_corrupt_safetensors_and_unknown_formats(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
-        load_weights_file(bad)
+    with pytest.raises(WeightsFormatError, match="not a readable safetensors file"):
+        load(bad)
     pth = tmp_path / "bad.pth"
     pth.write_bytes(b"PK\x03\x04 broken zip")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
-        load_weights_file(pth)
+    with pytest.raises(WeightsFormatError, match="not a readable PyTorch checkpoint"):
+        load(pth)
     other = tmp_path / "weights.h5"
     other.write_bytes(b"")
-    with pytest.raises(ValueError, match="unknown weights format"):
-        load_weights_file(other)
+    with pytest.raises(WeightsFormatError, match="unknown weights format"):
+        load(other)
+
+
+def test_port_coco_init_converts_with_backbone_only(tmp_path, release_layers, capsys):
+    """deeplabv1_resnet101-coco.pth: the port's v1 keys (no ``base.``) plus a COCO ``fc``."""
+    state = {
+        k.removeprefix("base."): v
+        for k, v in peer_checkpoint(release_layers).items()
+        if ".aspp." not in k
+    }
+    state["fc.weight"] = torch.zeros(91, 2048, 1, 1)
+    state["fc.bias"] = torch.zeros(91)
+    src = tmp_path / "deeplabv1_resnet101-coco.pth"
+    torch.save(state, src)
+    dst = tmp_path / "coco.safetensors"
+    assert main(["convert", str(src), str(dst)]) == 1
+    assert "fc.bias, fc.weight" in capsys.readouterr().err
+    assert main(["convert", str(src), str(dst), "--backbone-only"]) == 0
+    model = deeplab_v2_resnet101(pretrained=dst, num_classes=21)
+    expected = torch.from_numpy(release_layers["res5c_branch2c"][1][0])
+    assert torch.equal(model.backbone.layer4[2].conv3.weight, expected)
+
+
+def test_class_names_and_protocol_travel_with_the_file(tmp_path, release_caffemodel, capsys):
+    plain = tmp_path / "plain.safetensors"
+    assert main(["convert", str(release_caffemodel), str(plain)]) == 0
+    assert "--classes" in capsys.readouterr().err  # Caffe files do not name their classes
+    assert deeplab_v2_resnet101(pretrained=plain).class_names == ()
+    named = tmp_path / "named.safetensors"
+    assert main(["convert", str(release_caffemodel), str(named), "--classes", "voc"]) == 0
+    model = deeplab_v2_resnet101(pretrained=named)
+    assert model.class_names[15] == "person" and len(model.class_names) == 21
+    assert model.weights_info["protocol"] == {
+        "msc_mode": "caffe", "scales": [0.5, 0.75], "pad_to": 513, "crf": "resnet101-voc"
+    }  # fmt: skip
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"thing {i}" for i in range(20)))
+    assert main(["convert", str(release_caffemodel), str(tmp_path / "x.safetensors"),
+                 "--classes", str(names)]) == 1  # fmt: skip
+    assert "20 class names for a head of 21 classes" in capsys.readouterr().err
+    # a model saved after use keeps both
+    again = save_weights(model, tmp_path / "again.safetensors")
+    reloaded = deeplab_v2_resnet101(pretrained=again)
+    assert reloaded.class_names == model.class_names
+    assert reloaded.weights_info["protocol"] == model.weights_info["protocol"]
+
+
+def test_port_files_get_the_port_protocol(tmp_path, release_layers):
+    src = tmp_path / "port.pth"
+    torch.save(peer_checkpoint(release_layers), src)
+    model = deeplab_v2_resnet101(pretrained=src)
+    assert model.weights_info["protocol"]["msc_mode"] == "pytorch"
+    assert model.weights_info["protocol"]["pad_to"] is None
+
+
+def test_load_model_picks_the_network_from_the_weights(voc_safetensors, release_caffemodel):
+    model = load_model(voc_safetensors)
+    assert model.architecture == "deeplab_v2_resnet101" and model.num_classes == 21
+    with pytest.raises(WeightsMismatchError, match="is a deeplab_v2_resnet101 file"):
+        load_model(release_caffemodel, model="deeplab_v2_vgg16")
+
+
+def test_trainval_weights_warn_when_evaluated_on_val(tmp_path, voc_safetensors, monkeypatch):
+    from deeplabv2.data import VOCSegmentation
+    from deeplabv2.evaluate import evaluate
+    from deeplabv2.segmenter import Segmenter
+
+    from ..voc_fixture import write_voc
+
+    model = deeplab_v2_resnet101(pretrained=voc_safetensors)
+    model.weights_info["warning"] = get_weights("voc12-trainval").warning
+    model.weights_info["weights"] = "deeplab_v2_resnet101.voc12-trainval"
+    data = VOCSegmentation(write_voc(tmp_path / "voc"), "val", limit=1)
+    with pytest.warns(UserWarning, match="voc12-trainval: these weights were trained on VOC"):
+        evaluate(Segmenter(model, scales=()), data, progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import runpy
 import shutil
 import socket
 import zipfile
@@ -11,11 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from deeplabv2.data.classes import VOC_CLASSES
+from deeplabv2.errors import WeightsFormatError, WeightsUnavailableError
 from deeplabv2.models import deeplab_v2_resnet101
-from deeplabv2.weights import WeightsUnavailableError, registry, sha256sum
-from deeplabv2.weights.registry import VOC_CLASSES, Weights
+from deeplabv2.weights import Weights, registry
+from deeplabv2.weights.hub import sha256sum
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
+HUB_NAME = "deeplab_v2_resnet101.test-hub"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,7 +43,8 @@ def torch_home(tmp_path, monkeypatch) -> Path:
 
 def hub_entry(sha256: str | None = None) -> Weights:
     return Weights(
-        name="test-hub",
+        architecture="deeplab_v2_resnet101",
+        tag="test-hub",
         num_classes=21,
         categories=VOC_CLASSES,
         description="test entry",
@@ -70,13 +75,13 @@ def test_offline_with_an_empty_cache_gives_one_clear_error(torch_home, monkeypat
     with pytest.raises(WeightsUnavailableError) as error:
         deeplab_v2_resnet101(pretrained="voc12")
     message = str(error.value)
-    assert "'voc12'" in message
+    assert "'deeplab_v2_resnet101.voc12'" in message
     assert "prototxt_and_model.zip" in message
-    assert "pretrained='/path/to/file.safetensors'" in message
+    assert "pretrained='/path/to/file.safetensors'" in message and "--weights PATH" in message
 
 
 def test_offline_hub_entry_names_the_repository(tmp_path, monkeypatch, no_network):
-    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry())
+    monkeypatch.setitem(registry._REGISTRY, HUB_NAME, hub_entry())
     with pytest.raises(WeightsUnavailableError, match="deeplabv2-tests/voc at revision 0123"):
         deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path, local_files_only=True)
 
@@ -84,14 +89,14 @@ def test_offline_hub_entry_names_the_repository(tmp_path, monkeypatch, no_networ
 def test_prepopulated_hub_cache_loads_without_network(
     tmp_path, monkeypatch, no_network, voc_safetensors
 ):
-    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry(sha256sum(voc_safetensors)))
+    monkeypatch.setitem(registry._REGISTRY, HUB_NAME, hub_entry(sha256sum(voc_safetensors)))
     populate_hf_cache(tmp_path, voc_safetensors)
     model = deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path)
     reference = deeplab_v2_resnet101(pretrained=voc_safetensors)
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert model.class_names == VOC_CLASSES
-    assert model.weights_info["weights"] == "test-hub"
+    assert model.weights_info["weights"] == HUB_NAME
     # An unpinned hf-hub: spec asks the Hub for the newest revision unless told to stay offline.
     spec = deeplab_v2_resnet101(
         pretrained="hf-hub:deeplabv2-tests/voc", cache_dir=tmp_path, local_files_only=True
@@ -100,20 +105,20 @@ def test_prepopulated_hub_cache_loads_without_network(
 
 
 def test_checksum_mismatch_is_refused_and_uncached(tmp_path, monkeypatch, voc_safetensors):
-    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry("0" * 64))
+    monkeypatch.setitem(registry._REGISTRY, HUB_NAME, hub_entry("0" * 64))
     cached = populate_hf_cache(tmp_path, voc_safetensors)
-    with pytest.raises(ValueError, match="SHA-256 .* does not match"):
+    with pytest.raises(WeightsFormatError, match="SHA-256 .* does not match"):
         deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path, local_files_only=True)
     assert not cached.exists() and not cached.is_symlink()
     assert list((cached.parents[2] / "blobs").iterdir()) == []
 
 
 def test_corrupt_cache_entry_is_not_trusted(tmp_path, monkeypatch, voc_safetensors):
-    monkeypatch.setitem(registry._REGISTRY, "test-hub", hub_entry())
+    monkeypatch.setitem(registry._REGISTRY, HUB_NAME, hub_entry())
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(voc_safetensors.read_bytes()[:100_000])
     cached = populate_hf_cache(tmp_path / "cache", truncated)
-    with pytest.raises(ValueError, match="corrupt or truncated"):
+    with pytest.raises(WeightsFormatError, match="corrupt or truncated.*cached copy was removed"):
         deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path / "cache")
     assert not cached.exists()
     assert truncated.exists(), "a user's own file is never deleted"
@@ -126,14 +131,17 @@ def test_release_zip_in_the_torch_hub_cache(
     torch_home, monkeypatch, no_network, release_caffemodel
 ):
     torch_home.mkdir(parents=True)
-    with zipfile.ZipFile(torch_home / "prototxt_and_model.zip", "w") as archive:
+    # cached under the release's folder name: both releases' archives are prototxt_and_model.zip
+    zip_path = torch_home / "deeplab_aspp_resnet101-prototxt_and_model.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
         archive.writestr("prototxt_and_model/test.prototxt", "name: 'test'")
         archive.write(release_caffemodel, "prototxt_and_model/train_iter_20000.caffemodel")
+        archive.write(release_caffemodel, "prototxt_and_model/train2_iter_20000.caffemodel")
     model = deeplab_v2_resnet101(pretrained=True, local_files_only=True)
     assert model.class_names[15] == "person"
-    assert (torch_home / "train_iter_20000.caffemodel").stat().st_size == (
-        release_caffemodel.stat().st_size
-    )
+    assert model.weights_info["weights"] == "deeplab_v2_resnet101.voc12"
+    extracted = torch_home / "deeplab_v2_resnet101.voc12.caffemodel"
+    assert extracted.stat().st_size == release_caffemodel.stat().st_size
     reference = deeplab_v2_resnet101(pretrained=release_caffemodel)
     assert torch.equal(model.backbone.conv1.weight, reference.backbone.conv1.weight)
 
@@ -150,7 +158,8 @@ def test_num_classes_other_than_the_weights_keeps_the_backbone(voc_safetensors):
 
 
 def test_bad_names_and_paths():
-    with pytest.raises(ValueError, match="unknown weights 'voc2012'.*available: coco-init"):
+    unknown = "unknown weights .voc2012. for deeplab_v2_resnet101; available: deeplab_v2_resnet101"
+    with pytest.raises(ValueError, match=unknown):
         deeplab_v2_resnet101(pretrained="voc2012")
     with pytest.raises(FileNotFoundError, match="no weights file"):
         deeplab_v2_resnet101(pretrained="/nonexistent/model.safetensors")
@@ -167,6 +176,12 @@ def test_torch_hub_load_local(voc_safetensors):
         str(ROOT), "deeplab_v2_resnet101", source="local", pretrained=str(voc_safetensors)
     )
     assert not loaded.training
+    vgg = torch.hub.load(str(ROOT), "deeplab_largefov_vgg16", source="local", num_classes=3)
+    assert vgg.architecture == "deeplab_largefov_vgg16" and vgg.num_classes == 3
+    entry_points = runpy.run_path(str(ROOT / "hubconf.py"))
+    assert {"deeplab_v2_resnet101", "deeplab_v2_vgg16", "deeplab_largefov_vgg16"} <= set(
+        entry_points
+    )
     hubconf = (ROOT / "hubconf.py").read_text()
     assert 'dependencies = ["torch"' in hubconf
 
@@ -203,8 +218,8 @@ def test_unreachable_release_url_fails_fast(torch_home, monkeypatch, silent_serv
     from deeplabv2.weights import hub
 
     url = f"{silent_server}/prototxt_and_model.zip"
-    entry = dataclasses.replace(hub_entry(), name="test-url", hf_revision=None, url=url)
-    monkeypatch.setitem(registry._REGISTRY, "test-url", entry)
+    entry = dataclasses.replace(hub_entry(), tag="test-url", hf_revision=None, url=url)
+    monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
     monkeypatch.setattr(hub, "_TIMEOUT", 1.0)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     start = time.perf_counter()

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from deeplabv2.weights import sha256sum
-from deeplabv2.weights.publish import publish
+from deeplabv2.publish import publish
+from deeplabv2.weights.hub import sha256sum
 
 
 class RecordingApi:

@@ -1,4 +1,4 @@
-"""The weights registry: schema, and metadata recomputed from the model itself."""
+"""The weights registry: schema, and metadata recomputed from the models themselves."""
 
 from __future__ import annotations
 
@@ -7,48 +7,78 @@ import re
 import pytest
 import torch
 
-from deeplabv2.models import DeepLabV2
-from deeplabv2.weights import DEFAULT_WEIGHTS, get_weights, list_weights, save_safetensors
-from deeplabv2.weights.convert import _metadata
+from deeplabv2.models import get_model, list_models
+from deeplabv2.models._builder import weights_metadata
+from deeplabv2.models._checkpoint import MAPPINGS
+from deeplabv2.weights import EvalProtocol, get_weights, list_weights, save_safetensors
+from deeplabv2.weights.registry import DEFAULT_WEIGHTS
 
 NAMES = list_weights()
 
 
-def test_required_names_and_default():
-    assert {"voc12", "coco-init", "cocostuff164k"} <= set(NAMES)
-    assert get_weights("DEFAULT") is get_weights(DEFAULT_WEIGHTS) is get_weights("voc12")
+def test_required_names_and_defaults():
+    assert {
+        "deeplab_v2_resnet101.voc12",
+        "deeplab_v2_resnet101.voc12-trainval",
+        "deeplab_v2_resnet101.coco-init",
+        "deeplab_v2_resnet101.cocostuff164k",
+        "deeplab_v2_resnet101.cocostuff10k",
+        "deeplab_v2_vgg16.voc12",
+        "deeplab_v2_vgg16.imagenet",
+        "deeplab_largefov_vgg16.voc12",
+        "deeplab_largefov_vgg16.imagenet",
+    } <= set(NAMES)
+    assert (
+        get_weights("DEFAULT") is get_weights("voc12") is get_weights("deeplab_v2_resnet101.voc12")
+    )
+    for model in list_models():
+        assert get_weights("DEFAULT", model).name == f"{model}.{DEFAULT_WEIGHTS[model]}"
+    assert get_weights("voc12", "deeplab_v2_vgg16").architecture == "deeplab_v2_vgg16"
+    with pytest.raises(ValueError, match="are for deeplab_v2_vgg16, not deeplab_v2_resnet101"):
+        get_weights("deeplab_v2_vgg16.voc12", "deeplab_v2_resnet101")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_schema(name):
     weights = get_weights(name)
-    assert weights.name == name
+    assert weights.name == name and weights.architecture in MAPPINGS
     assert weights.hf_revision is None or re.fullmatch(r"[0-9a-f]{40}", weights.hf_revision)
     assert weights.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", weights.sha256)
     assert weights.url.startswith(("http://", "https://"))
-    assert weights.transforms["mean_bgr"] == (104.008, 116.669, 122.675)
+    assert weights.transforms().mean_bgr == (104.008, 116.669, 122.675)
     assert set(weights.meta) >= {"categories", "num_params", "_metrics", "_ops", "_file_size"}
-    assert weights.meta["categories"] == weights.categories
+    assert weights.meta["categories"] is weights.categories  # described once
     if weights.backbone_only:
         assert weights.num_classes is None and weights.categories == ()
+        assert weights.protocol is None and weights.meta["_ops"] is None
     else:
         assert len(weights.categories) == weights.num_classes
+        assert EvalProtocol.from_dict(weights.protocol.as_dict()) == weights.protocol
     for metrics in weights.meta["_metrics"].values():
         assert metrics["source"], "every reported number names its source"
     assert weights.license
 
 
-def _model(weights) -> torch.nn.Module:
-    with torch.device("meta"):
-        model = DeepLabV2(num_classes=weights.num_classes or 21)
-    return model.backbone if weights.backbone_only else model
+def _state(weights, device=None) -> dict:
+    """The state dict the weights fill: everything but the head for a backbone."""
+    with torch.device(device or "cpu"):
+        model = get_model(weights.architecture, num_classes=weights.num_classes or 21)
+    mapping = MAPPINGS[weights.architecture]
+    return {
+        k: v
+        for k, v in model.state_dict().items()
+        if not (weights.backbone_only and mapping.is_head(k))
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_num_params_and_ops_are_recomputed(name):
     weights = get_weights(name)
-    model = _model(weights)
-    assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"]
+    with torch.device("meta"):
+        model = get_model(weights.architecture, num_classes=weights.num_classes or 21)
+    parameters = {n for n, _ in model.named_parameters()}
+    counted = sum(v.numel() for k, v in _state(weights, "meta").items() if k in parameters)
+    assert counted == weights.meta["num_params"]
     if weights.meta["_ops"] is None:
         return
     macs = 0
@@ -69,9 +99,9 @@ def test_num_params_and_ops_are_recomputed(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_file_size_is_recomputed(tmp_path, name):
     weights = get_weights(name)
-    model = DeepLabV2(num_classes=weights.num_classes or 21)
-    state = model.state_dict()
-    if weights.backbone_only:
-        state = {k: v for k, v in state.items() if not k.startswith("aspp.")}
-    path = save_safetensors(state, tmp_path / "w.safetensors", _metadata(weights.num_classes, name))
+    protocol = weights.protocol.as_dict() if weights.protocol else None
+    metadata = weights_metadata(
+        weights.architecture, weights.num_classes, name, weights.categories, protocol
+    )
+    path = save_safetensors(_state(weights), tmp_path / "w.safetensors", metadata)
     assert round(path.stat().st_size / 1e6, 1) == weights.meta["_file_size"]

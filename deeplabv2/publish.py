@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .convert import convert
-from .hub import sha256sum
-from .registry import Weights, get_weights
+from .weights import Weights, atomic_write, get_weights
+from .weights.files import check_destination
+from .weights.hub import sha256sum
 
 __all__ = ["model_card", "publish"]
 
@@ -29,18 +30,19 @@ def model_card(weights: Weights, metadata: dict[str, str], sha256: str) -> str:
             "tags: [image-segmentation, deeplab, deeplabv2, safetensors]",
             "pipeline_tag: image-segmentation",
             "---",
-            f"# DeepLab v2 ResNet-101: `{weights.name}`",
+            f"# `{weights.name}`",
             "",
             weights.description,
             "",
             "```python",
             "import deeplabv2",
-            f'model = deeplabv2.deeplab_v2_resnet101(pretrained="{weights.name}")',
+            f'model = deeplabv2.models.{weights.architecture}(pretrained="{weights.tag}")',
             "```",
             "",
             f"- classes ({weights.num_classes or 0}): {classes}",
             "- input: BGR float32, 0..255, minus the mean (B, G, R) = "
-            f"{weights.transforms['mean_bgr']}; test size {weights.transforms['test_size']}",
+            f"{weights.transforms().mean_bgr}",
+            f"- test protocol: {weights.protocol.as_dict() if weights.protocol else 'n/a'}",
             f"- converted from `{metadata['source']}` ({weights.url}) by deeplabv2 "
             f"{metadata['deeplabv2_version']} (conversion {metadata['conversion_version']})",
             f"- `model.safetensors` SHA-256: `{sha256}`",
@@ -77,14 +79,19 @@ def publish(
     weights = get_weights(name)
     repo_id = repo_id or weights.hf_repo
     out_dir = Path(out_dir)
+    card_path = check_destination(out_dir / "README.md", force)
     model_path, metadata = convert(
-        src, out_dir / "model.safetensors", force=force, backbone_only=weights.backbone_only
+        src,
+        out_dir / "model.safetensors",
+        model=weights.architecture,
+        backbone_only=weights.backbone_only,
+        classes=weights.categories or None,
+        protocol=weights.protocol,
+        force=force,
     )
     digest = sha256sum(model_path)
-    card_path = out_dir / "README.md"
-    if card_path.exists() and not force:
-        raise FileExistsError(f"{card_path} exists; pass force=True (CLI: --force) to replace it")
-    card_path.write_text(model_card(weights, metadata, digest), encoding="utf-8")
+    card = model_card(weights, metadata, digest)
+    atomic_write(card_path, lambda tmp: Path(tmp).write_text(card, encoding="utf-8"), force=force)
     plan: dict[str, Any] = {
         "repo_id": repo_id,
         "files": {"model.safetensors": str(model_path), "README.md": str(card_path)},

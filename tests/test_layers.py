@@ -1,0 +1,134 @@
+"""The package's layering: no import cycles, and ``weights`` (I/O) imports no model code."""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import deeplabv2
+
+PACKAGE = Path(deeplabv2.__file__).parent
+# Floors, one way down (DESIGN.md): a module may import only from its own floor or below.
+FLOORS = {
+    "errors": 0,
+    "version": 0,
+    "data": 1,
+    "interp": 1,
+    "metrics": 1,
+    "weights": 2,
+    "crf": 3,
+    "models": 3,
+    "msc": 3,
+    "segmenter": 4,
+    "evaluate": 5,
+    "convert": 4,
+    "publish": 5,
+    "_predict_io": 5,
+    "cli": 6,
+    "__init__": 7,
+}
+
+
+def modules() -> list[str]:
+    names = ["deeplabv2"]
+    for info in pkgutil.walk_packages([str(PACKAGE)], prefix="deeplabv2."):
+        names.append(info.name)
+    return sorted(names)
+
+
+def source_of(name: str) -> Path:
+    relative = Path(*name.split(".")[1:])
+    package = PACKAGE / relative / "__init__.py"
+    return package if package.is_file() else (PACKAGE / relative).with_suffix(".py")
+
+
+def imports_of(name: str) -> set[str]:
+    """Every deeplabv2 module ``name`` imports, at any depth of its code (functions too)."""
+    path = source_of(name)
+    is_package = path.name == "__init__.py"
+    base = name.split(".") if is_package else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("deeplabv2")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                target = ".".join(
+                    base[: len(base) - node.level + 1] + ([node.module] if node.module else [])
+                )
+            else:
+                target = node.module or ""
+            if target.startswith("deeplabv2"):
+                known = set(modules())
+                for alias in node.names:
+                    submodule = f"{target}.{alias.name}"
+                    found.add(submodule if submodule in known else target)
+    return {m for m in found if m in set(modules()) and m != name}
+
+
+def top(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_weights_imports_no_model_code():
+    for name in modules():
+        if top(name) == "weights":
+            above = {
+                m
+                for m in imports_of(name)
+                if top(m) not in ("weights", "errors", "data", "version")
+            }
+            assert not above, f"{name} imports {sorted(above)}"
+
+
+def test_every_import_goes_one_way_down():
+    for name in modules():
+        floor = FLOORS[top(name)]
+        for imported in imports_of(name):
+            if top(imported) == top(name):
+                continue
+            assert FLOORS[top(imported)] < floor, f"{name} (floor {floor}) imports {imported}"
+
+
+def test_no_cycles_between_modules():
+    graph = {name: imports_of(name) - {"deeplabv2"} for name in modules()}
+    # a package's __init__ re-exports its modules: an edge into the package is one into them
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if nxt.startswith(node + "."):
+                continue  # a package importing its own modules
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path, node, nxt]))
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+
+
+def test_each_module_imports_alone_in_a_fresh_interpreter():
+    code = (
+        "import importlib, sys\n"
+        "names = sys.argv[1:]\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m.startswith('deeplabv2')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+        "print('ok', len(names))\n"
+    )
+    # leaves first: an order in which a hidden cycle would fail
+    order = sorted(modules(), key=lambda n: (FLOORS[top(n)], -n.count(".")))
+    run = subprocess.run(
+        [sys.executable, "-c", code, *order], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == f"ok {len(order)}"
