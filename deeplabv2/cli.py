@@ -1,4 +1,7 @@
-"""The ``deeplabv2`` command line: ``predict``, ``eval``, ``convert``, ``weights``, ``publish``."""
+"""The ``deeplabv2`` command line: ``predict``, ``eval``, ``convert``, ``weights``, ``publish``.
+
+Also ``python -m deeplabv2 ...``, and ``torchrun --nproc_per_node K -m deeplabv2 predict|eval``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .data.images import DEFAULT_MAX_PIXELS
+from ._infer import add_options
 
 __all__ = ["main"]
 
@@ -93,193 +96,22 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_inference_options(args: argparse.Namespace) -> None:
-    """Validate the options before anything is loaded (usage errors cost no model load)."""
-    import torch
-
-    from .segmenter import tile_overlap_for
-
-    tile_overlap_for(args.tile_size, args.tile_overlap)
-    if args.max_pixels is not None and args.max_pixels < 1:
-        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
-    if args.device is not None:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            raise ValueError(
-                f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)"
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"--device {args.device}: no CUDA GPU is available here; use --device cpu"
-            )
-
-
-def _segmenter(args: argparse.Namespace):
-    import torch
-
-    from . import models
-    from .segmenter import Segmenter
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = models.load_model(args.weights, args.model)
-    crf = None
-    if args.crf:
-        from .crf import DenseCRF
-
-        crf = DenseCRF(backend=args.crf_backend)
-    return Segmenter(
-        model,
-        scales=(0.5, 0.75) if args.msc else (),
-        flip=args.flip,
-        crf=crf,
-        device=device,
-        tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap,
-        max_pixels=args.max_pixels,
-        progress=not args.quiet,
-    )
-
-
-def _per_image_failure(error: BaseException) -> Optional[str]:
-    """What to report for an error that spoils one image only; None for anything else."""
-    import torch
-
-    from .errors import ImageError
-
-    if isinstance(error, (ImageError, OSError)):
-        return str(error)
-    out_of_memory = isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
-        isinstance(error, RuntimeError)
-        and ("out of memory" in str(error) or "can't allocate memory" in str(error))
-    )
-    if out_of_memory:
-        return "out of memory; try a smaller --tile-size, fewer scales (no --msc) or --device cpu"
-    return None
-
-
 def _predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from ._infer import run_predict
 
-    from tqdm import tqdm
-
-    from . import _predict_io as io
-    from .data.images import load_image
-    from .weights.files import check_destination
-
-    _check_inference_options(args)
-    paths = io.collect_images(args.inputs)
-    if not paths:
-        raise ValueError("no images found in the given files/folders")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file; give a folder for the outputs")
-    stems = [p.stem for p in paths]
-    if len(set(stems)) != len(stems):
-        raise ValueError("several inputs share a file name; their outputs would collide")
-    outputs = {p: io.output_paths(out, p.stem, args.overlay, args.probs) for p in paths}
-    for files in outputs.values():  # every output is checked before any is written
-        for file in files:
-            check_destination(file, args.force)
-    segmenter = _segmenter(args)
-    failures = []
-    for path in tqdm(paths, desc="predict", unit="image", disable=args.quiet):
-        try:
-            rgb = load_image(path, max_pixels=args.max_pixels)
-            prediction = segmenter.predict(rgb, return_probs=args.probs)
-            labels = prediction.labels.numpy()
-            io.save_labels(outputs[path][0], labels, args.force)
-            if args.overlay:
-                io.save_overlay(outputs[path][1], rgb, labels, args.force)
-            if args.probs:
-                io.save_probs(outputs[path][-1], prediction.probs.numpy(), args.force)
-        except Exception as error:  # noqa: BLE001 - sorted by _per_image_failure
-            reason = _per_image_failure(error)
-            if reason is None:
-                raise
-            failures.append(reason if str(path) in reason else f"{path}: {reason}")
-    done = len(paths) - len(failures)
-    for failure in failures:
-        print(f"deeplabv2 predict: skipped {failure}", file=sys.stderr)
-    print(f"wrote {done} of {len(paths)} segmentations to {out}")
-    return 1 if failures else 0
-
-
-def _percent(value: Optional[float]) -> str:
-    return "   n/a" if value is None else f"{100 * value:6.2f}"
+    return run_predict(args)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from ._infer import run_eval
 
-    from .data.voc import VOCSegmentation
-    from .evaluate import evaluate
-    from .weights.files import atomic_write, check_destination
-
-    _check_inference_options(args)
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        check_destination(out, args.force)
-    dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
-    segmenter = _segmenter(args)
-    results = evaluate(
-        segmenter,
-        dataset,
-        crf_workers=args.workers,
-        progress=not args.quiet,
-        strict_labels=args.strict_labels,
-    )
-    names = results["per_class_iou"]
-    width = max(len(n) for n in names)
-    for name, iou in names.items():
-        print(f"{name:<{width}}  {_percent(iou)} %")
-    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
-        print(f"{key:<{width}}  {_percent(results[key])} %")
-    if out is not None:
-        text = json.dumps(results, indent=2, allow_nan=False)
-        atomic_write(out, lambda tmp: Path(tmp).write_text(text), force=args.force)
-        print(f"wrote {out}")
-    return 0
+    return run_eval(args)
 
 
 def _add_model_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     from .models import list_models
 
     parser.add_argument("--model", choices=list_models(), help=help_text)
-
-
-def _add_inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--weights",
-        default="voc12",
-        help="registry name (deeplabv2 weights), local file or hf-hub:... (voc12)",
-    )
-    _add_model_option(
-        parser, "the network (default: the one the weights are for; a bare name is ResNet-101's)"
-    )
-    parser.add_argument("--msc", action="store_true", help="multi-scale inputs 1, 0.75, 0.5")
-    parser.add_argument("--flip", action="store_true", help="average with the flipped image")
-    parser.add_argument("--crf", action="store_true", help="refine with the dense CRF")
-    parser.add_argument(
-        "--crf-backend", default="torch", choices=("torch", "pydensecrf"), help="CRF backend"
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument(
-        "--tile-size", type=int, default=1025, help="tile images with a longer side (1025)"
-    )
-    parser.add_argument(
-        "--tile-overlap",
-        type=int,
-        help="overlap of neighbouring tiles in pixels (default: min(256, tile size / 2))",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,}: 25 megapixels)",
-    )
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     predict.add_argument("--probs", action="store_true", help="also write <name>_probs.npy")
-    _add_inference_options(predict)
+    add_options(predict)
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser("eval", help="mIoU on a VOC-format dataset")
@@ -304,14 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="write the scores as JSON here")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument(
-        "--workers", type=int, default=2, help="CRF worker processes (0: in the main process)"
-    )
-    evaluate.add_argument(
         "--strict-labels",
         action="store_true",
         help="fail on label values that are neither a class nor 255 (default: warn once)",
     )
-    _add_inference_options(evaluate)
+    add_options(evaluate)
     evaluate.set_defaults(run=_eval)
 
     convert = commands.add_parser("convert", help="convert .caffemodel/.pth to .safetensors")

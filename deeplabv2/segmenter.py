@@ -1,14 +1,24 @@
-"""``Segmenter``: image in, segmentation out, following the DeepLab v2 release's test protocol."""
+"""``Segmenter``: images in, segmentations out, following the weights' own test protocol.
+
+The release's protocol (the default for its weights): the image is padded at the bottom/right
+with the mean pixel to 513x513 (zeros after mean subtraction), the network and its multi-scale
+inputs run on the padded image, the logits (65x65) are zoomed by 8 with the corners aligned
+(65 -> 513) and cropped back to the image. Weights trained by the PyTorch port run unpadded with
+the port's MSC resizing. The protocol comes from ``model.weights_info["protocol"]``; explicit
+arguments win.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -18,10 +28,26 @@ from .data.transforms import to_caffe_input
 from .errors import ImageSizeError
 from .interp import upsample_logits
 from .msc import MultiScale
+from .weights.registry import RELEASE_PROTOCOL, EvalProtocol
 
-__all__ = ["Prediction", "Segmenter"]
+__all__ = ["Prediction", "Segmenter", "padded_side", "protocol_of"]
 
 _OUTPUT_STRIDE = 8
+_AUTO = "auto"
+
+
+def padded_side(side: int, pad_to: Optional[int]) -> int:
+    """The side an image side is padded to: ``pad_to``, or the next ``8k + 1`` that holds it
+    (sides over ``pad_to`` do not occur in VOC); unchanged without padding."""
+    if pad_to is None:
+        return side
+    return max(pad_to, -(-(side - 1) // _OUTPUT_STRIDE) * _OUTPUT_STRIDE + 1)
+
+
+def protocol_of(model: nn.Module) -> EvalProtocol:
+    """The test protocol of the model's weights (the release's when they do not say)."""
+    recorded = (getattr(model, "weights_info", None) or {}).get("protocol")
+    return EvalProtocol.from_dict(recorded) if recorded else RELEASE_PROTOCOL
 
 
 @dataclass
@@ -46,20 +72,27 @@ class Prediction:
 
 
 class Segmenter:
-    """Segment images with a DeepLab v2 model as the release does at test time.
+    """Segment images with a DeepLab model as its weights were evaluated.
 
-    The image (RGB) becomes the network input (BGR, mean-subtracted,
-    :func:`deeplabv2.data.to_caffe_input`); the logits of the input and of the extra ``scales``
-    are max-fused (:class:`deeplabv2.MultiScale`, optionally averaged with the flipped image),
-    upsampled to the image size as Caffe does (:func:`deeplabv2.interp.upsample_logits`) and
-    turned into probabilities; the optional dense CRF refines them with the original RGB image.
+    Each RGB image becomes the network input (BGR, mean-subtracted,
+    :func:`deeplabv2.data.to_caffe_input`), padded with the mean to ``pad_to`` (zeros after
+    subtraction); the logits of the input and of the extra ``scales`` are max-fused
+    (:class:`deeplabv2.MultiScale`, optionally averaged with the flipped image), zoomed to the
+    padded size as Caffe does (:func:`deeplabv2.interp.upsample_logits`, corners aligned),
+    cropped to the image and turned into probabilities; the optional dense CRF refines them
+    with the original RGB image.
 
     Args:
         model: maps ``(B, 3, H, W)`` Caffe-convention input to logits at output stride 8.
-        scales: extra input scales fused with 1.0 (the release's MSC: ``(0.5, 0.75)``);
-            ``()`` for single-scale inference.
+        scales: extra input scales fused with 1.0 (``()`` for single-scale inference); default:
+            the protocol's (the release: ``(0.5, 0.75)``).
+        msc_mode: ``"caffe"`` or ``"pytorch"`` resizing of the scales; default: the protocol's.
+        pad_to: pad images to this square size (of the form ``8k + 1``; a larger image to the
+            next such size that holds it), or None to run each image at its own size;
+            default ``"auto"``: the protocol's (the release: 513; the port's weights: None).
         flip: also run the horizontally flipped image and average.
-        crf: a :class:`deeplabv2.crf.DenseCRF`, True for ``DenseCRF()``, or None.
+        crf: a :class:`deeplabv2.crf.DenseCRF`, a preset name, True for the protocol's preset
+            (``resnet101-voc`` or ``vgg16-voc``), or None.
         device: where the network runs (default: the model's device).
         dtype: ``None``/``torch.float32``, or ``torch.bfloat16``/``torch.float16`` for
             autocast mixed precision (float16 on CUDA only).
@@ -67,13 +100,14 @@ class Segmenter:
             at most this size, so memory stays bounded; None never tiles.
         tile_overlap: overlap of neighbouring tiles, in pixels (rounded up to a multiple of 8);
             default ``min(256, tile_size // 2)``. Each pixel is taken from the tile in which it
-            lies furthest from a tile edge, so a network whose receptive field fits in half the
-            overlap gives exactly the whole-image result; for DeepLab (whose receptive field is
-            larger) the result is close but not identical.
+            lies furthest from a tile edge.
         max_pixels: larger images are refused with :class:`~deeplabv2.errors.ImageSizeError`
             (files before they are decoded); None for no limit. Default
             :data:`~deeplabv2.data.images.DEFAULT_MAX_PIXELS` (25 megapixels).
         progress: show a progress bar over the tiles of a tiled image.
+
+    The protocol of the model's weights is ``model.weights_info["protocol"]`` (see
+    :class:`deeplabv2.weights.EvalProtocol`); models without one follow the release's.
 
     Raises (when segmenting):
         ImageSizeError: an image smaller than the network (and its MSC scales) can take, or
@@ -84,9 +118,11 @@ class Segmenter:
         self,
         model: nn.Module,
         *,
-        scales: Sequence[float] = (0.5, 0.75),
+        scales: Optional[Sequence[float]] = None,
+        msc_mode: Optional[str] = None,
+        pad_to: Union[int, None, str] = _AUTO,
         flip: bool = False,
-        crf: Union[DenseCRF, bool, None] = None,
+        crf: Union[DenseCRF, bool, str, None] = None,
         device: Union[str, torch.device, None] = None,
         dtype: Optional[torch.dtype] = None,
         tile_size: Optional[int] = 1025,
@@ -105,59 +141,110 @@ class Segmenter:
         self.dtype = None if dtype in (None, torch.float32) else dtype
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be positive (or None), got {max_pixels}")
+        protocol = protocol_of(model)
+        if pad_to == _AUTO:
+            pad_to = protocol.pad_to
+        if pad_to is not None and (not isinstance(pad_to, int) or pad_to < 1 or (pad_to - 1) % 8):
+            raise ValueError(f"pad_to must be of the form 8k + 1 (e.g. 513) or None, got {pad_to}")
+        self.protocol = EvalProtocol(
+            msc_mode=msc_mode or protocol.msc_mode,
+            scales=protocol.scales if scales is None else tuple(float(s) for s in scales),
+            pad_to=pad_to,
+            crf=protocol.crf,
+        )
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap_for(tile_size, tile_overlap)
         self.max_pixels = max_pixels
         self.progress = progress
         self.model = model.to(self.device).eval()
-        self.net = MultiScale(self.model, scales, flip=flip).eval()
+        self.net = MultiScale(
+            self.model, self.protocol.scales, mode=self.protocol.msc_mode, flip=flip
+        ).eval()
         self.min_size = self.net.min_input_size()
         if tile_size is not None and tile_size < self.min_size + _OUTPUT_STRIDE:
             raise ValueError(
                 f"tile_size {tile_size} is too small for this network and its scales: use at "
                 f"least {self.min_size + _OUTPUT_STRIDE}"
             )
-        self.crf = DenseCRF() if crf is True else (crf or None)
+        if crf is True:
+            crf = DenseCRF.from_preset(self.protocol.crf)
+        elif isinstance(crf, str):
+            crf = DenseCRF.from_preset(crf)
+        self.crf: Optional[DenseCRF] = crf or None
         self.class_names = tuple(getattr(model, "class_names", ()) or ())
+
+    @property
+    def pad_to(self) -> Optional[int]:
+        return self.protocol.pad_to
 
     def __repr__(self) -> str:
         return (
-            f"Segmenter(scales={self.net.scales}, flip={self.net.flip}, crf={self.crf!r}, "
+            f"Segmenter(scales={self.net.scales}, msc_mode={self.net.mode!r}, "
+            f"pad_to={self.pad_to}, flip={self.net.flip}, crf={self.crf!r}, "
             f"device={str(self.device)!r}, dtype={self.dtype}, tile_size={self.tile_size})"
         )
 
+    def settings(self) -> dict[str, Any]:
+        """What this Segmenter does, as JSON-able values (recorded with evaluation results)."""
+        return {
+            "msc_mode": self.net.mode,
+            "scales": list(self.net.scales),
+            "pad_to": self.pad_to,
+            "flip": self.net.flip,
+            "crf": None
+            if self.crf is None
+            else {**self.crf.params.as_dict(), "backend": self.crf.backend},
+            "dtype": str(self.dtype or torch.float32),
+        }
+
+    # -- checks ----------------------------------------------------------------------------------
+
     def check_size(self, height: int, width: int) -> None:
         """Raise :class:`ImageSizeError` for an image this Segmenter cannot segment."""
-        if min(height, width) < self.min_size:
+        if self.pad_to is None and min(height, width) < self.min_size:
             raise ImageSizeError(
                 f"image of {width}x{height} pixels is too small: this network"
                 f"{' with its MSC scales' if len(self.net.scales) > 1 else ''} needs at least "
-                f"{self.min_size} pixels per side"
+                f"{self.min_size} pixels per side (or padding: pad_to=513)"
             )
         check_pixels(height, width, self.max_pixels)
 
-    @torch.inference_mode()
-    def probabilities(self, image: np.ndarray) -> torch.Tensor:
-        """``(H, W, 3) uint8`` RGB -> network probabilities ``(C, H, W) float32`` on the device."""
-        h, w = image.shape[:2]
-        self.check_size(h, w)
-        if self.tile_size is not None and max(h, w) > self.tile_size:
-            logits = self._tiled_logits(image)
-        else:
-            logits = self._logits(image)
-        return torch.softmax(logits.float(), dim=0)
+    def tiled(self, height: int, width: int) -> bool:
+        """Whether an image of this size is segmented in tiles."""
+        return self.tile_size is not None and max(height, width) > self.tile_size
 
-    def _logits(self, image: np.ndarray) -> torch.Tensor:
-        """Full-resolution logits ``(C, H, W)`` of one image (or tile)."""
-        x = to_caffe_input(image, device=self.device).unsqueeze(0)
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype)
-            if self.dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The network input size of an (untiled) image: padded, or its own."""
+        return padded_side(height, self.pad_to), padded_side(width, self.pad_to)
+
+    # -- the network -----------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _network_input(self, images: Sequence[Any], size: tuple[int, int]) -> torch.Tensor:
+        """RGB ``(H, W, 3)`` uint8 images (numpy or, e.g. pinned, torch) -> ``(B, 3, *size)``
+        Caffe input on the device, padded with the mean (zero after subtraction)."""
+        batch = []
+        for image in images:
+            rgb = torch.as_tensor(image).to(self.device, non_blocking=True).permute(2, 0, 1)
+            x = to_caffe_input(rgb)
+            pad_h, pad_w = size[0] - x.shape[-2], size[1] - x.shape[-1]
+            batch.append(F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x)
+        return torch.stack(batch)
+
+    @torch.inference_mode()
+    def _logits_batch(self, images: Sequence[Any]) -> list[torch.Tensor]:
+        """Full-resolution logits ``(C, H_i, W_i)`` of images that share one input size."""
+        sizes = [tuple(image.shape[:2]) for image in images]
+        size = self.input_size(*sizes[0])
+        x = self._network_input(images, size)
+        with self._autocast():
             logits = self.net(x)
-        return upsample_logits(logits.float(), image.shape[:2], factor=_OUTPUT_STRIDE)[0]
+        full = upsample_logits(logits.float(), size, factor=_OUTPUT_STRIDE)
+        return [full[i, :, :h, :w] for i, (h, w) in enumerate(sizes)]
 
     def _tiled_logits(self, image: np.ndarray) -> torch.Tensor:
         h, w = image.shape[:2]
@@ -174,7 +261,7 @@ class Segmenter:
             for start_y, end_y, keep_y0, keep_y1 in rows:
                 for start_x, end_x, keep_x0, keep_x1 in cols:
                     tile = np.ascontiguousarray(image[start_y:end_y, start_x:end_x])
-                    logits = self._logits(tile)
+                    logits = self._logits_batch([tile])[0]
                     if out is None:
                         out = logits.new_empty(logits.shape[0], h, w)
                     out[:, keep_y0:keep_y1, keep_x0:keep_x1] = logits[
@@ -186,29 +273,65 @@ class Segmenter:
         assert out is not None
         return out
 
-    def predict(self, image: ImageInput, return_probs: bool = False) -> Prediction:
-        """Segment one image (path, PIL, numpy or torch; see :func:`deeplabv2.data.load_image`)."""
-        rgb = load_image(image, max_pixels=self.max_pixels)
-        probs = self.probabilities(rgb)
-        if self.crf is not None:
-            probs = self.refine(rgb, probs)
-        return self._prediction(probs, return_probs)
+    def probabilities_batch(self, images: Sequence[Any], batch_size: int = 1) -> list[torch.Tensor]:
+        """Network probabilities ``(C, H, W) float32`` (on the device) of each RGB image.
+
+        Images that share a network input size (every image up to ``pad_to`` under padding,
+        equal sizes without) run ``batch_size`` at a time; tiled images one by one. The
+        results equal those of ``batch_size=1`` up to floating-point reduction order.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        out: list[Optional[torch.Tensor]] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, image in enumerate(images):
+            h, w = image.shape[:2]
+            self.check_size(h, w)
+            if self.tiled(h, w):
+                with torch.inference_mode():
+                    out[index] = torch.softmax(self._tiled_logits(np.asarray(image)), dim=0)
+            else:
+                groups[self.input_size(h, w)].append(index)
+        for members in groups.values():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                logits = self._logits_batch([images[i] for i in chunk])
+                for index, value in zip(chunk, logits):
+                    out[index] = torch.softmax(value, dim=0)
+        return out  # type: ignore[return-value]
+
+    def probabilities(self, image: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3) uint8`` RGB -> network probabilities ``(C, H, W) float32`` on the device."""
+        return self.probabilities_batch([image])[0]
+
+    # -- the CRF and the results -----------------------------------------------------------------
 
     def refine(self, image: np.ndarray, probs: torch.Tensor) -> torch.Tensor:
         """The CRF step: ``(H, W, 3) uint8`` RGB and ``(C, H, W)`` probs -> refined probs."""
         if self.crf is None:
             raise ValueError("this Segmenter has no CRF (pass crf=True or a DenseCRF)")
-        return self.crf(torch.from_numpy(image).permute(2, 0, 1).to(probs.device), probs)
+        rgb = torch.as_tensor(np.asarray(image)).permute(2, 0, 1).to(probs.device)
+        return self.crf(rgb, probs)
+
+    def predict(self, image: ImageInput, return_probs: bool = False) -> Prediction:
+        """Segment one image (path, PIL, numpy or torch; see :func:`deeplabv2.data.load_image`)."""
+        return self.predict_batch([image], return_probs=return_probs)[0]
 
     def predict_batch(
-        self, images: Iterable[ImageInput], return_probs: bool = False
+        self, images: Iterable[ImageInput], return_probs: bool = False, batch_size: int = 1
     ) -> list[Prediction]:
-        """Segment many images of any sizes; one :class:`Prediction` per image, in order."""
-        return [self.predict(image, return_probs=return_probs) for image in images]
+        """Segment many images of any sizes (``batch_size`` at a time through the network);
+        one :class:`Prediction` per image, in order."""
+        rgbs = [load_image(image, max_pixels=self.max_pixels) for image in images]
+        probs = self.probabilities_batch(rgbs, batch_size)
+        if self.crf is not None:
+            probs = [self.refine(rgb, p) for rgb, p in zip(rgbs, probs)]
+        return [self.prediction(p, return_probs) for p in probs]
 
-    def _prediction(self, probs: torch.Tensor, return_probs: bool) -> Prediction:
+    def prediction(self, probs: torch.Tensor, return_probs: bool = False) -> Prediction:
+        """A :class:`Prediction` from ``(C, H, W)`` probabilities on any device."""
         labels = probs.argmax(0).cpu()
-        return Prediction(labels, probs.cpu() if return_probs else None, self.class_names)
+        return Prediction(labels, probs.float().cpu() if return_probs else None, self.class_names)
 
 
 def tile_overlap_for(tile_size: Optional[int], tile_overlap: Optional[int]) -> int:

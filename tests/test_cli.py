@@ -170,17 +170,38 @@ def test_eval_scores_equal_numpy(tmp_path, voc_safetensors, capsys) -> None:
     assert main([*argv, "--quiet"]) == 1  # no overwrite without --force
 
 
-def test_eval_with_crf_workers_equals_inline(tmp_path, voc_safetensors) -> None:
+def test_eval_with_crf_and_decoding_workers_equals_inline(tmp_path, voc_safetensors) -> None:
     from .voc_fixture import write_voc
 
     root = write_voc(tmp_path / "voc")
     scores = []
-    for workers in ("0", "2"):
-        out = tmp_path / f"r{workers}.json"
+    for crf_workers, workers in (("0", "0"), ("2", "2")):
+        out = tmp_path / f"r{crf_workers}.json"
         argv = ["eval", "--data", str(root), "--weights", str(voc_safetensors), "--crf"]
-        assert (
-            main([*argv, "--workers", workers, "--limit", "2", "--out", str(out), "--quiet"]) == 0
-        )
+        argv += ["--crf-workers", crf_workers, "--workers", workers, "--crf-backend", "torch"]
+        assert main([*argv, "--limit", "2", "--out", str(out), "--quiet"]) == 0
         scores.append(json.loads(out.read_text()))
     assert scores[0]["mean_iou"] == pytest.approx(scores[1]["mean_iou"], abs=1e-6)
     assert scores[0]["settings"]["crf"]["bi_xy_std"] == 67
+    assert scores[0]["settings"]["crf"]["backend"] == "torch"
+
+
+def test_eval_follows_the_weights_protocol(tmp_path, release_layers, capsys) -> None:
+    """Weights of the PyTorch port run with the port's MSC resizing and unpadded."""
+    import torch
+
+    from .voc_fixture import write_voc
+    from .weights.test_convert import peer_checkpoint
+
+    torch.save(peer_checkpoint(release_layers), tmp_path / "port.pth")
+    root = write_voc(tmp_path / "voc")
+    out = tmp_path / "r.json"
+    argv = ["eval", "--data", str(root), "--weights", str(tmp_path / "port.pth"), "--quiet"]
+    assert main([*argv, "--msc", "--limit", "1", "--out", str(out)]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["msc_mode"] == "pytorch" and settings["pad_to"] is None
+    assert settings["scales"] == [1.0, 0.75, 0.5]
+    assert main([*argv, "--limit", "1", "--pad-to", "513", "--msc-mode", "caffe", "--force",
+                 "--out", str(out)]) == 0  # fmt: skip
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["msc_mode"] == "caffe" and settings["pad_to"] == 513  # explicit wins

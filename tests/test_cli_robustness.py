@@ -35,7 +35,7 @@ def test_bad_images_are_skipped_and_the_rest_written(tmp_path, voc_safetensors, 
     Image.new("1", (6000, 6000)).save(folder / "c_large.png")  # 36 MP, over the default limit
     Image.new("1", (15000, 15000)).save(folder / "d_bomb.png")  # over Pillow's bomb limit
     photo(folder / "e_good.png", slice(100, 165))
-    code = predict(tmp_path, voc_safetensors, "--msc")
+    code = predict(tmp_path, voc_safetensors, "--msc", "--pad-to", "none")
     err = capsys.readouterr().err
     assert code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_good.png", "e_good.png"]
@@ -44,6 +44,12 @@ def test_bad_images_are_skipped_and_the_rest_written(tmp_path, voc_safetensors, 
     assert "c_large.png: the image of 6000x6000 pixels (36.0 megapixels) is over the limit" in err
     assert "d_bomb.png" in err and "--max-pixels" in err
     assert "Traceback" not in err
+    # padded as the release pads (to 513), even a 1x1 image can be segmented
+    for name in ("a_good.png", "c_large.png", "d_bomb.png", "e_good.png"):
+        (folder / name).unlink()
+    assert predict(tmp_path, voc_safetensors, "--force") == 0
+    with Image.open(tmp_path / "out" / "b_tiny.png") as png:
+        assert png.size == (1, 1)
 
 
 def test_max_pixels_can_be_raised(tmp_path, voc_safetensors, capsys):
@@ -82,7 +88,8 @@ def test_small_tiles_work_with_a_derived_overlap(tmp_path, voc_safetensors, caps
     (tmp_path / "in").mkdir()
     photo(tmp_path / "in" / "p.png", slice(0, 150), slice(0, 131))
     argv = ["predict", str(tmp_path / "in"), "--out", str(tmp_path / "out")]
-    assert main([*argv, "--weights", str(voc_safetensors), "--tile-size", "100"]) == 0
+    options = ["--tile-size", "100", "--pad-to", "none"]  # tiles at their own size
+    assert main([*argv, "--weights", str(voc_safetensors), *options]) == 0
     err = capsys.readouterr().err
     assert "tiles of 131x150" in err  # the tile progress bar
     with Image.open(tmp_path / "out" / "p.png") as png:
@@ -125,6 +132,7 @@ def test_out_of_range_labels_warn_once_or_fail_when_strict(tmp_path, voc_safeten
     relabel(root, 37, 10)
     out = tmp_path / "r.json"
     argv = ["eval", "--data", str(root), "--weights", str(voc_safetensors), "--quiet"]
+    argv += ["--limit", "1"]  # the first image holds the bad labels
     with pytest.warns(UserWarning) as warned:
         assert main([*argv, "--out", str(out)]) == 0
     messages = [str(w.message) for w in warned if "label pixels" in str(w.message)]
@@ -147,16 +155,16 @@ def test_out_of_memory_skips_one_image(tmp_path, voc_safetensors, monkeypatch, c
     folder.mkdir()
     photo(folder / "a.png")
     photo(folder / "b.png", slice(1, 66))
-    original = Segmenter.predict
+    original = Segmenter.probabilities_batch
     calls = []
 
-    def predict_or_run_out(self, image, return_probs=False):
-        calls.append(image)
+    def run_out_on_the_second(self, images, batch_size=1):
+        calls.append(len(images))
         if len(calls) == 2:  # b.png, the second in sorted order
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return original(self, image, return_probs)
+        return original(self, images, batch_size)
 
-    monkeypatch.setattr(Segmenter, "predict", predict_or_run_out)
+    monkeypatch.setattr(Segmenter, "probabilities_batch", run_out_on_the_second)
     assert predict(tmp_path, voc_safetensors) == 1
     err = capsys.readouterr().err
     assert "b.png: out of memory; try a smaller --tile-size" in err

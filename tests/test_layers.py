@@ -18,17 +18,21 @@ FLOORS = {
     "data": 1,
     "interp": 1,
     "metrics": 1,
+    "_distributed": 1,
     "weights": 2,
     "crf": 3,
     "models": 3,
     "msc": 3,
     "segmenter": 4,
-    "evaluate": 5,
     "convert": 4,
-    "publish": 5,
+    "_pipeline": 5,
     "_predict_io": 5,
-    "cli": 6,
-    "__init__": 7,
+    "publish": 5,
+    "evaluate": 6,
+    "_infer": 7,
+    "cli": 8,
+    "__init__": 9,
+    "__main__": 10,
 }
 
 
@@ -126,7 +130,8 @@ def test_each_module_imports_alone_in_a_fresh_interpreter():
         "print('ok', len(names))\n"
     )
     # leaves first: an order in which a hidden cycle would fail
-    order = sorted(modules(), key=lambda n: (FLOORS[top(n)], -n.count(".")))
+    runnable = [n for n in modules() if n != "deeplabv2.__main__"]  # that one runs the CLI
+    order = sorted(runnable, key=lambda n: (FLOORS[top(n)], -n.count(".")))
     run = subprocess.run(
         [sys.executable, "-c", code, *order], capture_output=True, text=True, timeout=300
     )

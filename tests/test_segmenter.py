@@ -14,6 +14,7 @@ from deeplabv2.crf import DenseCRF
 from deeplabv2.data import to_caffe_input
 from deeplabv2.interp import upsample_logits
 from deeplabv2.segmenter import Segmenter, _tiles
+from deeplabv2.weights.registry import PORT_PROTOCOL, RELEASE_PROTOCOL
 
 
 class SmallFieldNet(nn.Module):
@@ -35,8 +36,8 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(skdata.coffee()[100:165, 200:265])  # 65x65
 
 
-def test_protocol_matches_the_parts(tiny_deeplab, photo: np.ndarray) -> None:
-    seg = Segmenter(tiny_deeplab, scales=(0.5, 0.75))
+def test_unpadded_mode_matches_the_parts(tiny_deeplab, photo: np.ndarray) -> None:
+    seg = Segmenter(tiny_deeplab, scales=(0.5, 0.75), pad_to=None)
     pred = seg.predict(photo, return_probs=True)
     with torch.no_grad():
         logits = MultiScale(tiny_deeplab, (0.5, 0.75)).eval()(to_caffe_input(photo)[None])
@@ -44,6 +45,88 @@ def test_protocol_matches_the_parts(tiny_deeplab, photo: np.ndarray) -> None:
     torch.testing.assert_close(pred.probs, probs)
     assert pred.labels.shape == (65, 65) and pred.labels.dtype == torch.int64
     assert torch.equal(pred.labels, probs.argmax(0))
+
+
+def release_protocol(model, image: np.ndarray, scales=(0.5, 0.75)) -> torch.Tensor:
+    """The release's test protocol written out: zero-pad the mean-subtracted input to 513 at
+    the bottom/right, network + MSC, zoom the logits by 8 with corners aligned, crop."""
+    h, w = image.shape[:2]
+    x = torch.from_numpy(image).permute(2, 0, 1).float().flip(0)  # BGR
+    x = x - torch.tensor([104.008, 116.669, 122.675]).view(3, 1, 1)
+    x = torch.nn.functional.pad(x, (0, 513 - w, 0, 513 - h))[None]
+    with torch.no_grad():
+        logits = MultiScale(model, scales).eval()(x)
+    assert logits.shape[-2:] == (65, 65)
+    zoomed = torch.nn.functional.interpolate(
+        logits, size=(513, 513), mode="bilinear", align_corners=True
+    )
+    return zoomed[0, :, :h, :w].softmax(0)
+
+
+@pytest.fixture(scope="module")
+def voc_photos() -> list[np.ndarray]:
+    """Real photos of several sizes up to 500 (not all 8k + 1)."""
+    return [
+        np.ascontiguousarray(skdata.astronaut()[:375, :500]),
+        np.ascontiguousarray(skdata.coffee()[:333, :481]),  # 8k+1 wide, not high
+        np.ascontiguousarray(skdata.chelsea()[:300, :451]),
+        np.ascontiguousarray(skdata.rocket()[:427, :320]),
+    ]
+
+
+def test_release_protocol_is_the_default(tiny_deeplab, voc_photos) -> None:
+    seg = Segmenter(tiny_deeplab)  # no weights protocol: the release's
+    assert seg.pad_to == 513 and seg.net.scales == (1.0, 0.75, 0.5) and seg.net.mode == "caffe"
+    for image in voc_photos:
+        pred = seg.predict(image, return_probs=True)
+        expected = release_protocol(tiny_deeplab, image)
+        torch.testing.assert_close(pred.probs, expected, atol=1e-5, rtol=1e-4)
+        assert (pred.labels == expected.argmax(0)).float().mean() > 0.9999
+    unpadded = Segmenter(tiny_deeplab, pad_to=None).predict(voc_photos[0], return_probs=True)
+    assert not torch.allclose(unpadded.probs, release_protocol(tiny_deeplab, voc_photos[0]))
+
+
+def test_larger_images_pad_to_the_next_8k_plus_1(tiny_deeplab) -> None:
+    seg = Segmenter(tiny_deeplab, scales=())
+    assert seg.input_size(375, 500) == (513, 513)
+    assert seg.input_size(600, 514) == (601, 521) and seg.input_size(601, 513) == (601, 513)
+    photo = skdata.astronaut()  # 512x512: two more columns make it wider than 513
+    image = np.ascontiguousarray(np.concatenate([photo, photo[:, :2]], axis=1))
+    with torch.no_grad():
+        x = torch.nn.functional.pad(to_caffe_input(image), (0, 521 - 514, 0, 513 - 512))[None]
+        zoomed = torch.nn.functional.interpolate(
+            tiny_deeplab(x), size=(513, 521), mode="bilinear", align_corners=True
+        )
+    expected = zoomed[0, :, :512, :514].softmax(0)
+    torch.testing.assert_close(seg.predict(image, True).probs, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_the_weights_protocol_is_followed(tiny_deeplab, photo) -> None:
+    tiny_deeplab.weights_info = {"protocol": PORT_PROTOCOL.as_dict()}
+    try:
+        seg = Segmenter(tiny_deeplab)
+        assert seg.net.mode == "pytorch" and seg.pad_to is None
+        assert Segmenter(tiny_deeplab, pad_to=513, msc_mode="caffe").net.mode == "caffe"
+        vgg = {"protocol": {**RELEASE_PROTOCOL.as_dict(), "crf": "vgg16-voc"}}
+        tiny_deeplab.weights_info = vgg
+        assert Segmenter(tiny_deeplab, crf=True).crf.params.bi_xy_std == 65  # the VGG preset
+    finally:
+        tiny_deeplab.weights_info = {}
+
+
+def test_batches_equal_one_at_a_time(tiny_deeplab, voc_photos) -> None:
+    seg = Segmenter(tiny_deeplab, scales=(0.5, 0.75))
+    images = voc_photos[:2] + [voc_photos[0][:99, :77]]
+    one = seg.probabilities_batch(images, batch_size=1)
+    four = seg.probabilities_batch(images, batch_size=4)
+    for a, b in zip(one, four):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        assert (a.argmax(0) == b.argmax(0)).float().mean() >= 0.9999
+    unpadded = Segmenter(tiny_deeplab, scales=(), pad_to=None)  # equal sizes batch together
+    same = [voc_photos[0], voc_photos[0][:, ::-1].copy(), voc_photos[1]]
+    for a, b in zip(unpadded.probabilities_batch(same, 1), unpadded.probabilities_batch(same, 2)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_input_kinds_agree(tmp_path, tiny_deeplab, photo: np.ndarray) -> None:

@@ -12,9 +12,12 @@ from . import _pydensecrf
 from ._torch import mean_field
 from .params import PRESETS, CRFParams
 
-__all__ = ["DenseCRF", "BACKENDS"]
+__all__ = ["BACKENDS", "CPU_BACKEND", "DenseCRF"]
 
 BACKENDS = ("auto", "torch", "pydensecrf")
+#: What ``backend="auto"`` runs on the CPU when pydensecrf is installed: the faster per core
+#: (benchmarks/crf.py, one thread each: pydensecrf 1.45 s, native 2.3 s at 500x375).
+CPU_BACKEND = "pydensecrf"
 
 ArrayLike = Union[np.ndarray, Tensor]
 
@@ -37,7 +40,10 @@ class DenseCRF(nn.Module):
         pos_w, pos_xy_std: weight and standard deviation (pixels) of the smoothness kernel (3, 1).
         backend: ``"torch"`` (native permutohedral lattice; batched; CPU or GPU; differentiable
             with respect to the probabilities), ``"pydensecrf"`` (the reference C++ code, CPU, one
-            image at a time; needs ``pip install 'deeplabv2[crf]'``) or ``"auto"`` (= ``"torch"``).
+            image at a time; needs ``pip install 'deeplabv2[crf]'``) or ``"auto"``: per call,
+            the native backend for CUDA tensors and for probabilities that need gradients, else
+            :data:`CPU_BACKEND` (the faster one per CPU core, see ``docs/benchmarks.md``) when
+            it is installed. Both agree to float32 precision.
 
     Call ``crf(image, probs)``:
 
@@ -63,7 +69,7 @@ class DenseCRF(nn.Module):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.params = CRFParams(iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std)
-        self.backend = "torch" if backend == "auto" else backend
+        self.backend = backend
         if self.backend == "pydensecrf":
             _pydensecrf._module()  # fail now, with the install hint, rather than at first call
 
@@ -103,7 +109,7 @@ class DenseCRF(nn.Module):
         _check_values(probs32, from_logits)
         image_t = image_t.to(probs32.device)
 
-        if self.backend == "torch":
+        if self.backend_for(probs32) == "torch":
             q = mean_field(image_t, probs32, self.params)
         else:
             q = self._run_reference(image_t, probs32)
@@ -112,6 +118,14 @@ class DenseCRF(nn.Module):
         if not batched:
             q = q.squeeze(0)
         return q.numpy() if is_numpy else q
+
+    def backend_for(self, probs: Tensor) -> str:
+        """The backend that runs for these probabilities (resolves ``"auto"``)."""
+        if self.backend != "auto":
+            return self.backend
+        if probs.device.type != "cpu" or probs.requires_grad or not _pydensecrf.available():
+            return "torch"
+        return CPU_BACKEND
 
     def labels(self, image: ArrayLike, probs: ArrayLike, from_logits: bool = False) -> ArrayLike:
         """Arg-max labels of the refined probabilities: ``(H, W)`` / ``(B, H, W)`` int64."""

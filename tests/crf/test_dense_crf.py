@@ -28,7 +28,10 @@ def test_defaults_are_the_resnet101_release_settings() -> None:
     crf = DenseCRF()
     assert crf.params == CRFParams(10, 4, 67, 3, 3, 1)
     assert crf.params == PRESETS["resnet101-voc"]
-    assert crf.backend == "torch"  # auto picks the native backend
+    assert crf.backend == "auto"
+    probs = torch.full((2, 4, 4), 0.5)
+    assert crf.backend_for(probs) == "pydensecrf"  # installed here, and faster per CPU core
+    assert crf.backend_for(probs.requires_grad_()) == "torch"  # gradients: native only
     assert "bi_xy_std=67" in repr(crf)
 
 
