@@ -20,6 +20,14 @@ class Ranks:
     world: int = 1
     local_rank: int = 0
 
+    @classmethod
+    def current(cls) -> Ranks:
+        """This process's ranks in an initialised ``torch.distributed`` group (else one)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return cls()
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(dist.get_rank(), dist.get_world_size(), local)
+
     @property
     def distributed(self) -> bool:
         return self.world > 1
@@ -49,10 +57,10 @@ def start() -> Ranks:
         return Ranks()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    ranks = Ranks.current()
     if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-    return Ranks(dist.get_rank(), dist.get_world_size(), local)
+        torch.cuda.set_device(ranks.local_rank)
+    return ranks
 
 
 def stop(ranks: Ranks) -> None:

@@ -74,6 +74,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     protocol.add_argument("--flip", action="store_true", help="average with the flipped image")
     protocol.add_argument("--crf", action="store_true", help="refine with the dense CRF")
     protocol.add_argument(
+        "--crf-params",
+        metavar="FILE|PRESET",
+        help="the CRF's parameters: a JSON file (examples/tune_crf.py) or a preset "
+        "(resnet101-voc, vgg16-voc); implies --crf (default: the weights' preset)",
+    )
+    protocol.add_argument(
         "--crf-backend",
         default="auto",
         choices=("auto", "torch", "pydensecrf"),
@@ -134,6 +140,10 @@ def _check(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--device {args.device}: no CUDA GPU is available here; use --device cpu"
             )
+    if args.crf_params is not None:
+        from .crf import DenseCRF
+
+        DenseCRF.from_spec(args.crf_params)  # a missing or malformed file fails here
     if args.dtype == "float16" and (args.device or "cuda")[:4] != "cuda":
         raise ValueError("--dtype float16 needs a CUDA device; use bfloat16 on the CPU")
 
@@ -145,7 +155,9 @@ def _segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter:
 
     model = load_model(args.weights, args.model)
     crf = None
-    if args.crf:
+    if args.crf_params is not None:
+        crf = DenseCRF.from_spec(args.crf_params, backend=args.crf_backend)
+    elif args.crf:
         crf = DenseCRF.from_preset(protocol_of(model).crf, backend=args.crf_backend)
     return Segmenter(
         model,
@@ -172,7 +184,7 @@ def _speed(args: argparse.Namespace, device: torch.device) -> dict[str, int]:
     crf_workers = args.crf_workers
     if crf_workers is None:
         crf_workers = default_crf_workers(device)
-    if not cuda and args.crf and crf_workers:
+    if not cuda and (args.crf or args.crf_params) and crf_workers:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - crf_workers))
     return {"batch_size": args.batch_size or (8 if cuda else 1), "workers": workers,
             "crf_workers": crf_workers}  # fmt: skip

@@ -59,9 +59,9 @@ def evaluate(
     a time; with a CRF on the CPU, ``crf_workers`` processes refine image ``i`` while the
     network already works on the next ones (default: :func:`_pipeline.default_crf_workers`:
     none on two cores or fewer, where that measured slower; on a GPU the CRF runs there).
-    Under ``torchrun`` (``ranks`` from :func:`deeplabv2._distributed.start`) every rank scores
-    its shard and the confusion matrices are summed, so every rank returns the scores of the
-    whole dataset.
+    Under ``torchrun`` (in an initialised ``torch.distributed`` group) every rank scores its
+    shard and the confusion matrices are summed, so every rank returns the scores of the whole
+    dataset.
     Label values that are neither a class nor ``ignore_index`` are left out of the scores
     with one warning at the end (counted in ``invalid_label_pixels``), or raise a
     :class:`~deeplabv2.errors.LabelError` naming the image with ``strict_labels``.
@@ -74,7 +74,7 @@ def evaluate(
     """
     if len(dataset) == 0:
         raise DatasetError("the dataset is empty: there is nothing to evaluate")
-    ranks = ranks or Ranks()
+    ranks = ranks or Ranks.current()
     _warn_if_trained_on(segmenter.model, dataset)
     num_classes = int(segmenter.model.num_classes)
     names = segmenter.class_names or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)

@@ -11,6 +11,7 @@ arguments win.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -91,8 +92,9 @@ class Segmenter:
             next such size that holds it), or None to run each image at its own size;
             default ``"auto"``: the protocol's (the release: 513; the port's weights: None).
         flip: also run the horizontally flipped image and average.
-        crf: a :class:`deeplabv2.crf.DenseCRF`, a preset name, True for the protocol's preset
-            (``resnet101-voc`` or ``vgg16-voc``), or None.
+        crf: a :class:`deeplabv2.crf.DenseCRF`, a preset name or a parameter file's path
+            (:meth:`DenseCRF.from_spec`), True for the protocol's preset (``resnet101-voc`` or
+            ``vgg16-voc``), or None.
         device: where the network runs (default: the model's device).
         dtype: ``None``/``torch.float32``, or ``torch.bfloat16``/``torch.float16`` for
             autocast mixed precision (float16 on CUDA only).
@@ -151,6 +153,7 @@ class Segmenter:
             scales=protocol.scales if scales is None else tuple(float(s) for s in scales),
             pad_to=pad_to,
             crf=protocol.crf,
+            mean_bgr=protocol.mean_bgr,
         )
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap_for(tile_size, tile_overlap)
@@ -168,8 +171,8 @@ class Segmenter:
             )
         if crf is True:
             crf = DenseCRF.from_preset(self.protocol.crf)
-        elif isinstance(crf, str):
-            crf = DenseCRF.from_preset(crf)
+        elif isinstance(crf, (str, os.PathLike)):
+            crf = DenseCRF.from_spec(os.fspath(crf))
         self.crf: Optional[DenseCRF] = crf or None
         self.class_names = tuple(getattr(model, "class_names", ()) or ())
 
@@ -230,7 +233,7 @@ class Segmenter:
         batch = []
         for image in images:
             rgb = torch.as_tensor(image).to(self.device, non_blocking=True).permute(2, 0, 1)
-            x = to_caffe_input(rgb)
+            x = to_caffe_input(rgb, mean_bgr=self.protocol.mean_bgr)
             pad_h, pad_w = size[0] - x.shape[-2], size[1] - x.shape[-1]
             batch.append(F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x)
         return torch.stack(batch)

@@ -1,4 +1,4 @@
-"""Train DeepLab v2 ResNet-101 with the release's recipe (optional example, not part of the API).
+"""Train DeepLab v2 with the release's recipe (optional example, not part of the API).
 
 One CPU, one GPU or many (``torchrun``, DistributedDataParallel: NCCL on GPUs, gloo on CPUs):
 
@@ -6,20 +6,36 @@ One CPU, one GPU or many (``torchrun``, DistributedDataParallel: NCCL on GPUs, g
         --out runs/voc12
     torchrun --nproc_per_node 4 examples/train.py --config examples/configs/voc12.json ...
 
-The recipe (DeepLab v2 release, ``solver.prototxt`` / ``train.prototxt``): initialise from the
-MS-COCO-pretrained ``coco-init`` weights, SGD with momentum 0.9 and weight decay 5e-4, poly
-learning rate ``lr * (1 - it / max_iter) ** 0.9`` from 2.5e-4 (backbone), x10 for the ASPP
-weights and x20 for the ASPP biases (no decay on them), 20,000 iterations of batch 10 (gradient
-accumulation when memory is short), random scale 0.5-1.5, random 321x321 crop padded with the
-mean (labels with 255), horizontal flip, frozen BatchNorm, and the MSC loss: the sum of the
-cross-entropies of the 1.0, 0.75 and 0.5 branches and of their max fusion, each against labels
-resized by nearest neighbour to its size, 255 ignored.
+The recipe (DeepLab v2 release: ``train.prototxt``, ``solver.prototxt`` and the
+``ImageSegData`` layer; see ``docs/training.md`` for the table and the sources): SGD with
+momentum 0.9 and weight decay 5e-4, poly learning rate ``lr * (1 - it / max_iter) ** 0.9`` from
+2.5e-4, x10 for the head's weights and x20 for its biases (no decay on them), 20,000 iterations
+of 10 images, each image scaled by a factor drawn from {0.5, 0.75, 1, 1.25, 1.5}, padded with
+the mean (labels with 255) and cropped to 321x321 at random, mirrored with probability 1/2;
+frozen BatchNorm; the MSC loss of the release (``loss: "caffe"``): the cross-entropies of the
+fused logits and of the 1.0 branch against the labels subsampled by 8 (``label[::8, ::8]``),
+of the 0.75 branch upsampled to the 1.0 size against the same labels, and of the 0.5 branch
+against ``label[::16, ::16]``, each averaged over the labelled pixels of an image, summed, and
+averaged over the images (Caffe's batch of 1 with ``iter_size`` 10). ``loss: "nearest"`` is the
+PyTorch port's variant (labels resized by nearest neighbour to every branch, averaged over the
+batch's pixels).
+
+Datasets (``dataset`` in the config): ``voc`` (VOC layout or the release's list files),
+``folder`` (``images/`` + ``labels/`` + a list file: pseudo-labels written by
+``deeplabv2 predict`` are valid), ``cocostuff164k``, ``cocostuff10k``, ``cityscapes``.
+Initialisations (``init``): a registry name of the network (``coco-init``, ``imagenet``,
+``torchvision-imagenet``...), a local file, or null.
 
 Every ``checkpoint_every`` iterations ``<out>/checkpoint.safetensors`` (model) and
-``<out>/checkpoint.pt`` (optimizer, iteration, RNG) are written atomically; ``--resume``
-continues exactly. The final model is ``<out>/final.safetensors``, loadable with
-``deeplab_v2_resnet101(pretrained=path)``. Every ``val_every`` iterations (and at the end) the
-model is evaluated with ``deeplabv2.Segmenter`` and ``ConfusionMatrix`` (merged across ranks).
+``<out>/checkpoint.pt`` (optimizer, iteration, RNG) are written atomically by rank 0;
+``--resume`` continues bit-exactly. A non-finite loss or gradient stops the run with a message
+naming the iteration and the last good checkpoint (``skip_nonfinite`` skips such steps
+instead); no file with non-finite weights is ever written. The final model is
+``<out>/final.safetensors`` (with its class names and test protocol), loadable with the
+network's builder. Validation (every ``val_every`` iterations and at the end) is
+``deeplabv2.evaluate.evaluate`` with the release's protocol, sharded across ranks. Losses (per
+branch), learning rate and validation mIoU go to ``<out>/log.jsonl`` and, when ``tensorboard``
+is installed, to ``<out>/tensorboard``.
 """
 
 from __future__ import annotations
@@ -30,31 +46,52 @@ import json
 import math
 import os
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
-from deeplabv2 import ConfusionMatrix, MultiScale, Segmenter
-from deeplabv2.data import VOCSegmentation, to_caffe_input
-from deeplabv2.models import DeepLabV2, deeplab_v2_resnet101, save_weights
-from deeplabv2.weights import atomic_write
+from deeplabv2 import MultiScale, Segmenter
+from deeplabv2.data import (
+    CAFFE_MEAN_BGR,
+    Cityscapes,
+    COCOStuff,
+    SegmentationFolder,
+    VOCSegmentation,
+)
+from deeplabv2.data.classes import resolve_class_names
+from deeplabv2.evaluate import evaluate
+from deeplabv2.interp import resize_bilinear
+from deeplabv2.models import DeepLabV2, get_model, save_weights
+from deeplabv2.msc import MultiScaleOutput
+from deeplabv2.weights import EvalProtocol, atomic_write
+
+MODELS = ("deeplab_v2_resnet101", "deeplab_v2_vgg16", "deeplab_largefov_vgg16")
+DATASETS = ("voc", "folder", "cocostuff164k", "cocostuff10k", "cityscapes")
+CRF_PRESETS = {"deeplab_v2_resnet101": "resnet101-voc"}
 
 
 @dataclass
 class Config:
     """Training settings; a JSON config file sets any of them."""
 
+    model: str = "deeplab_v2_resnet101"
+    dataset: str = "voc"
     split: str = "trainaug"
     val_split: str = "val"
     num_classes: int = 21
-    init: Optional[str] = "coco-init"  # registry name, file, or null for random
-    blocks: list[int] = field(default_factory=lambda: [3, 4, 23, 3])
+    class_names: Optional[Any] = "voc"  # "voc", "cocostuff", a file, a list, or null
+    ignore_index: int = 255
+    mean_bgr: list[float] = field(default_factory=lambda: list(CAFFE_MEAN_BGR))
+    init: Optional[str] = "coco-init"  # registry name of the network, a file, or null
+    blocks: list[int] = field(default_factory=lambda: [3, 4, 23, 3])  # ResNet only (tests)
     lr: float = 2.5e-4
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -63,15 +100,26 @@ class Config:
     batch_size: int = 10  # per step, over all ranks and accumulation steps
     accumulate: int = 1
     crop_size: int = 321
-    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    scale_factors: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5])
     flip: bool = True
     msc: bool = True
+    loss: str = "caffe"  # "caffe" (the release) or "nearest" (the PyTorch port)
     amp: bool = False
-    workers: int = 2
     seed: int = 0
     checkpoint_every: int = 1000
     val_every: int = 2000
     val_limit: Optional[int] = None
+    skip_nonfinite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.loss not in ("caffe", "nearest"):
+            raise ValueError(f"loss must be 'caffe' or 'nearest', got {self.loss!r}")
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"mean_bgr needs 3 values (B, G, R), got {self.mean_bgr}")
 
     @classmethod
     def load(cls, path: Optional[str], overrides: dict) -> Config:
@@ -83,15 +131,48 @@ class Config:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**values)
 
+    def names(self) -> tuple[str, ...]:
+        """The class names (empty if unknown); their count must be ``num_classes``."""
+        names = self.class_names
+        if names is None:
+            return ()
+        names = tuple(names) if isinstance(names, list) else resolve_class_names(names)
+        if len(names) != self.num_classes:
+            raise ValueError(f"{len(names)} class names for num_classes={self.num_classes}")
+        return names
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or a gradient became NaN or infinite."""
+
 
 # -- data -----------------------------------------------------------------------------------------
 
 
-class TrainSet(torch.utils.data.Dataset):
-    """Augmented (input, label) pairs; ``dataset[(index, seed)]`` is deterministic in ``seed``."""
+def dataset(config: Config, root: str, split: str, limit: Optional[int] = None):
+    """The ``(image, label, name)`` dataset the config names."""
+    if config.dataset == "voc":
+        return VOCSegmentation(root, split, limit=limit)
+    if config.dataset == "folder":
+        return SegmentationFolder(root, split, class_names=config.names(), limit=limit)
+    if config.dataset.startswith("cocostuff"):
+        return COCOStuff(root, split, version=config.dataset[len("cocostuff") :], limit=limit)
+    return Cityscapes(root, split, limit=limit)
 
-    def __init__(self, base: VOCSegmentation, config: Config) -> None:
+
+class TrainSet(torch.utils.data.Dataset):
+    """Augmented ``(input, label)`` pairs as the release's ``ImageSegData`` makes them;
+    ``dataset[(index, seed)]`` is deterministic in ``seed``.
+
+    A scale factor drawn from ``scale_factors`` resizes the image (bilinear) and the label
+    (nearest) to ``int(side * factor)``; both are padded at the bottom/right to the crop size
+    (the image with the mean, the label with ``ignore_index``), cropped at a random place and
+    mirrored with probability 1/2; then the mean is subtracted (BGR).
+    """
+
+    def __init__(self, base: Any, config: Config) -> None:
         self.base, self.config = base, config
+        self.mean = torch.tensor(config.mean_bgr, dtype=torch.float32).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -100,19 +181,21 @@ class TrainSet(torch.utils.data.Dataset):
         index, seed = key
         rng = np.random.default_rng(seed)
         image, label, _ = self.base[index]
-        x = to_caffe_input(image)  # (3, H, W) BGR minus mean
-        y = torch.from_numpy(label)
-        low, high = self.config.scale_range
-        scale = rng.uniform(low, high)
-        h, w = y.shape
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
-        y = F.interpolate(y[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        bgr = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).flip(0).float()
+        y = torch.from_numpy(np.asarray(label, dtype=np.int64))
+        scale = self.config.scale_factors[int(rng.integers(len(self.config.scale_factors)))]
+        if scale != 1:
+            h, w = y.shape
+            size = (max(1, int(h * scale)), max(1, int(w * scale)))  # Caffe truncates
+            bgr = F.interpolate(bgr[None], size=size, mode="bilinear", align_corners=False)[0]
+            bgr = bgr.round().clamp(0, 255)  # cv::resize of a uint8 image gives uint8
+            y = F.interpolate(y[None, None].float(), size=size, mode="nearest")[0, 0].long()
         crop = self.config.crop_size
-        pad_h, pad_w = max(0, crop - size[0]), max(0, crop - size[1])
-        if pad_h or pad_w:  # pad with the mean (zero after subtraction), labels with 255
+        pad_h, pad_w = max(0, crop - y.shape[0]), max(0, crop - y.shape[1])
+        x = bgr - self.mean
+        if pad_h or pad_w:  # the mean in pixel space is zero after subtraction
             x = F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
-            y = F.pad(y, (0, pad_w, 0, pad_h), value=255)
+            y = F.pad(y, (0, pad_w, 0, pad_h), value=self.config.ignore_index)
         top = int(rng.integers(0, x.shape[1] - crop + 1))
         left = int(rng.integers(0, x.shape[2] - crop + 1))
         x = x[:, top : top + crop, left : left + crop]
@@ -148,51 +231,121 @@ def batch_keys(
     return keys
 
 
-def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of ``(B, H, W)`` labels (255 stays 255)."""
-    if tuple(labels.shape[-2:]) == tuple(size):
-        return labels
-    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+# -- the loss ---------------------------------------------------------------------------------
+
+
+def per_image_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Cross-entropy of each image averaged over its labelled pixels: ``(B,)`` (Caffe's
+    ``SoftmaxWithLoss`` with ``VALID`` normalisation on a batch of one; 0 for no pixels)."""
+    pixels = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none")
+    valid = (labels != ignore_index).flatten(1).sum(1).clamp(min=1)
+    return pixels.flatten(1).sum(1) / valid
+
+
+def release_targets(
+    output: MultiScaleOutput, scales: Sequence[float], labels: torch.Tensor
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """``(name, logits, labels)`` of each term of the release's MSC loss.
+
+    Caffe's ``Interp`` with shrink factor ``k`` samples the label at integer positions, so it
+    is ``label[::k, ::k]``: ``k = 8`` for the 1.0 branch and the fusion, ``k = 16`` for the 0.5
+    branch. A branch whose stride is not an integer (0.75: 31x31 logits for a 321 crop) is
+    upsampled to the 1.0 branch's size (corners aligned) and compared with ``label[::8, ::8]``.
+    """
+    label8 = labels[:, ::8, ::8]
+    size = output.fused.shape[-2:]
+    terms = [("fused", output.fused, label8)]
+    for scale, logits in zip(scales, output.per_scale):
+        stride = 8 / scale
+        if stride == int(stride):  # 1.0: label[::8], 0.5: label[::16]
+            target = labels[:, :: int(stride), :: int(stride)]
+            terms.append((f"x{scale:g}", logits, target))
+        else:  # 0.75: the logits go up to the 1.0 size
+            terms.append((f"x{scale:g}", resize_bilinear(logits, (size[0], size[1])), label8))
+    for name, logits, target in terms:
+        if logits.shape[-2:] != target.shape[-2:]:
+            raise ValueError(
+                f"the {name} logits are {tuple(logits.shape[-2:])} but the labels subsampled to "
+                f"them are {tuple(target.shape[-2:])}: use a crop size of the form 8k + 1 (321)"
+            )
+    return terms
+
+
+def nearest(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``(B, H, W)`` labels resized by nearest neighbour to ``size`` (255 stays 255)."""
+    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")
+    return resized[:, 0].long()
+
+
+def branch_losses(output: Any, labels: torch.Tensor, config: Config, scales: Sequence[float]):
+    """The loss terms by name: ``(B,)`` per image (``caffe``) or batch scalars (``nearest``).
+
+    With MSC, the release's four terms (:func:`release_targets`) or the port's (every branch
+    and the fusion against nearest-resized labels); without, the network's logits alone.
+    """
+    ignore = config.ignore_index
+    if config.loss == "caffe":
+        if not isinstance(output, MultiScaleOutput):
+            return {"logits": per_image_ce(output, labels[:, ::8, ::8], ignore)}
+        return {
+            name: per_image_ce(z, target, ignore)
+            for name, z, target in release_targets(output, scales, labels)
+        }
+    if not isinstance(output, MultiScaleOutput):
+        return {"logits": F.cross_entropy(output.float(), nearest(labels, output.shape[-2:]),
+                                          ignore_index=ignore)}  # fmt: skip
+    named = [("fused", output.fused)] + [(f"x{s:g}", z) for s, z in zip(scales, output.per_scale)]
+    return {
+        name: F.cross_entropy(z.float(), nearest(labels, z.shape[-2:]), ignore_index=ignore)
+        for name, z in named
+    }
 
 
 # -- model and optimisation ------------------------------------------------------------------------
 
 
-def param_groups(model: DeepLabV2, config: Config) -> list[dict]:
-    """Backbone at ``lr``, ASPP weights at 10x, ASPP biases at 20x without weight decay."""
-    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
-    aspp_w = [p for n, p in model.aspp.named_parameters() if n.endswith("weight")]
-    aspp_b = [p for n, p in model.aspp.named_parameters() if n.endswith("bias")]
+def build_model(config: Config) -> nn.Module:
+    """The network with its initialisation, class names and test protocol."""
+    if config.model == "deeplab_v2_resnet101" and list(config.blocks) != [3, 4, 23, 3]:
+        model: nn.Module = DeepLabV2(num_classes=config.num_classes, blocks=tuple(config.blocks))
+    else:
+        model = get_model(config.model, pretrained=config.init, num_classes=config.num_classes)
+        model.weights_info = {}  # the head is new: the initialisation's protocol does not apply
+    model.class_names = config.names()
+    protocol = EvalProtocol(
+        crf=CRF_PRESETS.get(config.model, "vgg16-voc"), mean_bgr=tuple(config.mean_bgr)
+    )
+    model.weights_info["protocol"] = protocol.as_dict()
+    return model
+
+
+def param_groups(model: nn.Module, config: Config) -> list[dict]:
+    """Backbone (and VGG fc6/fc7) at ``lr``, the classifier's weights at 10x, its biases at 20x
+    without weight decay (the release's ``lr_mult``/``decay_mult``)."""
+    classifier = [
+        (n, p)
+        for n, p in model.named_parameters()
+        if p.requires_grad and (n.startswith("aspp.convs.") or ".fc8." in n)
+    ]
+    ids = {id(p) for _, p in classifier}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    weights = [p for n, p in classifier if n.endswith("weight")]
+    biases = [p for n, p in classifier if n.endswith("bias")]
     return [
-        {"params": backbone, "lr": config.lr, "lr_mult": 1.0, "weight_decay": config.weight_decay},
+        {"params": rest, "lr": config.lr, "lr_mult": 1.0, "weight_decay": config.weight_decay},
         {
-            "params": aspp_w,
+            "params": weights,
             "lr": config.lr * 10,
             "lr_mult": 10.0,
             "weight_decay": config.weight_decay,
         },
-        {"params": aspp_b, "lr": config.lr * 20, "lr_mult": 20.0, "weight_decay": 0.0},
+        {"params": biases, "lr": config.lr * 20, "lr_mult": 20.0, "weight_decay": 0.0},
     ]
 
 
 def poly_lr(config: Config, iteration: int) -> float:
     """``lr * (1 - iteration / max_iter) ** power`` (Caffe's "poly" policy)."""
     return config.lr * (1 - iteration / config.max_iter) ** config.power
-
-
-def msc_loss(output, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of the cross-entropies of every MSC branch and of the fused logits."""
-    logits = [*output.per_scale, output.fused] if hasattr(output, "fused") else [output]
-    return sum(
-        F.cross_entropy(z.float(), resize_labels(labels, z.shape[-2:]), ignore_index=255)
-        for z in logits
-    )
-
-
-def build_model(config: Config) -> DeepLabV2:
-    if config.init is None or list(config.blocks) != [3, 4, 23, 3]:
-        return DeepLabV2(num_classes=config.num_classes, blocks=tuple(config.blocks))
-    return deeplab_v2_resnet101(pretrained=config.init, num_classes=config.num_classes)
 
 
 def checksum(model: nn.Module) -> str:
@@ -203,42 +356,176 @@ def checksum(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-# -- the loop -------------------------------------------------------------------------------
+def all_finite(model: nn.Module) -> bool:
+    tensors = model.state_dict().values()
+    return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp), force=True)
+# -- one run ------------------------------------------------------------------------------------
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+@dataclass
+class Run:
+    """What the loop needs: settings, places, model, optimiser, data and the ranks."""
+
+    config: Config
+    out: Path
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_set: TrainSet
+    val_set: Any
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    last_checkpoint: Optional[int] = None
+    logger: Any = None
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        return getattr(self.net.module if self.world > 1 else self.net, "scales", (1.0,))
 
 
-def evaluate(model: DeepLabV2, data: VOCSegmentation, device, rank: int, world: int) -> dict:
-    """mIoU of ``model`` on ``data`` (single scale), images split across ranks."""
-    segmenter = Segmenter(model, scales=(), device=device)
-    matrix = ConfusionMatrix(model.num_classes)
-    for index in range(rank, len(data), world):
-        image, label, _ = data[index]
-        matrix.update(segmenter.predict(image).labels, label)
-    if world > 1:
-        matrix.all_reduce()
-    model.train()
-    return matrix.scores(data.class_names if model.num_classes == 21 else None)
+def train_step(run: Run, iteration: int) -> dict[str, float]:
+    """One SGD step (all accumulation micro-batches); returns the losses for the log.
 
-
-def train(
-    config: Config, data_root: str, out: Path, resume: bool = False, stop_at: Optional[int] = None
-) -> dict:
-    """Run (or resume) training; returns the final metrics (on rank 0; {} elsewhere).
-
-    ``stop_at`` ends the run early after that many iterations with a checkpoint (e.g. to fit a
-    job's time limit); ``resume`` continues it with an identical result.
+    Raises:
+        NonFiniteLossError: the loss or a gradient is not finite (unless ``skip_nonfinite``,
+            which skips the step).
     """
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if distributed:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+    config = run.config
+    lr = poly_lr(config, iteration)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    run.optimizer.zero_grad(set_to_none=True)
+    per_rank_images = config.batch_size // run.world
+    sums: dict[str, float] = {}
+    for micro in range(config.accumulate):
+        keys = batch_keys(len(run.train_set), config, iteration, micro, run.rank, run.world)
+        x, y = (torch.stack(t).to(run.device) for t in zip(*(run.train_set[k] for k in keys)))
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=config.amp):
+            output = run.net(x)
+        terms = branch_losses(output, y, config, run.scales)
+        if config.loss == "caffe":  # images are averaged over the whole (global) batch
+            loss = sum(t.sum() for t in terms.values()) / per_rank_images
+        else:
+            loss = sum(terms.values()) / config.accumulate
+        loss.backward()
+        for name, value in terms.items():
+            share = (
+                value.detach().sum() / per_rank_images if config.loss == "caffe" else value.detach()
+            )
+            sums[name] = sums.get(name, 0.0) + float(share) / (
+                1 if config.loss == "caffe" else config.accumulate
+            )
+    total = torch.tensor([sum(sums.values())], dtype=torch.float64)
+    if run.world > 1:
+        dist.all_reduce(total)
+        total /= run.world
+    grads_finite = all(
+        torch.isfinite(p.grad).all() for p in run.model.parameters() if p.grad is not None
+    )
+    if not (math.isfinite(float(total)) and grads_finite):
+        what = "loss" if not math.isfinite(float(total)) else "gradient"
+        if not config.skip_nonfinite:
+            last = (
+                f"the last good checkpoint is {run.out / 'checkpoint.safetensors'} "
+                f"(iteration {run.last_checkpoint}; --resume continues from it)"
+                if run.last_checkpoint
+                else "no checkpoint was written yet"
+            )
+            raise NonFiniteLossError(
+                f"iteration {iteration + 1}: the {what} is not finite (loss {float(total)}); "
+                f"stopping: {last}. Lower the learning rate or check the initialisation, or set "
+                "skip_nonfinite to skip such steps"
+            )
+        run.optimizer.zero_grad(set_to_none=True)
+        return {"loss": float(total), "lr": lr, "skipped": 1.0}
+    run.optimizer.step()
+    return {"loss": float(total), "lr": lr, **{f"loss/{k}": v for k, v in sums.items()}}
+
+
+def save_checkpoint(run: Run, done: int) -> None:
+    """Model and optimiser state after ``done`` iterations (rank 0; never non-finite weights)."""
+    if not all_finite(run.model):
+        raise NonFiniteLossError(f"iteration {done}: the weights are not finite; nothing written")
+    if run.rank == 0:
+        save_weights(run.model, run.out / "checkpoint.safetensors", force=True, source="train.py")
+        state = {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "iteration": done,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "config": asdict(run.config),
+        }
+        atomic_write(run.out / "checkpoint.pt", lambda tmp: torch.save(state, tmp), force=True)
+    run.last_checkpoint = done
+
+
+def load_checkpoint(run: Run) -> int:
+    """Restore a run from ``<out>/checkpoint.pt``; returns the iteration to continue at."""
+    state = torch.load(run.out / "checkpoint.pt", weights_only=False)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    run.last_checkpoint = state["iteration"]
+    return state["iteration"]
+
+
+def validate(run: Run) -> dict:
+    """Scores on the validation set with the library's evaluation (the release's protocol,
+    single scale), sharded across the ranks; the model returns to training mode."""
+    segmenter = Segmenter(run.model, scales=(), device=run.device)
+    scores = evaluate(segmenter, run.val_set, progress=False, crf_workers=0)
+    run.model.train()
+    return scores
+
+
+def train_steps(run: Run, start: int, end: int) -> Iterator[tuple[int, dict]]:
+    """Iterations ``start`` .. ``end - 1``, with checkpoints and validation on schedule."""
+    config = run.config
+    for iteration in range(start, end):
+        record = train_step(run, iteration)
+        done = iteration + 1
+        stopping = done == end and end < config.max_iter
+        if (done % config.checkpoint_every == 0 or stopping) and done < config.max_iter:
+            save_checkpoint(run, done)
+        if done % config.val_every == 0 and done < config.max_iter:
+            record["val/mean_iou"] = validate(run)["mean_iou"]
+        yield done, record
+
+
+class Logger:
+    """JSON lines in ``<out>/log.jsonl`` and, when tensorboard is installed, its scalars."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "log.jsonl"
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            self.writer = None
+        else:
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, iteration: int, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"iteration": iteration, **record}) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if value is not None:
+                    self.writer.add_scalar(key if "/" in key else f"train/{key}", value, iteration)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def setup(config: Config, data_root: str, out: Path) -> Run:
+    """Process group, device, model, optimiser and data of a run."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
     if config.batch_size % (world * config.accumulate):
@@ -253,88 +540,64 @@ def train(
         device = torch.device("cpu")
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-
     model = build_model(config).to(device).train()
-    optimizer = torch.optim.SGD(param_groups(model, config), lr=config.lr, momentum=config.momentum)
-    start = 0
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        state = torch.load(out / "checkpoint.pt", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-        start = state["iteration"]
+    groups = param_groups(model, config)
+    optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     net: nn.Module = MultiScale(model) if config.msc else model
     if distributed:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device] if device.type == "cuda" else None
         )
+    out.mkdir(parents=True, exist_ok=True)
+    return Run(
+        config=config,
+        out=out,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        train_set=TrainSet(dataset(config, data_root, config.split), config),
+        val_set=dataset(config, data_root, config.val_split, config.val_limit),
+        device=device,
+        rank=rank,
+        world=world,
+        logger=Logger(out) if rank == 0 else None,
+    )
 
-    train_set = TrainSet(VOCSegmentation(data_root, config.split), config)
-    val_set = VOCSegmentation(data_root, config.val_split, limit=config.val_limit)
-    writer = _summary_writer(out) if rank == 0 else None
-    progress = _progress(start, config.max_iter, rank)
-    history = []
-    end = config.max_iter if stop_at is None else min(stop_at, config.max_iter)
-    for iteration in range(start, end):
-        lr = poly_lr(config, iteration)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_mult"]
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for micro in range(config.accumulate):
-            keys = batch_keys(len(train_set), config, iteration, micro, rank, world)
-            x, y = (torch.stack(t).to(device) for t in zip(*(train_set[k] for k in keys)))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                loss = msc_loss(net(x), y) / config.accumulate
-            loss.backward()
-            total += loss.item()
-        optimizer.step()
-        history.append({"iteration": iteration + 1, "loss": total, "lr": lr})
-        if writer is not None:
-            writer.add_scalar("train/loss", total, iteration + 1)
-            writer.add_scalar("train/lr", lr, iteration + 1)
-        progress.update(1)
-        progress.set_postfix(loss=f"{total:.3f}")
-        done = iteration + 1
-        stopping = done == end and end < config.max_iter
-        if (
-            (done % config.checkpoint_every == 0 or stopping)
-            and done < config.max_iter
-            and rank == 0
-        ):
-            save_weights(model, out / "checkpoint.safetensors", force=True, source="train.py")
-            _atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "iteration": done,
-                    "rng": _rng_state(),
-                    "config": asdict(config),
-                },
-                out / "checkpoint.pt",
-            )
-        if done % config.val_every == 0 and done < config.max_iter:
-            scores = evaluate(model, val_set, device, rank, world)
-            if writer is not None:
-                writer.add_scalar("val/mean_iou", scores["mean_iou"], done)
-    progress.close()
-    if end < config.max_iter:
-        if distributed:
-            dist.barrier()
-            dist.destroy_process_group()
-        return {}
 
-    scores = evaluate(model, val_set, device, rank, world)
-    sums = [checksum(model)]
-    if distributed:
-        gathered: list = [None] * world
-        dist.all_gather_object(gathered, sums[0])
-        sums = gathered
-    result = {}
-    if rank == 0:
-        save_weights(model, out / "final.safetensors", force=True, source="train.py")
+def train(
+    config: Config, data_root: str, out: Path, resume: bool = False, stop_at: Optional[int] = None
+) -> dict:
+    """Run (or resume) training; returns the final metrics (on rank 0; {} elsewhere).
+
+    ``stop_at`` ends the run early after that many iterations with a checkpoint (e.g. to fit a
+    job's time limit); ``resume`` continues it with an identical result.
+    """
+    run = setup(config, data_root, out)
+    try:
+        start = load_checkpoint(run) if resume else 0
+        end = config.max_iter if stop_at is None else min(stop_at, config.max_iter)
+        history = []
+        with tqdm(initial=start, total=config.max_iter, desc="train", unit="it",
+                  disable=run.rank != 0) as bar:  # fmt: skip
+            for done, record in train_steps(run, start, end):
+                history.append({"iteration": done, **record})
+                if run.logger is not None:
+                    run.logger.log(done, record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if end < config.max_iter:
+            return {}
+        if not all_finite(run.model):
+            raise NonFiniteLossError("the final weights are not finite; nothing written")
+        scores = validate(run)
+        sums = [checksum(run.model)]
+        if run.world > 1:
+            gathered: list = [None] * run.world
+            dist.all_gather_object(gathered, sums[0])
+            sums = gathered
+        if run.rank != 0:
+            return {}
+        save_weights(run.model, out / "final.safetensors", force=True, source="train.py")
         result = {
             "iterations": config.max_iter,
             "val": scores,
@@ -342,33 +605,22 @@ def train(
             "rank_checksums": sums,
             "config": asdict(config),
         }
-        (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    if writer is not None:
-        writer.close()
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    return result
-
-
-def _summary_writer(out: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
-
-
-def _progress(start: int, total: int, rank: int):
-    from tqdm import tqdm
-
-    return tqdm(initial=start, total=total, desc="train", unit="it", disable=rank != 0)
+        text = json.dumps(result, indent=2)
+        atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text), force=True)
+        run.logger.log(config.max_iter, {"val/mean_iou": scores["mean_iou"]})
+        return result
+    finally:
+        if run.logger is not None:
+            run.logger.close()
+        if run.world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="JSON config (examples/configs/*.json)")
-    parser.add_argument("--data", required=True, help="VOC-format dataset root")
+    parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     parser.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after N iterations")
@@ -376,15 +628,22 @@ def main() -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     parser.add_argument("--accumulate", type=int)
+    parser.add_argument("--init", help="registry name of the network or a weights file")
+    parser.add_argument("--model", choices=MODELS)
     parser.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast")
     args = parser.parse_args()
-    overrides = {k: getattr(args, k) for k in ("max_iter", "lr", "batch_size", "accumulate", "amp")}
-    config = Config.load(args.config, overrides)
+    names = ("max_iter", "lr", "batch_size", "accumulate", "amp", "init", "model")
+    config = Config.load(args.config, {k: getattr(args, k) for k in names})
     if (args.out / "final.safetensors").exists() and not args.resume:
         parser.error(f"{args.out} already holds a finished run; choose another --out")
-    result = train(config, args.data, args.out, resume=args.resume, stop_at=args.stop_at)
+    try:
+        result = train(config, args.data, args.out, resume=args.resume, stop_at=args.stop_at)
+    except NonFiniteLossError as error:
+        raise SystemExit(f"train.py: {error}") from None
     if result:
-        print(f"final mIoU {100 * result['val']['mean_iou']:.2f} -> {args.out}/final.safetensors")
+        miou = result["val"]["mean_iou"]
+        shown = "n/a" if miou is None else f"{100 * miou:.2f}%"
+        print(f"final mIoU {shown} -> {args.out}/final.safetensors")
 
 
 if __name__ == "__main__":

@@ -53,20 +53,28 @@ def infer(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray
     diag = _enum(dcrf, "KernelType", "DIAG_KERNEL")
     symmetric = _enum(dcrf, "NormalizationType", "NORMALIZE_SYMMETRIC")
     c, h, w = probs.shape
+    matrix = None
+    if params.compatibility is not None:
+        matrix = np.asarray(params.compatibility, dtype=np.float32)
+        if matrix.shape != (c, c):
+            raise ValueError(f"a {matrix.shape} compatibility matrix for {c} classes")
     # pydensecrf.utils.unary_from_softmax: -log(clip(p, 1e-5, 1)) as float32.
     unary = -np.log(np.clip(probs, 1e-5, 1.0)).reshape(c, -1).astype(np.float32)
     crf = dcrf.DenseCRF2D(w, h, c)
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
     if params.pos_w != 0:
         crf.addPairwiseGaussian(
-            sxy=params.pos_xy_std, compat=params.pos_w, kernel=diag, normalization=symmetric
+            sxy=params.pos_xy_std,
+            compat=params.pos_w if matrix is None else params.pos_w * matrix,
+            kernel=diag,
+            normalization=symmetric,
         )
     if params.bi_w != 0:
         crf.addPairwiseBilateral(
             sxy=params.bi_xy_std,
             srgb=params.bi_rgb_std,
             rgbim=np.ascontiguousarray(image),
-            compat=params.bi_w,
+            compat=params.bi_w if matrix is None else params.bi_w * matrix,
             kernel=diag,
             normalization=symmetric,
         )

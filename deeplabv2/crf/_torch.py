@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -37,50 +39,89 @@ def unary_from_probs(probs: Tensor) -> Tensor:
     return -torch.log(probs.clamp(1e-5, 1.0))
 
 
-def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
+def mean_field(
+    image: Tensor,
+    probs: Tensor,
+    params: CRFParams,
+    weights: Optional[Tensor] = None,
+    compatibility: Optional[Tensor] = None,
+) -> Tensor:
     """Mean-field inference for a batch: all images at once on a GPU, one by one on the CPU.
 
     On the CPU one image's working set (lattices and marginals) stays in cache, which makes
     batches several times slower per image than a loop (benchmarks/crf.py); see
-    :func:`mean_field_batch`.
+    :func:`mean_field_batch` for the arguments.
     """
     if probs.device.type == "cpu" and probs.shape[0] > 1:
         return torch.cat(
             [
-                mean_field_batch(image[i : i + 1], probs[i : i + 1], params)
+                mean_field_batch(image[i : i + 1], probs[i : i + 1], params, weights, compatibility)
                 for i in range(len(probs))
             ]
         )
-    return mean_field_batch(image, probs, params)
+    return mean_field_batch(image, probs, params, weights, compatibility)
 
 
-def mean_field_batch(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
+def mean_field_batch(
+    image: Tensor,
+    probs: Tensor,
+    params: CRFParams,
+    weights: Optional[Tensor] = None,
+    compatibility: Optional[Tensor] = None,
+) -> Tensor:
     """Mean-field inference for a batch of equal-size images, all at once.
 
     Args:
         image: ``(B, 3, H, W) uint8`` RGB images.
         probs: ``(B, C, H, W) float32`` class probabilities on the same device.
-        params: kernel weights, standard deviations and the number of iterations.
+        params: kernel weights, standard deviations, the number of iterations and the
+            compatibility matrix (None: Potts).
+        weights: optional ``(2,)`` tensor ``(pos_w, bi_w)`` used instead of the parameters'
+            weights, e.g. to learn them (both kernels then run, whatever their weight).
+        compatibility: optional ``(C, C)`` tensor used instead of ``params.compatibility``
+            (densecrf's convention, symmetrised; Potts is ``-I``), e.g. to learn it.
 
     Returns:
         ``(B, C, H, W) float32`` marginals after ``params.iterations`` updates (all kernels
-        applied to the same ``Q``, no damping, Potts compatibility), differentiable with respect
-        to ``probs``.
+        applied to the same ``Q``, no damping), differentiable with respect to ``probs``,
+        ``weights`` and ``compatibility``.
     """
     b, c, h, w = probs.shape
+    if compatibility is None and params.compatibility is not None:
+        compatibility = torch.tensor(params.compatibility, dtype=torch.float32, device=probs.device)
+    if compatibility is not None:
+        if compatibility.shape != (c, c):
+            raise ValueError(f"a {tuple(compatibility.shape)} compatibility matrix for {c} classes")
+        compatibility = 0.5 * (compatibility + compatibility.T)
+    # (lattice, weight): a float weight is folded into the lattice, a tensor one multiplies
+    learned = weights is not None
     kernels = []
-    if params.pos_w != 0:
+    pos_w, bi_w = (weights[0], weights[1]) if learned else (params.pos_w, params.bi_w)
+    if learned or params.pos_w != 0:
         feats = position_features(b, h, w, params.pos_xy_std, probs.device)
-        kernels.append(PermutohedralLattice(feats).symmetric_normalized(params.pos_w))
-    if params.bi_w != 0:
+        lattice = PermutohedralLattice(feats)
+        kernels.append((lattice.symmetric_normalized(1.0), pos_w) if learned else
+                       (lattice.symmetric_normalized(pos_w), None))  # fmt: skip
+    if learned or params.bi_w != 0:
         feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)
-        kernels.append(PermutohedralLattice(feats).symmetric_normalized(params.bi_w))
+        lattice = PermutohedralLattice(feats)
+        kernels.append((lattice.symmetric_normalized(1.0), bi_w) if learned else
+                       (lattice.symmetric_normalized(bi_w), None))  # fmt: skip
 
     unary = unary_from_probs(probs).permute(0, 2, 3, 1).reshape(b, h * w, c)
     q = torch.softmax(-unary, dim=-1)
     for _ in range(params.iterations):
-        energy = -unary
-        for kernel in kernels:
-            energy = energy + kernel.filter(q)
+        message = None
+        for kernel, weight in kernels:
+            filtered = kernel.filter(q)
+            if weight is not None:
+                filtered = weight * filtered
+            message = filtered if message is None else message + filtered
+        if message is None:
+            energy = -unary
+        elif compatibility is None:  # Potts: M = -I
+            energy = -unary + message
+        else:
+            energy = -unary - message @ compatibility.T
         q = torch.softmax(energy, dim=-1)
     return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()

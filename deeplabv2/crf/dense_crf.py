@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Union
+import os
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -38,6 +40,9 @@ class DenseCRF(nn.Module):
         bi_w, bi_xy_std, bi_rgb_std: weight and standard deviations (pixels, 0..255 intensity) of
             the appearance kernel (4, 67, 3).
         pos_w, pos_xy_std: weight and standard deviation (pixels) of the smoothness kernel (3, 1).
+        compatibility: None for Potts (DeepLab's), or a ``C x C`` label compatibility matrix
+            in densecrf's convention (Potts is ``-I``; see :class:`CRFParams`), e.g. one learned
+            by ``examples/tune_crf.py --method gradient``.
         backend: ``"torch"`` (native permutohedral lattice; batched; CPU or GPU; differentiable
             with respect to the probabilities), ``"pydensecrf"`` (the reference C++ code, CPU, one
             image at a time; needs ``pip install 'deeplabv2[crf]'``) or ``"auto"``: per call,
@@ -64,25 +69,61 @@ class DenseCRF(nn.Module):
         pos_w: float = 3.0,
         pos_xy_std: float = 1.0,
         backend: str = "auto",
+        compatibility: Optional[Sequence[Sequence[float]]] = None,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.params = CRFParams(iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std)
+        if isinstance(compatibility, (np.ndarray, Tensor)):
+            compatibility = compatibility.tolist()
+        self.params = CRFParams(
+            iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std, compatibility
+        )
         self.backend = backend
         if self.backend == "pydensecrf":
             _pydensecrf._module()  # fail now, with the install hint, rather than at first call
+
+    @classmethod
+    def from_params(cls, params: CRFParams, backend: str = "auto") -> DenseCRF:
+        """A CRF with the given :class:`CRFParams`."""
+        values = params.as_dict()
+        return cls(**values, backend=backend)
 
     @classmethod
     def from_preset(cls, name: str, backend: str = "auto") -> DenseCRF:
         """A CRF with the settings of a named preset (``"resnet101-voc"``, ``"vgg16-voc"``)."""
         if name not in PRESETS:
             raise ValueError(f"unknown CRF preset {name!r}; available: {sorted(PRESETS)}")
-        p = PRESETS[name]
-        return cls(p.iterations, p.bi_w, p.bi_xy_std, p.bi_rgb_std, p.pos_w, p.pos_xy_std, backend)
+        return cls.from_params(PRESETS[name], backend)
+
+    @classmethod
+    def from_file(cls, path: Union[str, os.PathLike], backend: str = "auto") -> DenseCRF:
+        """A CRF with the parameters of a JSON file (:meth:`save`, ``examples/tune_crf.py``)."""
+        return cls.from_params(CRFParams.load(path), backend)
+
+    @classmethod
+    def from_spec(cls, spec: str, backend: str = "auto") -> DenseCRF:
+        """A preset name (``"vgg16-voc"``) or a parameter file's path (CLI ``--crf-params``)."""
+        if spec in PRESETS:
+            return cls.from_preset(spec, backend)
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(
+                f"--crf-params {spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a "
+                "parameter file"
+            )
+        return cls.from_file(spec, backend)
+
+    def save(self, path: Union[str, os.PathLike], force: bool = False) -> os.PathLike:
+        """Write the parameters to a JSON file that :meth:`from_file` reads back."""
+        return self.params.save(path, force=force)
 
     def extra_repr(self) -> str:
-        fields = ", ".join(f"{k}={v}" for k, v in self.params.as_dict().items())
+        values = self.params.as_dict()
+        if values["compatibility"] is not None:
+            values["compatibility"] = (
+                f"<{len(values['compatibility'])}x{len(values['compatibility'])}>"
+            )
+        fields = ", ".join(f"{k}={v}" for k, v in values.items())
         return f"{fields}, backend={self.backend!r}"
 
     def forward(self, image: ArrayLike, probs: ArrayLike, from_logits: bool = False) -> ArrayLike:

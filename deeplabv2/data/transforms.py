@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,13 @@ def _as_chw_tensor(image: Any) -> torch.Tensor:
     )
 
 
-def to_caffe_input(image: Any, device: torch.device | str | None = None) -> torch.Tensor:
-    """Convert an RGB image to DeepLab v2's input: BGR, 0..255, minus :data:`CAFFE_MEAN_BGR`.
+def to_caffe_input(
+    image: Any,
+    device: torch.device | str | None = None,
+    mean_bgr: Sequence[float] = CAFFE_MEAN_BGR,
+) -> torch.Tensor:
+    """Convert an RGB image to DeepLab v2's input: BGR, 0..255, minus :data:`CAFFE_MEAN_BGR`
+    (or another per-channel ``mean_bgr``, for networks trained with one).
 
     Args:
         image: one of
@@ -69,21 +75,24 @@ def to_caffe_input(image: Any, device: torch.device | str | None = None) -> torc
         rgb = rgb.float() * 255.0
     else:
         raise ValueError(f"images must be uint8 (0..255) or floating (0..1), got {rgb.dtype}")
-    mean = torch.tensor(CAFFE_MEAN_BGR, dtype=torch.float32, device=rgb.device).view(3, 1, 1)
+    mean = torch.tensor(tuple(mean_bgr), dtype=torch.float32, device=rgb.device).view(3, 1, 1)
     return rgb.flip(-3) - mean
 
 
 class CaffePreprocess:
     """Transform object form of :func:`to_caffe_input`, for dataset pipelines."""
 
-    #: The per-channel mean (B, G, R) it subtracts.
-    mean_bgr = CAFFE_MEAN_BGR
-
-    def __init__(self, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        device: torch.device | str | None = None,
+        mean_bgr: Sequence[float] = CAFFE_MEAN_BGR,
+    ) -> None:
         self.device = device
+        #: The per-channel mean (B, G, R) it subtracts.
+        self.mean_bgr = tuple(float(m) for m in mean_bgr)
 
     def __call__(self, image: Any) -> torch.Tensor:
-        return to_caffe_input(image, device=self.device)
+        return to_caffe_input(image, device=self.device, mean_bgr=self.mean_bgr)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(mean_bgr={CAFFE_MEAN_BGR})"
+        return f"{type(self).__name__}(mean_bgr={self.mean_bgr})"

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Optional, Union
-
-import numpy as np
 
 from ..errors import DatasetError
 from .classes import VOC_CLASSES
-from .images import load_image, read_label
+from .paired import IGNORE_INDEX, PairedDataset, read_lines
 
-__all__ = ["VOCSegmentation", "IGNORE_INDEX"]
-
-#: Label value of pixels that are ignored in training and evaluation (VOC's object boundaries).
-IGNORE_INDEX = 255
+__all__ = ["IGNORE_INDEX", "VOCSegmentation"]
 
 
-class VOCSegmentation:
+class VOCSegmentation(PairedDataset):
     """A VOC-format dataset: ``dataset[i] -> (image, label, name)``.
 
     ``image`` is ``(H, W, 3) uint8`` RGB, ``label`` ``(H, W) int64``.
@@ -46,28 +39,13 @@ class VOCSegmentation:
 
     class_names = VOC_CLASSES
 
-    def __init__(
-        self, root: Union[str, os.PathLike], split: str = "val", limit: Optional[int] = None
-    ) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset root {self.root} is not a directory")
-        self.split = split
-        self.items = self._read_list(split)
-        if not self.items:
-            raise DatasetError(f"the split {split!r} under {self.root} lists no images")
-        if limit is not None:
-            if limit < 1:
-                raise ValueError(f"limit must be >= 1, got {limit}")
-            self.items = self.items[:limit]
-
-    def _read_list(self, split: str) -> list[tuple[str, Path, Path]]:
+    def _items(self, split: str) -> list[tuple[str, Path, Path]]:
         names_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
         candidates = [Path(split), self.root / "list" / f"{split}.txt"]
         if names_file.is_file():
             label_dir = self._label_dir()
             items = []
-            for name in _lines(names_file):
+            for name in read_lines(names_file):
                 items.append(
                     (name, self.root / "JPEGImages" / f"{name}.jpg", label_dir / f"{name}.png")
                 )
@@ -75,7 +53,7 @@ class VOCSegmentation:
         for list_file in candidates:
             if list_file.is_file():
                 items = []
-                for line in _lines(list_file):
+                for line in read_lines(list_file):
                     parts = line.split()
                     if len(parts) != 2:
                         raise DatasetError(
@@ -97,24 +75,3 @@ class VOCSegmentation:
             f"no label directory under {self.root}: expected SegmentationClassAug/ or "
             "SegmentationClass/"
         )
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
-        name, image_path, label_path = self.items[index]
-        image = load_image(image_path)
-        label = read_label(label_path)
-        if label.shape != image.shape[:2]:
-            raise DatasetError(
-                f"{name}: label {label_path} is {label.shape[::-1]} (W, H) but the image is "
-                f"{image.shape[1::-1]}"
-            )
-        return image, label, name
-
-    def __repr__(self) -> str:
-        return f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
-
-
-def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

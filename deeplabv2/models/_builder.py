@@ -22,14 +22,14 @@ from ..version import __version__
 from ..weights import Checkpoint, EvalProtocol, Weights, read_checkpoint, resolve_weights
 from ..weights.files import save_safetensors
 from ..weights.hub import discard
-from ..weights.registry import PORT_PROTOCOL, find_weights
+from ..weights.registry import find_weights
 from ._checkpoint import (
     MAPPINGS,
     CheckpointMapping,
     check_family,
     check_state_dict,
     detect_architecture,
-    is_port_checkpoint,
+    dialect_of,
     to_state_dict,
 )
 from ._registry import get_model
@@ -105,9 +105,8 @@ def _protocol(
             ) from None
     if checkpoint.format == "caffemodel":
         return mapping.release_protocol
-    if is_port_checkpoint(checkpoint):
-        return PORT_PROTOCOL
-    return None
+    dialect = dialect_of(mapping, checkpoint)
+    return dialect.protocol if dialect is not None else None
 
 
 def load_state(

@@ -25,10 +25,16 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..data.transforms import CAFFE_MEAN_BGR
 from ..errors import CaffeFormatError, WeightsMismatchError
-from ..weights import Checkpoint, EvalProtocol
+from ..weights import Checkpoint
 from ..weights.caffe import CaffeLayer
-from ..weights.registry import RELEASE_PROTOCOL, VGG_RELEASE_PROTOCOL
+from ..weights.registry import (
+    PORT_PROTOCOL,
+    RELEASE_PROTOCOL,
+    VGG_RELEASE_PROTOCOL,
+    EvalProtocol,
+)
 from ._registry import get_model
 
 __all__ = [
@@ -44,7 +50,7 @@ __all__ = [
     "detect_architecture",
     "expected_shapes",
     "head_classes",
-    "is_port_checkpoint",
+    "dialect_of",
     "to_state_dict",
 ]
 
@@ -52,6 +58,24 @@ _REPORT_LIMIT = 8
 # (module path, kind) of a Caffe layer: kind "conv" (weight, optional bias), "bn" (Caffe
 # BatchNorm: mean*s, var*s, s) or "scale" (Caffe Scale: BatchNorm weight, bias).
 LayerTable = dict[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Another code base's state-dict keys for a family.
+
+    Attributes:
+        name: e.g. ``"port"`` (kazuto1011/deeplab-pytorch) or ``"torchvision"``.
+        protocol: how weights in this dialect were evaluated (None: not a segmentation model).
+        matches: whether a state dict is in this dialect.
+        translate: ``(tensors, source, lenient) -> state dict`` in our keys; ``lenient`` drops
+            entries that map to nothing (a backbone-only load) instead of failing.
+    """
+
+    name: str
+    protocol: Optional[EvalProtocol]
+    matches: Callable[[Mapping[str, torch.Tensor]], bool]
+    translate: Callable[[Mapping[str, torch.Tensor], str, bool], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -65,7 +89,8 @@ class CheckpointMapping:
             :class:`WeightsMismatchError` if there is no complete head).
         is_head: whether a state-dict key belongs to the class-specific head.
         head_weight: the state-dict key whose first dimension is the class count.
-        port_key: a PyTorch-port key -> ours (None: unknown key), for families the port has.
+        dialects: other code bases' key names for this family (the PyTorch port's,
+            torchvision's) and how to translate them.
         caffe_signature: Caffe layers whose presence identifies the family in a file.
         release_protocol: how the Caffe release evaluated this family.
     """
@@ -75,7 +100,7 @@ class CheckpointMapping:
     find_head: Callable[[Iterable[str]], LayerTable]
     is_head: Callable[[str], bool]
     head_weight: str
-    port_key: Optional[Callable[[str], Optional[str]]]
+    dialects: tuple[Dialect, ...]
     caffe_signature: tuple[str, ...]
     release_protocol: EvalProtocol
 
@@ -195,13 +220,82 @@ def _resnet_port_key(key: str) -> Optional[str]:
     return None
 
 
+def _translate_port(
+    tensors: Mapping[str, torch.Tensor], source: str, lenient: bool
+) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in tensors.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        mapped = _resnet_port_key(key)
+        if mapped is None:
+            unknown.append(key)
+        else:
+            out[mapped] = value
+    if unknown and not lenient:
+        raise WeightsMismatchError(
+            f"{source}: entries that are not deeplab_v2_resnet101 parameters: "
+            f"{_names(unknown)} (a backbone initialisation loads with --backbone-only)"
+        )
+    return out
+
+
+_PORT = Dialect(
+    name="port",
+    protocol=PORT_PROTOCOL,
+    matches=lambda tensors: any(_resnet_port_key(k) for k in tensors),
+    translate=_translate_port,
+)
+
+# torchvision's ImageNet normalisation (RGB / 255, then minus mean, over std)
+_TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+_TORCHVISION_STD = (0.229, 0.224, 0.225)
+
+
+def _translate_torchvision(
+    tensors: Mapping[str, torch.Tensor], source: str, lenient: bool
+) -> dict[str, torch.Tensor]:
+    """torchvision's ``resnet101`` -> our backbone (an approximation: see docs/training.md).
+
+    The module names are the same (``layer3.22.conv3``); the classifier ``fc`` is dropped.
+    ``conv1`` is rescaled from torchvision's input (RGB / 255 normalised by the ImageNet mean
+    and std) to ours (BGR, 0..255, minus the Caffe mean), and the constant the two means leave
+    is moved into ``bn1``'s running mean (exact away from the image border).
+    """
+    out = {
+        f"backbone.{key}": value.clone()
+        for key, value in tensors.items()
+        if not key.startswith("fc.") and not key.endswith("num_batches_tracked")
+    }
+    weight = out["backbone.conv1.weight"].double()  # (64, 3, 7, 7), RGB
+    std = torch.tensor(_TORCHVISION_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    mean = torch.tensor(_TORCHVISION_MEAN, dtype=torch.float64)
+    caffe_rgb = torch.tensor(CAFFE_MEAN_BGR, dtype=torch.float64).flip(0)
+    offset = (caffe_rgb / 255 - mean) / std.view(3)  # x_tv = x_ours_rgb / (255 std) + offset
+    constant = (weight.sum(dim=(2, 3)) * offset).sum(dim=1)  # conv1 of the constant image
+    out["backbone.conv1.weight"] = (weight / (255 * std)).flip(1).float()  # to BGR
+    bn_mean = out["backbone.bn1.running_mean"].double()
+    out["backbone.bn1.running_mean"] = (bn_mean - constant).float()
+    return out
+
+
+_TORCHVISION = Dialect(
+    name="torchvision",
+    protocol=None,
+    matches=lambda tensors: (
+        {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "fc.weight"} <= set(tensors)
+    ),  # fmt: skip
+    translate=_translate_torchvision,
+)
+
 RESNET101 = CheckpointMapping(
     architecture="deeplab_v2_resnet101",
     backbone=caffe_layer_table(head="", num_branches=0),
     find_head=lambda names: _resnet_head(names),
     is_head=lambda key: key.startswith("aspp."),
     head_weight="aspp.convs.0.weight",
-    port_key=_resnet_port_key,
+    dialects=(_TORCHVISION, _PORT),
     caffe_signature=("res5c_branch2c", "res4b22_branch2c"),
     release_protocol=RELEASE_PROTOCOL,
 )
@@ -238,7 +332,7 @@ VGG16_ASPP = CheckpointMapping(
     find_head=lambda names: _vgg_head(names, _ASPP_BRANCHES, "fc8_voc12_1 .. fc8_voc12_4"),
     is_head=lambda key: ".fc8." in key,
     head_weight="aspp.branches.0.fc8.weight",
-    port_key=None,
+    dialects=(),
     caffe_signature=("conv5_3", "fc6_1", "fc6_4"),
     release_protocol=VGG_RELEASE_PROTOCOL,
 )
@@ -249,7 +343,7 @@ LARGEFOV_VGG16 = CheckpointMapping(
     find_head=lambda names: _vgg_head(names, ("",), "fc8_voc12"),
     is_head=lambda key: ".fc8." in key,
     head_weight="aspp.branches.0.fc8.weight",
-    port_key=None,
+    dialects=(),
     caffe_signature=("conv5_3", "fc6", "fc7"),
     release_protocol=VGG_RELEASE_PROTOCOL,
 )
@@ -349,39 +443,31 @@ def _ours(keys) -> bool:
     return all(key.startswith(("backbone.", "aspp.")) for key in keys)
 
 
-def is_port_checkpoint(checkpoint: Checkpoint) -> bool:
-    """Whether a state dict uses the PyTorch port's key names rather than ours."""
-    return checkpoint.format != "caffemodel" and not _ours(checkpoint.tensors)
-
-
 def _from_tensors(
     mapping: CheckpointMapping, tensors: Mapping[str, torch.Tensor], source: str, lenient: bool
 ) -> dict[str, torch.Tensor]:
-    """A state dict of ours (keys under ``backbone.``/``aspp.``) or of the PyTorch port.
-    ``lenient`` drops port keys that map to nothing (a backbone-only load) instead of failing."""
+    """A state dict of ours (keys under ``backbone.``/``aspp.``) or in one of the family's
+    dialects. ``lenient`` drops entries that map to nothing (a backbone-only load)."""
     if _ours(tensors):
         return dict(tensors)
-    if mapping.port_key is None:
+    dialect = _dialect(mapping, tensors)
+    if dialect is None:
         foreign = [k for k in tensors if not k.startswith(("backbone.", "aspp."))]
         raise WeightsMismatchError(
             f"{source}: entries that are not {mapping.architecture} parameters: {_names(foreign)}"
         )
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in tensors.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        mapped = mapping.port_key(key)
-        if mapped is None:
-            unknown.append(key)
-        else:
-            out[mapped] = value
-    if unknown and not lenient:
-        raise WeightsMismatchError(
-            f"{source}: entries that are not {mapping.architecture} parameters: "
-            f"{_names(unknown)} (a backbone initialisation loads with --backbone-only)"
-        )
-    return out
+    return dialect.translate(tensors, source, lenient)
+
+
+def _dialect(mapping: CheckpointMapping, tensors: Mapping) -> Optional[Dialect]:
+    return next((d for d in mapping.dialects if d.matches(tensors)), None)
+
+
+def dialect_of(mapping: CheckpointMapping, checkpoint: Checkpoint) -> Optional[Dialect]:
+    """The dialect a state dict is in (None: ours, or a Caffe file)."""
+    if checkpoint.format == "caffemodel" or _ours(checkpoint.tensors):
+        return None
+    return _dialect(mapping, checkpoint.tensors)
 
 
 def head_classes(mapping: CheckpointMapping, state: Mapping[str, torch.Tensor], source: str) -> int:

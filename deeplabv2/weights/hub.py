@@ -200,9 +200,24 @@ def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> P
     return target
 
 
+def _manual(weights: Weights) -> Path:
+    """A file that must be downloaded by hand: where the cache expects it, if it is there."""
+    target = Path(torch.hub.get_dir()) / "checkpoints" / f"{weights.name}.caffemodel"
+    if not target.is_file():
+        raise WeightsUnavailableError(
+            f"the {weights.name!r} weights cannot be downloaded automatically: get "
+            f"{weights.url_member} from {weights.url} by hand, then pass its path "
+            f"(pretrained='/path/to/{weights.url_member}', or init in a training config), or "
+            f"put it at {target}"
+        )
+    return target
+
+
 def _fetch(weights: Weights, cache_dir, local_files_only: bool, progress: bool) -> Path:
     """The file of a registry entry, fetched if needed and checked against its SHA-256."""
-    if weights.hf_revision is not None:
+    if weights.manual_download:
+        path = _manual(weights)
+    elif weights.hf_revision is not None:
         path = Path(
             _hf_download(
                 weights.hf_repo, weights.hf_filename, weights.hf_revision, cache_dir,

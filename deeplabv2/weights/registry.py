@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from ..data.classes import COCOSTUFF_CLASSES, VOC_CLASSES
-from ..data.transforms import CaffePreprocess
+from ..data.transforms import CAFFE_MEAN_BGR, CaffePreprocess
 
 __all__ = [
     "DEFAULT_ARCHITECTURE",
@@ -44,34 +44,41 @@ class EvalProtocol:
         pad_to: images are padded at the bottom/right with the mean to this square size
             (the release: 513), or None to run them at their own size (the PyTorch port).
         crf: the name of the dense CRF preset (:data:`deeplabv2.crf.PRESETS`).
+        mean_bgr: the per-channel mean (B, G, R) subtracted from the input (the release's
+            ImageNet mean; a network trained with another keeps it here).
     """
 
     msc_mode: str = "caffe"
     scales: tuple[float, ...] = (0.5, 0.75)
     pad_to: Optional[int] = 513
     crf: str = "resnet101-voc"
+    mean_bgr: tuple[float, float, float] = CAFFE_MEAN_BGR
 
     def __post_init__(self) -> None:
         if self.msc_mode not in _MSC_MODES:
             raise ValueError(f"msc_mode must be one of {_MSC_MODES}, got {self.msc_mode!r}")
         if self.pad_to is not None and (self.pad_to < 1 or (self.pad_to - 1) % 8):
             raise ValueError(f"pad_to must be of the form 8k + 1 (e.g. 513), got {self.pad_to}")
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"mean_bgr must hold 3 values (B, G, R), got {self.mean_bgr}")
 
     def as_dict(self) -> dict[str, Any]:
         """The protocol as plain JSON-able values."""
         values = asdict(self)
         values["scales"] = list(self.scales)
+        values["mean_bgr"] = list(self.mean_bgr)
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvalProtocol:
         """Inverse of :meth:`as_dict`; unknown keys are refused."""
-        unknown = set(values) - {"msc_mode", "scales", "pad_to", "crf"}
+        unknown = set(values) - {"msc_mode", "scales", "pad_to", "crf", "mean_bgr"}
         if unknown:
             raise ValueError(f"unknown test protocol keys {sorted(unknown)}")
         values = dict(values)
-        if "scales" in values:
-            values["scales"] = tuple(float(s) for s in values["scales"])
+        for key in ("scales", "mean_bgr"):
+            if key in values:
+                values[key] = tuple(float(s) for s in values[key])
         return cls(**values)
 
 
@@ -110,6 +117,8 @@ class Weights:
         docs: how to use them.
         license: the licence of the weights as released.
         warning: shown whenever the weights are evaluated where they must not be.
+        manual_download: ``url`` is a page, not a file: the file must be fetched by hand
+            (and passed as a path, or put where the error message says).
     """
 
     architecture: str
@@ -132,6 +141,7 @@ class Weights:
     docs: str = ""
     license: str = ""
     warning: Optional[str] = None
+    manual_download: bool = False
 
     def __post_init__(self) -> None:
         if self.hf_revision is not None and len(self.hf_revision) != 40:
@@ -156,7 +166,7 @@ class Weights:
 
     def transforms(self) -> CaffePreprocess:
         """The preprocessing the weights expect (RGB image -> BGR minus the mean), runnable."""
-        return CaffePreprocess()
+        return CaffePreprocess(mean_bgr=self.protocol.mean_bgr if self.protocol else CAFFE_MEAN_BGR)
 
 
 _RESNET_ZIP = (
@@ -166,6 +176,8 @@ _VGG_ZIP = "http://liangchiehchen.com/projects/released/deeplab_aspp_vgg16/proto
 _LARGEFOV = "http://www.cs.jhu.edu/~alanlab/ccvl/DeepLab-LargeFOV/train_iter_6000.caffemodel"
 _VGG16_20M = "http://www.cs.jhu.edu/~alanlab/ccvl/init_models/vgg16_20M.caffemodel"
 _PORT = "https://github.com/kazuto1011/deeplab-pytorch/releases/download/v1.0/"
+_MSRA = "https://github.com/KaimingHe/deep-residual-networks"
+_TORCHVISION = "https://download.pytorch.org/models/resnet101-63fe2227.pth"
 _HF = "deeplabv2/"
 _RELEASE_LICENSE = (
     "as released by the DeepLab authors (http://liangchiehchen.com/projects/DeepLab.html); "
@@ -249,6 +261,47 @@ _ENTRIES = (
         file_size=170.5,
         docs="Backbone initialisation for training; pass num_classes.",
         license=_RELEASE_LICENSE,
+    ),
+    Weights(
+        architecture="deeplab_v2_resnet101",
+        tag="imagenet",
+        num_classes=None,
+        categories=(),
+        description=(
+            "MSRA's ResNet-101 trained on ImageNet (ResNet-101-model.caffemodel of He et al., "
+            "the layer names DeepLab v2 keeps, plus fc1000): the initialisation for training "
+            "without COCO (e.g. weakly supervised segmentation); backbone only."
+        ),
+        url=_MSRA,
+        url_member="ResNet-101-model.caffemodel",
+        hf_repo=_HF + "deeplab_v2_resnet101.imagenet",
+        backbone_only=True,
+        protocol=None,
+        num_params=42_500_160,
+        file_size=170.5,
+        docs="Download ResNet-101-model.caffemodel from the page by hand (it is behind a "
+        "OneDrive link); pass num_classes.",
+        license="MIT (KaimingHe/deep-residual-networks); ImageNet's terms apply to the data",
+        manual_download=True,
+    ),
+    Weights(
+        architecture="deeplab_v2_resnet101",
+        tag="torchvision-imagenet",
+        num_classes=None,
+        categories=(),
+        description=(
+            "torchvision's ResNet-101 ImageNet weights (IMAGENET1K_V1) mapped onto this network: "
+            "an approximation, since torchvision puts the stride on the 3x3 convolution and "
+            "DeepLab on the first 1x1; conv1 is rescaled to the Caffe input convention."
+        ),
+        url=_TORCHVISION,
+        hf_repo=_HF + "deeplab_v2_resnet101.torchvision-imagenet",
+        backbone_only=True,
+        protocol=None,
+        num_params=42_500_160,
+        file_size=170.5,
+        docs="Initialisation for training when the MSRA file cannot be had; pass num_classes.",
+        license="BSD-3-Clause (torchvision); ImageNet's terms apply to the data",
     ),
     Weights(
         architecture="deeplab_v2_resnet101",

@@ -216,3 +216,37 @@ def test_cuda_matches_cpu(image: np.ndarray, probs: np.ndarray) -> None:
     assert gpu.device.type == "cuda"
     gpu.sum().backward()
     torch.testing.assert_close(gpu.detach().cpu(), cpu, atol=1e-5, rtol=0)
+
+
+def test_parameter_files_round_trip(tmp_path) -> None:
+    crf = DenseCRF(5, bi_w=3.5, bi_xy_std=50, bi_rgb_std=4, pos_w=2, pos_xy_std=1.5,
+                   compatibility=[[-1.0, 0.2], [0.4, -1.0]])  # fmt: skip
+    path = crf.save(tmp_path / "crf.json")
+    loaded = DenseCRF.from_file(path)
+    assert loaded.params == crf.params
+    assert np.allclose(loaded.params.compatibility, [[-1.0, 0.3], [0.3, -1.0]])  # symmetrised
+    assert DenseCRF.from_spec(str(path)).params == crf.params
+    assert DenseCRF.from_spec("vgg16-voc").params == PRESETS["vgg16-voc"]
+    with pytest.raises(FileNotFoundError, match="neither a preset"):
+        DenseCRF.from_spec("nope.json")
+    (tmp_path / "bad.json").write_text('{"bi_w": 1, "sigma": 3}')
+    with pytest.raises(ValueError, match=r"bad\.json: unknown CRF parameters \['sigma'\]"):
+        DenseCRF.from_file(tmp_path / "bad.json")
+    with pytest.raises(FileExistsError):
+        crf.save(path)
+
+
+def test_kernel_weights_and_compatibility_get_gradients() -> None:
+    from deeplabv2.crf._torch import mean_field
+
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (1, 3, 12, 14), dtype=torch.uint8)
+    probs = torch.softmax(torch.randn(1, 3, 12, 14), dim=1)
+    weights = torch.tensor([3.0, 4.0], requires_grad=True)
+    matrix = (-torch.eye(3)).requires_grad_()
+    q = mean_field(image, probs, PRESETS["resnet101-voc"], weights, matrix)
+    q[0, 0].sum().backward()
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+    assert matrix.grad is not None and matrix.grad.abs().sum() > 0
+    fixed = DenseCRF(backend="torch")(image, probs)  # the same weights as floats
+    torch.testing.assert_close(q.detach(), fixed, atol=1e-5, rtol=1e-4)

@@ -255,7 +255,8 @@ def test_class_names_and_protocol_travel_with_the_file(tmp_path, release_caffemo
     model = deeplab_v2_resnet101(pretrained=named)
     assert model.class_names[15] == "person" and len(model.class_names) == 21
     assert model.weights_info["protocol"] == {
-        "msc_mode": "caffe", "scales": [0.5, 0.75], "pad_to": 513, "crf": "resnet101-voc"
+        "msc_mode": "caffe", "scales": [0.5, 0.75], "pad_to": 513, "crf": "resnet101-voc",
+        "mean_bgr": [104.008, 116.669, 122.675],
     }  # fmt: skip
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"thing {i}" for i in range(20)))

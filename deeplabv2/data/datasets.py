@@ -1,0 +1,181 @@
+"""Segmentation datasets beyond VOC: any image/label folder pair, COCO-Stuff, Cityscapes.
+
+Each gives ``dataset[i] -> (image, label, name)`` like :class:`~deeplabv2.data.VOCSegmentation`
+(``(H, W, 3) uint8`` RGB, ``(H, W) int64`` labels with 255 ignored), so ``deeplabv2 eval``,
+``evaluate()`` and the training example take any of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import DatasetError
+from .classes import COCOSTUFF_CLASSES
+from .images import read_label
+from .paired import IGNORE_INDEX, PairedDataset, read_lines
+
+__all__ = ["CITYSCAPES_CLASSES", "COCOStuff", "Cityscapes", "SegmentationFolder"]
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+class SegmentationFolder(PairedDataset):
+    """Images and label PNGs in two folders, with a list file of names per split.
+
+    Layout under ``root``::
+
+        images/<name>.<jpg|png|...>
+        labels/<name>.png          class indices (palette or grayscale PNG), 255 = ignore
+        <split>.txt                one <name> per line (or pass a list file's path as split)
+
+    Label PNGs written by ``deeplabv2 predict`` (indexed PNGs) are valid labels, so predicted
+    pseudo-labels train a network directly.
+
+    Args:
+        root: the folder holding ``images/`` and ``labels/``.
+        split: a list file name under ``root`` (``"train"`` -> ``train.txt``) or a path.
+        class_names: the classes, index = label value (default: none known).
+        limit: keep only the first ``limit`` entries.
+    """
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike],
+        split: str = "train",
+        class_names: Sequence[str] = (),
+        limit: Optional[int] = None,
+    ) -> None:
+        self.class_names = tuple(class_names)
+        super().__init__(root, split, limit)
+
+    def _items(self, split: str) -> list[tuple[str, Path, Path]]:
+        list_file = next(
+            (p for p in (Path(split), self.root / f"{split}.txt") if p.is_file()), None
+        )
+        if list_file is None:
+            raise FileNotFoundError(
+                f"no split {split!r}: expected {self.root / (split + '.txt')} (one name per line)"
+            )
+        items = []
+        for name in read_lines(list_file):
+            image = next(
+                (
+                    self.root / "images" / f"{name}{suffix}"
+                    for suffix in _IMAGE_SUFFIXES
+                    if (self.root / "images" / f"{name}{suffix}").is_file()
+                ),
+                None,
+            )
+            if image is None:
+                raise DatasetError(f"{list_file}: no image for {name!r} in {self.root / 'images'}")
+            items.append((name, image, self.root / "labels" / f"{name}.png"))
+        return items
+
+
+class COCOStuff(PairedDataset):
+    """COCO-Stuff 164k or 10k in their released layouts (182 classes, 255 = unlabeled).
+
+    * 164k (``version="164k"``): ``images/<split>2017/*.jpg`` and
+      ``annotations/<split>2017/*.png`` (``stuffthingmaps_trainval2017``), labels 0..181 =
+      :data:`~deeplabv2.data.COCOSTUFF_CLASSES`, 255 unlabeled; ``split`` is ``train`` or
+      ``val``.
+    * 10k v1.1 (``version="10k"``): ``images/*.jpg``, ``annotations/*.mat`` (field ``S``) and
+      ``imageLists/<split>.txt`` (``train``, ``test``, ``all``); the ``.mat`` labels are 0 =
+      unlabeled and 1..182 = the classes, so they are shifted down by one and 0 becomes 255,
+      as the PyTorch port does. Reading ``.mat`` files needs SciPy (``pip install scipy``).
+    """
+
+    class_names = COCOSTUFF_CLASSES
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike],
+        split: str = "val",
+        version: str = "164k",
+        limit: Optional[int] = None,
+    ) -> None:
+        if version not in ("164k", "10k"):
+            raise ValueError(f"version must be '164k' or '10k', got {version!r}")
+        self.version = version
+        super().__init__(root, split, limit)
+
+    def _items(self, split: str) -> list[tuple[str, Path, Path]]:
+        if self.version == "164k":
+            images = self.root / "images" / f"{split}2017"
+            labels = self.root / "annotations" / f"{split}2017"
+            if not images.is_dir():
+                raise FileNotFoundError(f"no COCO-Stuff 164k split {split!r}: {images} is missing")
+            return [(p.stem, p, labels / f"{p.stem}.png") for p in sorted(images.glob("*.jpg"))]
+        list_file = self.root / "imageLists" / f"{split}.txt"
+        if not list_file.is_file():
+            raise FileNotFoundError(f"no COCO-Stuff 10k split {split!r}: {list_file} is missing")
+        return [
+            (name, self.root / "images" / f"{name}.jpg", self.root / "annotations" / f"{name}.mat")
+            for name in read_lines(list_file)
+        ]
+
+    def label(self, path: Path) -> np.ndarray:
+        if self.version == "164k":
+            return read_label(path)
+        try:
+            from scipy.io import loadmat
+        except ImportError:
+            raise ImportError(
+                "COCO-Stuff 10k labels are MATLAB .mat files: pip install scipy to read them"
+            ) from None
+        labels = np.asarray(loadmat(str(path))["S"], dtype=np.int64) - 1
+        labels[labels == -1] = IGNORE_INDEX
+        return labels
+
+
+#: Cityscapes' 19 evaluation classes (train ids 0..18).
+CITYSCAPES_CLASSES: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)  # fmt: skip
+
+# Cityscapes label id -> train id (cityscapesScripts' labels.py); every other id is ignored.
+_TRAIN_IDS = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
+    25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}  # fmt: skip
+
+
+class Cityscapes(PairedDataset):
+    """Cityscapes (fine annotations) with its 19 train ids, 255 = ignored.
+
+    Layout under ``root``: ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`` and
+    ``gtFine/<split>/<city>/<name>_gtFine_labelIds.png``; label ids are mapped to the 19 train
+    ids of :data:`CITYSCAPES_CLASSES` (``*_gtFine_labelTrainIds.png``, if present, is used as
+    it is).
+    """
+
+    class_names = CITYSCAPES_CLASSES
+
+    def _items(self, split: str) -> list[tuple[str, Path, Path]]:
+        images = self.root / "leftImg8bit" / split
+        if not images.is_dir():
+            raise FileNotFoundError(f"no Cityscapes split {split!r}: {images} is missing")
+        items = []
+        for image in sorted(images.glob("*/*_leftImg8bit.png")):
+            name = image.name[: -len("_leftImg8bit.png")]
+            folder = self.root / "gtFine" / split / image.parent.name
+            train_ids = folder / f"{name}_gtFine_labelTrainIds.png"
+            label = train_ids if train_ids.is_file() else folder / f"{name}_gtFine_labelIds.png"
+            items.append((name, image, label))
+        return items
+
+    def label(self, path: Path) -> np.ndarray:
+        labels = read_label(path)
+        if path.name.endswith("_labelTrainIds.png"):
+            return labels
+        table = np.full(256, IGNORE_INDEX, dtype=np.int64)
+        for label_id, train_id in _TRAIN_IDS.items():
+            table[label_id] = train_id
+        return table[np.clip(labels, 0, 255)]

@@ -1,0 +1,76 @@
+"""What every segmentation dataset here shares: ``(name, image file, label file)`` items."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import DatasetError
+from .images import load_image, read_label
+
+__all__ = ["IGNORE_INDEX", "PairedDataset", "read_lines"]
+
+#: Label value of pixels that are ignored in training and evaluation.
+IGNORE_INDEX = 255
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-empty lines of a list file, stripped."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+class PairedDataset:
+    """``dataset[i] -> (image, label, name)``: ``(H, W, 3) uint8`` RGB, ``(H, W) int64``.
+
+    Subclasses fill ``items`` with ``(name, image path, label path)`` in ``_items`` and may
+    override :meth:`label` (e.g. to map label values); everything else is shared.
+
+    Attributes:
+        class_names: the dataset's classes (index = label value); 255 is ignored.
+    """
+
+    class_names: tuple[str, ...] = ()
+
+    def __init__(
+        self, root: Union[str, os.PathLike], split: str = "val", limit: Optional[int] = None
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset root {self.root} is not a directory")
+        self.split = split
+        self.items: list[tuple[str, Path, Path]] = self._items(split)
+        if not self.items:
+            raise DatasetError(f"the split {split!r} under {self.root} lists no images")
+        if limit is not None:
+            if limit < 1:
+                raise ValueError(f"limit must be >= 1, got {limit}")
+            self.items = self.items[:limit]
+
+    def _items(self, split: str) -> list[tuple[str, Path, Path]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def label(self, path: Path) -> np.ndarray:
+        """The label map of ``path``: ``(H, W) int64`` class indices, 255 = ignore."""
+        return read_label(path)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        name, image_path, label_path = self.items[index]
+        image = load_image(image_path)
+        label = self.label(label_path)
+        if label.shape != image.shape[:2]:
+            raise DatasetError(
+                f"{name}: label {label_path} is {label.shape[::-1]} (W, H) but the image is "
+                f"{image.shape[1::-1]}"
+            )
+        return image, label, name
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
+        )
