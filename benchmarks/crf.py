@@ -1,29 +1,37 @@
-"""Dense CRF speed: the pydensecrf reference vs the native torch backend.
+"""Dense CRF speed: the pydensecrf reference vs the native backends (numba, torch CPU/CUDA).
 
 Median wall time per image (over ``--runs`` timed calls after one untimed warm-up) of the full
 CRF -- lattice construction and ``--iterations`` mean-field iterations -- on a 500x375 photograph
 (scikit-image's ``coffee``, cropped) with 21-class probabilities, at DeepLab v2's VOC settings.
-Rows: pydensecrf (CPU, one image at a time), torch on CPU for batch 1 and ``--batch``, and torch
-on CUDA for batch 1 and ``--batch`` when a GPU exists. Ratios are against pydensecrf of the same
-run (> 1 = faster than the reference).
 
-    python benchmarks/crf.py [--runs 5] [--batch 10] [--iterations 10] [--threads N]
+Rows: pydensecrf (single-threaded C++); for each ``--threads`` count, numba and torch on the CPU
+(batch 1, and torch with ``--batch`` images); torch on CUDA for batch 1 and ``--batch`` when a
+GPU exists, and the lattice construction alone ("build": 0 iterations) for ``--batch``. Each
+thread count runs in a fresh process, so that no thread pool of one setting lingers into the
+next. Ratios are against pydensecrf of the same run (> 1 = faster); the last
+column is the largest difference of any marginal from pydensecrf's on the same image.
+
+    python benchmarks/crf.py [--runs 5] [--batch 10] [--iterations 10] [--threads 1 2]
+                             [--cpu-backends numba torch]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
-from typing import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from skimage import data as skdata
 
-from deeplabv2.crf import DenseCRF
-from deeplabv2.crf._pydensecrf import available as pydensecrf_available
+from deeplabv2.crf import DenseCRF, _numba, _pydensecrf
 from deeplabv2.crf.synthetic import coarse_probs
+
+Row = tuple[str, str, Optional[int], int, float, Optional[float]]  # + max |dQ|
 
 
 def _median_seconds(fn: Callable[[], object], runs: int, sync: Callable[[], None]) -> float:
@@ -38,49 +46,107 @@ def _median_seconds(fn: Callable[[], object], runs: int, sync: Callable[[], None
     return statistics.median(times)
 
 
+def _inputs(classes: int) -> tuple[np.ndarray, np.ndarray]:
+    image = np.ascontiguousarray(skdata.coffee()[:375, :500])
+    return image, coarse_probs(image, classes)
+
+
+def _no_sync() -> None:
+    pass
+
+
+def _reference(args: argparse.Namespace) -> tuple[float, np.ndarray]:
+    image, probs = _inputs(args.classes)
+    crf = DenseCRF(iterations=args.iterations, backend="pydensecrf")
+    return _median_seconds(lambda: crf(image, probs), args.runs, _no_sync), crf(image, probs)
+
+
+def _cpu_rows(args: argparse.Namespace, threads: int, reference: Optional[np.ndarray]) -> list[Row]:
+    """The CPU rows at one thread count (runs in its own process)."""
+    torch.set_num_threads(threads)
+    image, probs = _inputs(args.classes)
+    h, w = image.shape[:2]
+    rows: list[Row] = []
+    backends = [b for b in args.cpu_backends if b != "numba" or _numba.available()]
+    for backend in backends:
+        crf = DenseCRF(iterations=args.iterations, backend=backend)
+        for batch in (1, args.batch) if backend == "torch" else (1,):
+            im = torch.from_numpy(image).permute(2, 0, 1).expand(batch, 3, h, w)
+            pr = torch.from_numpy(probs).expand(batch, -1, h, w).contiguous()
+            with torch.no_grad():
+                t = _median_seconds(lambda c=crf, i=im, p=pr: c(i, p), args.runs, _no_sync)
+                diff = _max_diff(crf(im[:1], pr[:1])[0], reference)
+            rows.append((backend, "cpu", threads, batch, t / batch, diff))
+    return rows
+
+
+def _cuda_rows(args: argparse.Namespace, reference: Optional[np.ndarray]) -> list[Row]:
+    image, probs = _inputs(args.classes)
+    h, w = image.shape[:2]
+    rows: list[Row] = []
+    # iterations=0 is the lattice construction alone (and one softmax): the rest is mean field
+    for iterations, batch in ((args.iterations, 1), (args.iterations, args.batch), (0, args.batch)):
+        crf = DenseCRF(iterations=iterations, backend="torch")
+        im = torch.from_numpy(image).permute(2, 0, 1).expand(batch, 3, h, w).cuda()
+        pr = torch.from_numpy(probs).expand(batch, -1, h, w).contiguous().cuda()
+        with torch.no_grad():
+            sync = torch.cuda.synchronize
+            t = _median_seconds(lambda c=crf, i=im, p=pr: c(i, p), args.runs, sync)
+            diff = _max_diff(crf(im[:1], pr[:1])[0].cpu(), reference) if iterations else None
+        name = "torch" if iterations else "torch, build"
+        rows.append((name, "cuda", None, batch, t / batch, diff))
+    return rows
+
+
+def _max_diff(q: torch.Tensor, reference: Optional[np.ndarray]) -> Optional[float]:
+    return None if reference is None else float(np.abs(q.numpy() - reference).max())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--classes", type=int, default=21)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
+        help="CPU thread counts of the native backends (default: 1 and all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cpu-backends", nargs="*", default=["numba", "torch"], choices=["numba", "torch"],
+        help="native backends timed on the CPU (default: both)",
+    )  # fmt: skip
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    image = np.ascontiguousarray(skdata.coffee()[:375, :500])
-    probs = coarse_probs(image, args.classes)
-    h, w = image.shape[:2]
-    rows: list[tuple[str, str, int, float]] = []
+    rows: list[Row] = []
+    reference = None
+    if _pydensecrf.available():
+        seconds, reference = _reference(args)
+        rows.append(("pydensecrf", "cpu", 1, 1, seconds, 0.0))
+    spawn = multiprocessing.get_context("spawn")
+    for threads in sorted(set(args.threads)):
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            rows += pool.submit(_cpu_rows, args, threads, reference).result()
+    if torch.cuda.is_available():
+        rows += _cuda_rows(args, reference)
 
-    def no_sync() -> None:
-        pass
-
-    if pydensecrf_available():
-        crf = DenseCRF(iterations=args.iterations, backend="pydensecrf")
-        t = _median_seconds(lambda: crf(image, probs), args.runs, no_sync)
-        rows.append(("pydensecrf", "cpu", 1, t))
-    crf = DenseCRF(iterations=args.iterations, backend="torch")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
-        sync = torch.cuda.synchronize if device == "cuda" else no_sync
-        for batch in (1, args.batch):
-            im = torch.from_numpy(image).permute(2, 0, 1).expand(batch, 3, h, w).to(device)
-            pr = torch.from_numpy(probs).expand(batch, -1, h, w).contiguous().to(device)
-            with torch.no_grad():
-                t = _median_seconds(lambda im=im, pr=pr: crf(im, pr), args.runs, sync)
-            rows.append(("torch", device, batch, t / batch))
-
-    reference = rows[0][3] if rows[0][0] == "pydensecrf" else None
+    base = rows[0][4] if rows[0][0] == "pydensecrf" else None
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     print(
-        f"DenseCRF {w}x{h}, {args.classes} classes, {args.iterations} iterations, "
-        f"median of {args.runs}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        f"DenseCRF 500x375, {args.classes} classes, {args.iterations} iterations, median of "
+        f"{args.runs}; torch {torch.__version__}{gpu}"
     )
-    print(f"{'backend':<12}{'device':<8}{'batch':>6}{'ms/image':>11}{'vs pydensecrf':>15}")
-    for backend, device, batch, t in rows:
-        ratio = f"{reference / t:.2f}x" if reference else "n/a"
-        print(f"{backend:<12}{device:<8}{batch:>6}{t * 1000:>11.1f}{ratio:>15}")
+    print(
+        f"{'backend':<14}{'device':<8}{'threads':>8}{'batch':>6}{'ms/image':>11}"
+        f"{'vs pydensecrf':>15}{'max |dQ|':>11}"
+    )
+    for backend, device, threads, batch, t, diff in rows:
+        ratio = f"{base / t:.2f}x" if base and diff is not None else "n/a"
+        diff_text = "n/a" if diff is None else f"{diff:.1e}"
+        print(
+            f"{backend:<14}{device:<8}{threads or '-':>8}{batch:>6}{t * 1000:>11.1f}{ratio:>15}"
+            f"{diff_text:>11}"
+        )
 
 
 if __name__ == "__main__":

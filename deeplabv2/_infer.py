@@ -82,8 +82,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     protocol.add_argument(
         "--crf-backend",
         default="auto",
-        choices=("auto", "torch", "pydensecrf"),
-        help="auto: native on a GPU, the faster one per core on the CPU",
+        choices=("auto", "torch", "numba", "pydensecrf"),
+        help="auto: torch on a GPU; on the CPU numba, else pydensecrf, else torch",
     )
     speed = parser.add_argument_group("speed")
     speed.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")

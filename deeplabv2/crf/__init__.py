@@ -1,11 +1,12 @@
 """The fully connected CRF of DeepLab v2 (Krähenbühl & Koltun 2011).
 
 ``DenseCRF`` refines per-pixel class probabilities with mean-field inference; the ``torch``
-backend (default) is a native, batched permutohedral lattice, ``pydensecrf`` the C++ reference.
+backend is a native, batched permutohedral lattice (CPU or GPU, differentiable), ``numba`` the
+same lattice compiled for the CPU, ``pydensecrf`` the C++ reference.
 """
 
-from .dense_crf import BACKENDS, DenseCRF
+from .dense_crf import BACKENDS, CPU_BACKENDS, DenseCRF
 from .lattice import PermutohedralLattice
 from .params import PRESETS, CRFParams
 
-__all__ = ["BACKENDS", "CRFParams", "DenseCRF", "PRESETS", "PermutohedralLattice"]
+__all__ = ["BACKENDS", "CPU_BACKENDS", "CRFParams", "DenseCRF", "PRESETS", "PermutohedralLattice"]

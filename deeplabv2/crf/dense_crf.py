@@ -10,16 +10,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import _pydensecrf
+from . import _numba, _pydensecrf
 from ._torch import mean_field
 from .params import PRESETS, CRFParams
 
-__all__ = ["BACKENDS", "CPU_BACKEND", "DenseCRF"]
+__all__ = ["BACKENDS", "CPU_BACKENDS", "DenseCRF"]
 
-BACKENDS = ("auto", "torch", "pydensecrf")
-#: What ``backend="auto"`` runs on the CPU when pydensecrf is installed: the faster per core
-#: (benchmarks/crf.py, one thread each: pydensecrf 1.45 s, native 2.3 s at 500x375).
-CPU_BACKEND = "pydensecrf"
+BACKENDS = ("auto", "torch", "numba", "pydensecrf")
+#: What ``backend="auto"`` runs on the CPU: the first of these that is installed, else "torch".
+#: Fastest first (benchmarks/crf.py, one thread, 500x375, docs/benchmarks.md).
+CPU_BACKENDS = ("numba", "pydensecrf")
+
+_AVAILABLE = {"numba": _numba.available, "pydensecrf": _pydensecrf.available}
 
 ArrayLike = Union[np.ndarray, Tensor]
 
@@ -43,12 +45,14 @@ class DenseCRF(nn.Module):
         compatibility: None for Potts (DeepLab's), or a ``C x C`` label compatibility matrix
             in densecrf's convention (Potts is ``-I``; see :class:`CRFParams`), e.g. one learned
             by ``examples/tune_crf.py --method gradient``.
-        backend: ``"torch"`` (native permutohedral lattice; batched; CPU or GPU; differentiable
-            with respect to the probabilities), ``"pydensecrf"`` (the reference C++ code, CPU, one
-            image at a time; needs ``pip install 'deeplabv2[crf]'``) or ``"auto"``: per call,
-            the native backend for CUDA tensors and for probabilities that need gradients, else
-            :data:`CPU_BACKEND` (the faster one per CPU core, see ``docs/benchmarks.md``) when
-            it is installed. Both agree to float32 precision.
+        backend: ``"torch"`` (native permutohedral lattice in PyTorch; batched; CPU or GPU;
+            differentiable with respect to the probabilities), ``"numba"`` (the same lattice
+            compiled for the CPU, the fastest there; needs ``pip install 'deeplabv2[fast]'``),
+            ``"pydensecrf"`` (the reference C++ code, CPU; needs ``pip install
+            'deeplabv2[crf]'``) or ``"auto"``: per call, ``"torch"`` for CUDA tensors and for
+            probabilities that need gradients, else the first installed of
+            :data:`CPU_BACKENDS`, else ``"torch"``. All agree to float32 precision; the CPU-only
+            backends take tensors on any device and return them there.
 
     Call ``crf(image, probs)``:
 
@@ -82,6 +86,8 @@ class DenseCRF(nn.Module):
         self.backend = backend
         if self.backend == "pydensecrf":
             _pydensecrf._module()  # fail now, with the install hint, rather than at first call
+        elif self.backend == "numba":
+            _numba.kernels()
 
     @classmethod
     def from_params(cls, params: CRFParams, backend: str = "auto") -> DenseCRF:
@@ -150,10 +156,11 @@ class DenseCRF(nn.Module):
         _check_values(probs32, from_logits)
         image_t = image_t.to(probs32.device)
 
-        if self.backend_for(probs32) == "torch":
+        backend = self.backend_for(probs32)
+        if backend == "torch":
             q = mean_field(image_t, probs32, self.params)
         else:
-            q = self._run_reference(image_t, probs32)
+            q = self._run_on_cpu(backend, image_t, probs32)
 
         q = q.to(out_dtype)
         if not batched:
@@ -164,9 +171,9 @@ class DenseCRF(nn.Module):
         """The backend that runs for these probabilities (resolves ``"auto"``)."""
         if self.backend != "auto":
             return self.backend
-        if probs.device.type != "cpu" or probs.requires_grad or not _pydensecrf.available():
+        if probs.device.type != "cpu" or probs.requires_grad:
             return "torch"
-        return CPU_BACKEND
+        return next((name for name in CPU_BACKENDS if _AVAILABLE[name]()), "torch")
 
     def labels(self, image: ArrayLike, probs: ArrayLike, from_logits: bool = False) -> ArrayLike:
         """Arg-max labels of the refined probabilities: ``(H, W)`` / ``(B, H, W)`` int64."""
@@ -176,12 +183,14 @@ class DenseCRF(nn.Module):
             return q.argmax(axis=class_dim).astype(np.int64)
         return q.argmax(dim=class_dim)
 
-    def _run_reference(self, image: Tensor, probs: Tensor) -> Tensor:
+    def _run_on_cpu(self, backend: str, image: Tensor, probs: Tensor) -> Tensor:
         if probs.requires_grad:
             raise ValueError(
-                "the 'pydensecrf' backend is not differentiable; use backend='torch' or detach "
+                f"the {backend!r} backend is not differentiable; use backend='torch' or detach "
                 "the probabilities"
             )
+        if backend == "numba":
+            return _numba.mean_field(image.cpu(), probs.cpu(), self.params).to(probs.device)
         image_np = image.permute(0, 2, 3, 1).cpu().numpy()
         probs_np = probs.cpu().numpy()
         out = [_pydensecrf.infer(im, p, self.params) for im, p in zip(image_np, probs_np)]

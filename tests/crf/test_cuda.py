@@ -1,0 +1,47 @@
+"""The torch backend on CUDA: the reference's results (pydensecrf where installed, else the CPU
+backends, which test_parity holds to pydensecrf) for batches of different photographs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deeplabv2.crf import PRESETS, DenseCRF, _numba, _pydensecrf
+
+from .photos import four_photos
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def reference(images: torch.Tensor, probs: torch.Tensor, preset: str) -> torch.Tensor:
+    backend = "pydensecrf" if _pydensecrf.available() else "torch"
+    return DenseCRF.from_preset(preset, backend=backend)(images, probs)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("batch", [1, 4])
+def test_cuda_matches_the_reference(batch: int, preset: str) -> None:
+    images, probs = four_photos()
+    images, probs = images[:batch], probs[:batch]
+    refined = DenseCRF.from_preset(preset)(images.cuda(), probs.cuda())
+    assert refined.device.type == "cuda" and refined.shape == probs.shape
+    expected = reference(images, probs, preset)
+    assert float((refined.cpu() - expected).abs().max()) <= 1e-4
+    agreement = (refined.cpu().argmax(1) == expected.argmax(1)).float().mean()
+    assert float(agreement) >= 0.9999
+
+
+def test_cuda_gradients_flow() -> None:
+    images, probs = four_photos()
+    p = probs[:2].cuda().requires_grad_(True)
+    DenseCRF(iterations=3)(images[:2].cuda(), p)[:, 0].sum().backward()
+    assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+@pytest.mark.skipif(not _numba.available(), reason="needs numba (fast extra)")
+def test_numba_backend_takes_cuda_tensors_and_returns_them_there() -> None:
+    images, probs = four_photos()
+    out = DenseCRF(backend="numba")(images[:1].cuda(), probs[:1].cuda())
+    assert out.device.type == "cuda"
+    expected = reference(images[:1], probs[:1], "resnet101-voc")
+    assert float((out.cpu() - expected).abs().max()) <= 1e-4
