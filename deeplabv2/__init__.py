@@ -1,6 +1,6 @@
 """deeplabv2: DeepLab v2 in PyTorch, faithful to the Caffe release."""
 
-from . import crf, data, errors, interp, metrics, models, msc, weights
+from . import crf, data, demo, errors, export, interp, metrics, models, msc, weights
 from .convert import convert
 from .crf import DenseCRF
 from .metrics import ConfusionMatrix
@@ -26,10 +26,12 @@ __all__ = [
     "convert",
     "crf",
     "data",
+    "demo",
     "deeplab_largefov_vgg16",
     "deeplab_v2_resnet101",
     "deeplab_v2_vgg16",
     "errors",
+    "export",
     "get_model",
     "interp",
     "list_models",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data.classes import voc_palette
+from .data.classes import overlay, voc_palette
 from .weights.files import atomic_write
 
 __all__ = [
@@ -57,9 +57,7 @@ def save_labels(path: Path, labels: np.ndarray, force: bool) -> None:
 
 def save_overlay(path: Path, rgb: np.ndarray, labels: np.ndarray, force: bool) -> None:
     """The image blended half-and-half with the palette colours of its labels (JPEG)."""
-    colours = voc_palette()[labels.astype(np.int64) % 256]
-    blend = (rgb.astype(np.float32) * 0.5 + colours.astype(np.float32) * 0.5).round()
-    image = Image.fromarray(blend.astype(np.uint8))
+    image = Image.fromarray(overlay(rgb, labels))
     atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=90), force=force)
 
 

@@ -1,4 +1,5 @@
-"""The ``deeplabv2`` command line: ``predict``, ``eval``, ``convert``, ``weights``, ``publish``.
+"""The ``deeplabv2`` command line: ``predict``, ``eval``, ``convert``, ``weights``, ``export``,
+``publish``, ``demo``.
 
 Also ``python -m deeplabv2 ...``, and ``torchrun --nproc_per_node K -m deeplabv2 predict|eval``.
 """
@@ -96,6 +97,43 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import VERIFY_SHAPES, export_onnx, require_extra
+    from .models import load_model
+
+    require_extra(verify=not args.no_verify)  # before loading any weights
+    model = load_model(args.weights, model=args.model)
+    report = export_onnx(
+        model,
+        args.out,
+        msc=args.msc,
+        probabilities=args.probabilities,
+        opset=args.opset,
+        verify=not args.no_verify,
+        force=args.force,
+    )
+    print(f"wrote {report.path} (ONNX opset {report.opset}, {model.num_classes} classes)")
+    for shape, error in report.errors:
+        print(f"  onnxruntime vs PyTorch at input {shape}: max relative error {error:.1e}")
+    if not report.errors:
+        print(f"  not verified (--no-verify); the check runs at {list(VERIFY_SHAPES)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .demo import DEFAULT_WEIGHTS, _gradio, build_demo, example_photos
+
+    _gradio()  # the extra, before anything else
+    with tempfile.TemporaryDirectory(prefix="deeplabv2-demo-") as tmp:
+        app = build_demo(
+            args.weights or DEFAULT_WEIGHTS, examples=example_photos(tmp), device=args.device
+        )
+        app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from ._infer import run_predict
 
@@ -162,6 +200,30 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--json", action="store_true", help="print JSON")
     _add_model_option(weights, "only the weights of this network")
     weights.set_defaults(run=_weights)
+
+    export = commands.add_parser("export", help="export a network to ONNX (verified)")
+    export.add_argument("out", metavar="OUT.onnx", help="the file to write")
+    export.add_argument("--weights", required=True, help="registry name, file or hf-hub:...")
+    export.add_argument("--format", default="onnx", choices=("onnx",), help="onnx (the only one)")
+    export.add_argument("--msc", action="store_true", help="multi-scale inputs inside the graph")
+    export.add_argument(
+        "--probabilities", action="store_true", help="output softmax at input size, not logits"
+    )
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    export.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    _add_model_option(export, "the network (default: from the weights)")
+    export.set_defaults(run=_export)
+
+    demo = commands.add_parser("demo", help="a web demo in the browser (Gradio)")
+    demo.add_argument(
+        "--weights", action="append", help="weights name or file to offer (repeatable)"
+    )
+    demo.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    demo.add_argument("--port", type=int, default=7860, help="port (7860)")
+    demo.add_argument("--share", action="store_true", help="a public gradio.live link")
+    demo.set_defaults(run=_demo)
 
     publish = commands.add_parser("publish", help="convert and upload weights to the HF Hub")
     publish.add_argument("name", help="registry name, e.g. voc12 or deeplab_v2_vgg16.voc12")

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "CaffeFormatError",
     "DatasetError",
+    "ExportVerificationError",
     "DeepLabV2Error",
     "ImageError",
     "ImageSizeError",
@@ -56,6 +57,10 @@ class LabelError(DeepLabV2Error, ValueError):
 
 class DatasetError(DeepLabV2Error, ValueError):
     """A dataset is empty or malformed (list files, missing folders)."""
+
+
+class ExportVerificationError(DeepLabV2Error, RuntimeError):
+    """An exported model, run in its runtime, does not reproduce the PyTorch model."""
 
 
 class OutputExistsError(DeepLabV2Error, FileExistsError):

@@ -68,11 +68,17 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int], factor: int = 8
     """
     if logits.dim() != 4:
         raise ValueError(f"expected logits of shape (B, C, h, w), got {tuple(logits.shape)}")
-    height, width = (int(s) for s in size)
+    height, width = size
     zoomed = [caffe_interp_size(n, zoom=factor) for n in logits.shape[-2:]]
-    out = resize_bilinear(logits, (zoomed[0], zoomed[1]))
-    out = out[..., :height, :width]
-    pad_h, pad_w = height - out.shape[-2], width - out.shape[-1]
-    if pad_h > 0 or pad_w > 0:
-        out = F.pad(out, (0, pad_w, 0, pad_h), mode="replicate")
-    return out
+    if isinstance(height, int) and isinstance(width, int):  # not symbolic (ONNX export)
+        if height > zoomed[0] + factor or width > zoomed[1] + factor:
+            raise ValueError(
+                f"{tuple(logits.shape[-2:])} logits cannot cover a {height}x{width} input at "
+                f"stride {factor}: they are not this input's logits"
+            )
+    out = F.interpolate(logits, size=zoomed, mode="bilinear", align_corners=True)
+    # A stride-`factor` network gives h >= H / factor logits, so the zoomed map falls short of the
+    # input by less than `factor` rows: padding by `factor` then cropping covers every case
+    # without a branch on the sizes (which keeps the function exportable with dynamic shapes).
+    out = F.pad(out, (0, factor, 0, factor), mode="replicate")
+    return out[..., :height, :width]

@@ -1,4 +1,9 @@
-"""Convert a release file and publish it on the Hugging Face Hub with a generated model card."""
+"""Convert a release file and publish it on the Hugging Face Hub as a model folder.
+
+The folder is the one ``save_pretrained`` writes (``model.safetensors``, ``config.json``, a
+model card), made by the same functions, with the registry entry's description, licence and
+metrics; the upload is the one ``push_to_hub`` makes (one commit).
+"""
 
 from __future__ import annotations
 
@@ -7,56 +12,18 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .convert import convert
-from .weights import Weights, atomic_write, get_weights
-from .weights.files import check_destination
+from .models._hub import (
+    CARD_NAME,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    hub_config,
+    upload_folder,
+    write_folder,
+)
+from .weights import get_weights
 from .weights.hub import sha256sum
 
-__all__ = ["model_card", "publish"]
-
-
-def model_card(weights: Weights, metadata: dict[str, str], sha256: str) -> str:
-    """The README.md of a weights repository on the Hub."""
-    metrics = weights.meta.get("_metrics") or {}
-    metric_lines = [
-        f"| {dataset} | {', '.join(f'{k} {v}' for k, v in values.items() if k != 'source')} "
-        f"| {values.get('source', '')} |"
-        for dataset, values in metrics.items()
-    ]
-    classes = ", ".join(weights.categories) if weights.categories else "(backbone only)"
-    return "\n".join(
-        [
-            "---",
-            "library_name: deeplabv2",
-            "tags: [image-segmentation, deeplab, deeplabv2, safetensors]",
-            "pipeline_tag: image-segmentation",
-            "---",
-            f"# `{weights.name}`",
-            "",
-            weights.description,
-            "",
-            "```python",
-            "import deeplabv2",
-            f'model = deeplabv2.models.{weights.architecture}(pretrained="{weights.tag}")',
-            "```",
-            "",
-            f"- classes ({weights.num_classes or 0}): {classes}",
-            "- input: BGR float32, 0..255, minus the mean (B, G, R) = "
-            f"{weights.transforms().mean_bgr}",
-            f"- test protocol: {weights.protocol.as_dict() if weights.protocol else 'n/a'}",
-            f"- converted from `{metadata['source']}` ({weights.url}) by deeplabv2 "
-            f"{metadata['deeplabv2_version']} (conversion {metadata['conversion_version']})",
-            f"- `model.safetensors` SHA-256: `{sha256}`",
-            f"- licence: {weights.license}",
-            "",
-            "| dataset | reported metrics | source |",
-            "|---|---|---|",
-            *(metric_lines or ["| - | none reported | - |"]),
-            "",
-            "DeepLab v2: L.-C. Chen, G. Papandreou, I. Kokkinos, K. Murphy, A. L. Yuille, "
-            "TPAMI 2017, arXiv:1606.00915.",
-            "",
-        ]
-    )
+__all__ = ["publish"]
 
 
 def publish(
@@ -71,49 +38,53 @@ def publish(
 ) -> dict[str, Any]:
     """Convert ``src`` for the registry entry ``name`` and (with ``upload``) push it to the Hub.
 
-    Writes ``out_dir/model.safetensors`` and ``out_dir/README.md``. Without ``upload`` (the
-    default) nothing leaves the machine: the returned plan says what would be uploaded where.
-    With it, ``huggingface_hub.HfApi`` (or ``api``) creates the repository if needed and uploads
-    both files; the plan then holds the commit to pin as ``hf_revision`` in the registry.
+    Writes ``out_dir/model.safetensors``, ``config.json`` and ``README.md``. Without ``upload``
+    (the default) nothing leaves the machine: the returned plan says what would be uploaded
+    where. With it, ``huggingface_hub.HfApi`` (or ``api``) creates the repository if needed and
+    uploads the folder in one commit; the plan then holds the commit to pin as ``hf_revision``
+    in the registry.
     """
     weights = get_weights(name)
     repo_id = repo_id or weights.hf_repo
-    out_dir = Path(out_dir)
-    card_path = check_destination(out_dir / "README.md", force)
-    model_path, metadata = convert(
-        src,
-        out_dir / "model.safetensors",
-        model=weights.architecture,
-        backbone_only=weights.backbone_only,
-        classes=weights.categories or None,
-        protocol=weights.protocol,
-        force=force,
+    config = hub_config(
+        weights.architecture,
+        weights.num_classes,
+        weights.categories,
+        weights.protocol.as_dict() if weights.protocol else None,
+        Path(src).name,
     )
-    digest = sha256sum(model_path)
-    card = model_card(weights, metadata, digest)
-    atomic_write(card_path, lambda tmp: Path(tmp).write_text(card, encoding="utf-8"), force=force)
+
+    def write_weights(path: Path) -> None:
+        convert(
+            src,
+            path,
+            model=weights.architecture,
+            backbone_only=weights.backbone_only,
+            classes=weights.categories or None,
+            protocol=weights.protocol,
+            force=True,
+        )
+
+    paths = write_folder(
+        out_dir,
+        write_weights,
+        config,
+        force=force,
+        name=weights.name,
+        description=f"{weights.description} Converted from {weights.url}.",
+        license_text=weights.license,
+        metrics=weights.metrics,
+    )
     plan: dict[str, Any] = {
         "repo_id": repo_id,
-        "files": {"model.safetensors": str(model_path), "README.md": str(card_path)},
-        "sha256": digest,
+        "files": {name: str(paths[name]) for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)},
+        "sha256": sha256sum(paths[WEIGHTS_NAME]),
         "uploaded": False,
         "revision": None,
     }
-    if not upload:
-        return plan
-    if api is None:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-    api.create_repo(repo_id, exist_ok=True)
-    commit = None
-    for path_in_repo, local in plan["files"].items():
-        commit = api.upload_file(
-            path_or_fileobj=local,
-            path_in_repo=path_in_repo,
-            repo_id=repo_id,
-            commit_message=f"deeplabv2: {path_in_repo} for {name}",
+    if upload:
+        plan["revision"] = upload_folder(
+            out_dir, repo_id, token=token, commit_message=f"deeplabv2: {name}", api=api
         )
-    plan["uploaded"] = True
-    plan["revision"] = getattr(commit, "oid", None)
+        plan["uploaded"] = True
     return plan

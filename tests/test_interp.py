@@ -99,3 +99,8 @@ def test_upsample_logits_extends_the_edge_for_unpadded_inputs():
 def test_upsample_logits_rejects_non_4d():
     with pytest.raises(ValueError, match=r"\(B, C, h, w\)"):
         upsample_logits(torch.zeros(3, 9, 9), (65, 65))
+
+
+def test_upsample_logits_rejects_logits_of_another_input():
+    with pytest.raises(ValueError, match="not this input's logits"):
+        upsample_logits(torch.randn(1, 3, 10, 10), (100, 60))  # 10 -> 73 + 8 < 100

@@ -41,11 +41,18 @@ def wait_for(condition, timeout: float = 120.0) -> None:
 
 def test_sigterm_mid_write_cleans_up(tmp_path, release_caffemodel):
     dst = tmp_path / "out.safetensors"
-    process = start(["convert", str(release_caffemodel), str(dst)])
-    wait_for(lambda: temporaries(tmp_path) or process.poll() is not None)
-    assert temporaries(tmp_path), "the write finished before it could be interrupted"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
+    # The write takes a fraction of a second: where it finishes between the temporary file
+    # appearing and the signal arriving, the run is inconclusive and is tried again.
+    for _ in range(5):
+        process = start(["convert", str(release_caffemodel), str(dst)])
+        wait_for(lambda p=process: temporaries(tmp_path) or p.poll() is not None)
+        assert temporaries(tmp_path), "the write finished before it could be interrupted"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+        if process.returncode == 0 and dst.stat().st_size > 170e6:
+            dst.unlink()
+            continue
+        break
     assert process.returncode == 143, err
     assert "terminated" in err and "Traceback" not in err
     assert temporaries(tmp_path) == []

@@ -28,6 +28,8 @@ FLOORS = {
     "_pipeline": 5,
     "_predict_io": 5,
     "publish": 5,
+    "export": 5,
+    "demo": 5,
     "evaluate": 6,
     "_infer": 7,
     "cli": 8,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CLASS_LISTS", "COCOSTUFF_CLASSES", "VOC_CLASSES", "resolve_class_names", "voc_palette"]
+__all__ = [
+    "CLASS_LISTS",
+    "COCOSTUFF_CLASSES",
+    "VOC_CLASSES",
+    "overlay",
+    "resolve_class_names",
+    "voc_palette",
+]
 
 #: PASCAL VOC 2012: background + 20 object classes (label values 0..20; 255 = ignore).
 VOC_CLASSES: tuple[str, ...] = (
@@ -57,6 +64,16 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
             value >>= 3
         palette[label] = (r, g, b)
     return palette
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The image blended half-and-half with the palette colours of its labels.
+
+    ``(H, W, 3) uint8`` RGB and ``(H, W)`` integer labels -> ``(H, W, 3) uint8``.
+    """
+    colours = voc_palette()[np.asarray(labels).astype(np.int64) % 256]
+    blend = (np.asarray(rgb).astype(np.float32) * 0.5 + colours.astype(np.float32) * 0.5).round()
+    return blend.astype(np.uint8)
 
 
 #: Named class lists accepted by :func:`resolve_class_names` (and ``--classes``).

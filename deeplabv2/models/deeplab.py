@@ -19,6 +19,7 @@ from torch import nn
 
 from ._builder import build
 from ._checkpoint import LARGEFOV_VGG16, RESNET101, VGG16_ASPP
+from ._hub import HubMixin
 from ._registry import register_model
 from .aspp import ASPP, VGGASPP
 from .resnet import ResNet
@@ -91,8 +92,9 @@ def check_input(x: Any) -> None:
         )
 
 
-class _DeepLab(nn.Module):
-    """What every DeepLab network shares: ``backbone`` -> ``aspp`` (the head), and metadata."""
+class _DeepLab(HubMixin, nn.Module):
+    """What every DeepLab network shares: ``backbone`` -> ``aspp`` (the head), metadata, and
+    the Hugging Face Hub methods (``save_pretrained``, ``from_pretrained``, ``push_to_hub``)."""
 
     output_stride = 8
     #: The smallest input side the network accepts (one cell of the output stride).

@@ -1,0 +1,363 @@
+"""Hugging Face Hub integration: ``save_pretrained``, ``from_pretrained``, ``push_to_hub``.
+
+A model folder (local or a Hub repository) holds three files:
+
+* ``model.safetensors``: the weights, with this library's header (architecture, classes,
+  protocol), so ``pretrained="hf-hub:owner/repo"`` and ``load_model`` read it too;
+* ``config.json``: the same facts as JSON (``architecture``, ``num_classes``, ``class_names``,
+  ``protocol``, ...), for people and tools that do not open the weights;
+* ``README.md``: a model card with ``library_name: deeplabv2``, tags, licence and metrics.
+
+``deeplabv2 publish`` writes and uploads release weights through the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar, Union
+
+from ..errors import WeightsMismatchError
+from ..version import __version__
+from ..weights import atomic_write
+from ..weights.files import check_destination
+from ..weights.hub import _hf_download, sha256sum
+from ..weights.registry import EvalProtocol
+
+__all__ = [
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "HubMixin",
+    "WEIGHTS_NAME",
+    "hub_config",
+    "model_card",
+    "upload_folder",
+    "write_folder",
+]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+TAGS = ("image-segmentation", "semantic-segmentation", "deeplab", "deeplabv2", "pytorch")
+PAPER = (
+    "L.-C. Chen, G. Papandreou, I. Kokkinos, K. Murphy, A. L. Yuille: DeepLab: Semantic Image "
+    "Segmentation with Deep Convolutional Nets, Atrous Convolution, and Fully Connected CRFs. "
+    "TPAMI 2017, arXiv:1606.00915."
+)
+
+Metrics = Mapping[str, Mapping[str, Any]]  # dataset -> {metric: value, "source": ...}
+M = TypeVar("M", bound="HubMixin")
+
+
+def hub_config(
+    architecture: str,
+    num_classes: Optional[int],
+    class_names: Sequence[str],
+    protocol: Optional[Mapping[str, Any]],
+    source: str,
+) -> dict[str, Any]:
+    """The ``config.json`` of a model folder."""
+    return {
+        "library_name": "deeplabv2",
+        "deeplabv2_version": __version__,
+        "architecture": architecture,
+        "num_classes": num_classes,
+        "class_names": list(class_names),
+        "protocol": dict(protocol) if protocol else None,
+        "source": source,
+        "weights": WEIGHTS_NAME,
+    }
+
+
+def model_card(
+    config: Mapping[str, Any],
+    *,
+    sha256: str,
+    name: Optional[str] = None,
+    description: str = "",
+    license: str = "other",
+    license_text: str = "",
+    metrics: Optional[Metrics] = None,
+) -> str:
+    """The ``README.md`` of a model folder: YAML card data (``library_name: deeplabv2``, tags,
+    licence, ``model-index`` with the metrics) and a usage section."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    name = name or f"{config['architecture']} ({config['num_classes'] or 'no'} classes)"
+    results = [
+        EvalResult(
+            task_type="image-segmentation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            metric_type=metric,
+            metric_name=metric,
+            metric_value=value,
+        )
+        for dataset, values in (metrics or {}).items()
+        for metric, value in values.items()
+        if metric != "source" and isinstance(value, (int, float))
+    ]
+    data = ModelCardData(
+        library_name="deeplabv2",
+        license=license,
+        tags=list(TAGS),
+        pipeline_tag="image-segmentation",
+        model_name=name,
+        eval_results=results or None,
+    )
+    classes = ", ".join(config["class_names"]) or "(not recorded)"
+    protocol = config.get("protocol") or {}
+    body = "\n".join(
+        [
+            f"# {name}",
+            "",
+            description or "DeepLab v2 weights for the `deeplabv2` library.",
+            "",
+            "```python",
+            "from deeplabv2.models import load_model",
+            'model = load_model("hf-hub:<this repository>")  # or '
+            f"{_class_name(config['architecture'])}.from_pretrained(...)",
+            "```",
+            "",
+            f"- architecture: `{config['architecture']}`",
+            f"- classes ({config['num_classes'] or 0}): {classes}",
+            "- input: BGR float32 in 0..255 minus the mean (B, G, R) = "
+            f"{protocol.get('mean_bgr', 'the ImageNet mean of the release')}",
+            f"- test protocol: {json.dumps(protocol) if protocol else 'n/a'}",
+            f"- source: {config.get('source') or 'n/a'}",
+            f"- `{WEIGHTS_NAME}` SHA-256: `{sha256}`",
+            f"- licence: {license_text or license}",
+            f"- written by deeplabv2 {config.get('deeplabv2_version', __version__)}",
+            "",
+            *_metrics_table(metrics),
+            PAPER,
+            "",
+        ]
+    )
+    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def _metrics_table(metrics: Optional[Metrics]) -> list[str]:
+    if not metrics:
+        return []
+    rows = [
+        f"| {dataset} | "
+        + ", ".join(f"{k} {v}" for k, v in values.items() if k != "source")
+        + f" | {values.get('source', '')} |"
+        for dataset, values in metrics.items()
+    ]
+    return ["| dataset | metrics | source |", "|---|---|---|", *rows, ""]
+
+
+def _class_name(architecture: str) -> str:
+    return "DeepLabV2" if "resnet" in architecture else "DeepLabVGG16"
+
+
+def write_folder(
+    directory: Union[str, os.PathLike],
+    write_weights: Callable[[Path], Any],
+    config: Mapping[str, Any],
+    *,
+    force: bool = False,
+    **card: Any,
+) -> dict[str, Path]:
+    """Write a model folder: the weights through ``write_weights(path)`` (which must write
+    atomically and may overwrite), then ``config.json`` and ``README.md`` (``card`` goes to
+    :func:`model_card`). Every destination is checked before anything is written; each file is
+    written atomically."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is a file; save_pretrained needs a directory")
+    paths = {name: directory / name for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
+    for path in paths.values():
+        check_destination(path, force)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_weights(paths[WEIGHTS_NAME])
+    texts = {
+        CONFIG_NAME: json.dumps(config, indent=2) + "\n",
+        CARD_NAME: model_card(config, sha256=sha256sum(paths[WEIGHTS_NAME]), **card),
+    }
+    for name, text in texts.items():
+        atomic_write(paths[name], _text_writer(text), force=force)
+    return paths
+
+
+def _text_writer(text: str) -> Callable[[str], None]:
+    return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+
+
+def upload_folder(
+    directory: Union[str, os.PathLike],
+    repo_id: str,
+    *,
+    private: Optional[bool] = None,
+    token: Optional[str] = None,
+    commit_message: str = "Upload a deeplabv2 model",
+    create_pr: bool = False,
+    api: Any = None,
+) -> Optional[str]:
+    """Create ``repo_id`` if needed and upload the folder in one commit; returns its commit sha."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token, library_name="deeplabv2", library_version=__version__)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=str(directory),
+        repo_id=repo_id,
+        commit_message=commit_message,
+        create_pr=create_pr,
+        allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
+    )
+    return getattr(commit, "oid", None)
+
+
+class HubMixin:
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for the DeepLab networks."""
+
+    def save_pretrained(
+        self,
+        save_directory: Union[str, os.PathLike],
+        *,
+        force: bool = False,
+        license: str = "other",
+        license_text: str = "",
+        metrics: Optional[Metrics] = None,
+        description: str = "",
+        name: Optional[str] = None,
+    ) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and a model card to ``save_directory``.
+
+        Args:
+            save_directory: created if needed; existing files in it are refused unless
+                ``force``.
+            license: the Hub licence identifier (``mit``, ``apache-2.0``, ... or ``other``).
+            license_text: the licence in words, for the card.
+            metrics: ``{dataset: {metric: value, "source": where it was measured}}``, written
+                as the card's ``model-index``.
+            description, name: the card's text and title.
+
+        Returns:
+            The directory.
+        """
+        from ._builder import save_weights
+
+        architecture = getattr(self, "architecture", None)
+        if architecture is None:
+            raise ValueError(
+                "save_pretrained needs a network made by a builder (deeplab_v2_resnet101, "
+                "deeplab_v2_vgg16, deeplab_largefov_vgg16), which from_pretrained can rebuild; "
+                "for a custom network use deeplabv2.models.save_weights"
+            )
+        info = getattr(self, "weights_info", {}) or {}
+        protocol = info.get("protocol")
+        config = hub_config(
+            architecture,
+            int(self.num_classes),
+            tuple(getattr(self, "class_names", ())),
+            EvalProtocol.from_dict(protocol).as_dict() if protocol else None,
+            str(info.get("source") or "deeplabv2"),
+        )
+        write_folder(
+            save_directory,
+            lambda path: save_weights(self, path, force=True),
+            config,
+            force=force,
+            license=license,
+            license_text=license_text,
+            metrics=metrics,
+            description=description,
+            name=name,
+        )
+        return Path(save_directory)
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M],
+        model_id: Union[str, os.PathLike],
+        *,
+        revision: Optional[str] = None,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        local_files_only: bool = False,
+        map_location: Any = "cpu",
+    ) -> M:
+        """A model from a folder written by :meth:`save_pretrained` or a Hub repository.
+
+        Args:
+            model_id: a local directory, or ``"owner/repo"`` on the Hugging Face Hub (read
+                through the Hub cache; ``HF_HUB_OFFLINE=1`` or ``local_files_only`` never goes
+                online; a token comes from ``HF_TOKEN`` or ``huggingface-cli login``).
+            revision: a branch, tag or commit of the repository.
+            map_location: the device to put the model on.
+
+        Raises:
+            WeightsMismatchError: the folder holds another network than this class, or its
+                weights disagree with its ``config.json``.
+        """
+        from ._registry import get_model
+
+        if os.path.isdir(model_id):
+            folder = Path(model_id)
+            config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+            for path in (config_path, weights_path):
+                if not path.is_file():
+                    raise FileNotFoundError(
+                        f"{path} is missing: {folder} is not a folder written by save_pretrained"
+                    )
+        else:
+            repo = os.fspath(model_id)
+            if repo.count("/") != 1:
+                raise ValueError(
+                    f"{repo!r} is neither a directory nor a Hub repository id 'owner/name'"
+                )
+            config_path = Path(
+                _hf_download(repo, CONFIG_NAME, revision, cache_dir, local_files_only)
+            )
+            weights_path = Path(
+                _hf_download(repo, WEIGHTS_NAME, revision, cache_dir, local_files_only)
+            )
+        config = json.loads(config_path.read_text())
+        architecture = config.get("architecture")
+        model = get_model(architecture, pretrained=str(weights_path))
+        if not isinstance(model, cls):
+            raise WeightsMismatchError(
+                f"{model_id} holds a {architecture} ({type(model).__name__}), not a "
+                f"{cls.__name__}: use {type(model).__name__}.from_pretrained or "
+                "deeplabv2.models.load_model"
+            )
+        names = list(getattr(model, "class_names", ()))
+        if model.num_classes != config.get("num_classes") or names != config.get("class_names"):
+            raise WeightsMismatchError(
+                f"{model_id}: {CONFIG_NAME} says {config.get('num_classes')} classes "
+                f"{config.get('class_names')}, the weights {model.num_classes} classes {names}"
+            )
+        return model.to(map_location)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: Optional[bool] = None,
+        token: Optional[str] = None,
+        commit_message: str = "Upload a deeplabv2 model",
+        create_pr: bool = False,
+        api: Any = None,
+        **card: Any,
+    ) -> Optional[str]:
+        """:meth:`save_pretrained` into a temporary folder and upload it to ``repo_id`` in one
+        commit (the repository is created if needed); ``card`` goes to :meth:`save_pretrained`.
+        Returns the commit sha."""
+        with tempfile.TemporaryDirectory(prefix="deeplabv2-push-") as tmp:
+            self.save_pretrained(tmp, **card)
+            return upload_folder(
+                tmp,
+                repo_id,
+                private=private,
+                token=token,
+                commit_message=commit_message,
+                create_pr=create_pr,
+                api=api,
+            )
