@@ -21,6 +21,12 @@ def temporaries(folder: Path) -> list[Path]:
     return sorted(folder.glob(f".*{TMP_SUFFIX}"))
 
 
+def _default_sigint() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and children
+    # inherit that (Python then installs no KeyboardInterrupt handler): a CI runner may do so.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "deeplabv2.cli", *args],
@@ -28,6 +34,7 @@ def start(args: list[str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - no threads are started before exec
     )
 
 
