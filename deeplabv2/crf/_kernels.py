@@ -91,64 +91,49 @@ def simplices(features, scale, rem0, rank, bary):
 
 
 @_jit
+def _find(table, distinct, key, mask):
+    """The slot of ``key`` in the open-addressing ``table`` (vertex indices into ``distinct``,
+    -1 for empty), or the empty slot where it would go."""
+    slot = _slot(key, mask)
+    while table[slot] >= 0 and distinct[table[slot]] != key:
+        slot = (slot + 1) & mask
+    return slot
+
+
+@_jit
 def unique_vertices(keys):
-    """Vertex index of every key (numbered in first-occurrence order) and the distinct keys."""
+    """Vertex index of every key (numbered in first-occurrence order), the distinct keys, and
+    the hash table that maps them to their indices (for :func:`neighbours`)."""
     mask = _table_size(keys.size) - 1
     table = np.full(mask + 1, -1, np.int32)
     distinct = np.empty(keys.size, np.int64)
     index = np.empty(keys.size, np.int32)
     count = 0
     for i in range(keys.size):
-        key = keys[i]
-        slot = _slot(key, mask)
-        while True:
-            found = table[slot]
-            if found < 0:
-                table[slot] = count
-                distinct[count] = key
-                index[i] = count
-                count += 1
-                break
-            if distinct[found] == key:
-                index[i] = found
-                break
-            slot = (slot + 1) & mask
-    return index, distinct[:count].copy()
-
-
-@_jit
-def _hash_table(distinct):
-    mask = _table_size(distinct.size) - 1
-    table = np.full(mask + 1, -1, np.int32)
-    for v in range(distinct.size):
-        slot = _slot(distinct[v], mask)
-        while table[slot] >= 0:
-            slot = (slot + 1) & mask
-        table[slot] = v
-    return table
+        slot = _find(table, distinct, keys[i], mask)
+        if table[slot] < 0:
+            table[slot] = count
+            distinct[count] = keys[i]
+            count += 1
+        index[i] = table[slot]
+    return index, distinct[:count].copy(), table
 
 
 @_pjit
-def neighbours(distinct, shifts):
-    """``(axes, M, 2) int32``: the vertices at ``key - shift`` and ``key + shift`` for each axis;
-    ``M`` (the index of an all-zero row) where there is none."""
+def neighbours(distinct, table, shifts):
+    """``(axes, M, 2) int32``: the vertices at ``key - shift`` and ``key + shift`` for each axis,
+    looked up in ``table`` (from :func:`unique_vertices`); ``M`` (the index of an all-zero row)
+    where there is none."""
     m = distinct.size
-    table = _hash_table(distinct)
     mask = table.size - 1
     out = np.full((shifts.size, m, 2), m, np.int32)
     for v in prange(m):
         for a in range(shifts.size):
             for side in range(2):
                 key = distinct[v] + (shifts[a] if side else -shifts[a])
-                slot = _slot(key, mask)
-                while True:
-                    found = table[slot]
-                    if found < 0:
-                        break
-                    if distinct[found] == key:
-                        out[a, v, side] = found
-                        break
-                    slot = (slot + 1) & mask
+                found = table[_find(table, distinct, key, mask)]
+                if found >= 0:
+                    out[a, v, side] = found
     return out
 
 

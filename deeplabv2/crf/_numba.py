@@ -112,13 +112,13 @@ class CompiledLattice:
         packed, strides = PermutohedralLattice._pack_vertices(
             torch.from_numpy(rem0), torch.from_numpy(rank), 1, len(padded)
         )
-        index, distinct = compiled.unique_vertices(packed.numpy().reshape(-1))
+        index, distinct, table = compiled.unique_vertices(packed.numpy().reshape(-1))
         self.num_vertices = m = distinct.size
         #: (N, d+1) int32 vertex of each point's simplex corners
         self.vertex = np.ascontiguousarray(index.reshape(-1, d + 1)[:n])
         shifts = np.abs(np.asarray(PermutohedralLattice._neighbour_shifts(strides, d), np.int64))
         #: (d+1, M, 2) int32 blur neighbours; M is an all-zero row
-        self.table = compiled.neighbours(distinct, shifts)
+        self.table = compiled.neighbours(distinct, table, shifts)
         #: splat lists: the entries (point, corner) of vertex v are start[v] .. start[v+1]
         self.start, entries = compiled.gather_lists(self.vertex, m)
         self.splat_point = (entries // (d + 1)).astype(np.int32)
@@ -126,14 +126,13 @@ class CompiledLattice:
         alpha = np.float32(1.0 / (1.0 + 2.0**-d))
         # D = 1 / sqrt(K 1 + 1e-20): K 1 filtered in float32, the root taken in float64, as
         # PermutohedralLattice.symmetric_normalized does
-        self.splat_weight, self.slice_weight = bary.reshape(-1)[entries], bary * alpha
+        splat_bary, slice_bary = bary.reshape(-1)[entries], bary * alpha
+        self.splat_weight, self.slice_weight = splat_bary, slice_bary  # K itself, for K 1
         total = self.filter(np.ones((n, 1), np.float32))[:, 0].astype(np.float64)
         norm = (1.0 / np.sqrt(total + 1e-20)).astype(np.float32)
         #: splat weights (one per entry) and (N, d+1) slice weights, normalisation folded in
-        self.splat_weight = bary.reshape(-1)[entries] * norm[self.splat_point]
-        self.slice_weight = np.ascontiguousarray(
-            (bary * alpha) * (np.float32(weight) * norm)[:, None]
-        )
+        self.splat_weight = splat_bary * norm[self.splat_point]
+        self.slice_weight = np.ascontiguousarray(slice_bary * (np.float32(weight) * norm)[:, None])
 
     def buffers(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """Two ``(M+1, C) float32`` lattice buffers."""
@@ -167,31 +166,34 @@ def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
     """
     compiled = kernels()
     b, c, h, w = probs.shape
+    # CRFParams holds the compatibility matrix already symmetrised
     compat = np.zeros((0, 0), np.float32)
     if params.compatibility is not None:
-        matrix = np.asarray(params.compatibility, np.float32)
-        compat = np.ascontiguousarray(0.5 * (matrix + matrix.T))
+        compat = np.asarray(params.compatibility, np.float32)
     padded = -(-c // _LANES) * _LANES
-    none = (np.zeros((h * w, 0), np.int32), np.zeros((h * w, 0), np.float32))  # no kernel
+    # an absent kernel: no corners per point, so its (empty) lattice is never read
+    absent = (np.zeros((h * w, 0), np.int32), np.zeros((h * w, 0), np.float32))
+    absent += (absent[1],)
     out = torch.empty(b, c, h, w)
     with threads():
+        # the smoothness kernel depends on the image size only: one lattice for the batch
+        shared = []
+        if params.pos_w != 0:
+            feats = position_features(1, h, w, params.pos_xy_std, "cpu")[0]
+            shared.append(CompiledLattice(feats.numpy(), params.pos_w))
         for i in range(b):
-            lattices = []
-            if params.pos_w != 0:
-                feats = position_features(1, h, w, params.pos_xy_std, "cpu")[0]
-                lattices.append(CompiledLattice(feats.numpy(), params.pos_w))
+            lattices = list(shared)
             if params.bi_w != 0:
                 feats = bilateral_features(image[i : i + 1], params.bi_xy_std, params.bi_rgb_std)
                 lattices.append(CompiledLattice(feats[0].numpy(), params.bi_w))
             buffers = [lattice.buffers(padded) for lattice in lattices]
-            unary = unary_from_probs(probs[i]).permute(1, 2, 0).reshape(h * w, c)
-            unary = unary.numpy()
+            unary = unary_from_probs(probs[i]).permute(1, 2, 0).reshape(h * w, c).numpy()
             q = np.zeros((h * w, padded), np.float32)
-            compiled.update(unary, *none, none[1], *none, none[1], compat, q)  # softmax(-unary)
+            compiled.update(unary, *absent, *absent, compat, q)  # softmax(-unary)
             for _ in range(params.iterations):
                 blurred = [lat.splat_blur(q, buf) for lat, buf in zip(lattices, buffers)]
                 slices = [(lat.vertex, lat.slice_weight, v) for lat, v in zip(lattices, blurred)]
-                slices += [(*none, none[1])] * (2 - len(slices))
+                slices += [absent] * (2 - len(slices))
                 compiled.update(unary, *slices[0], *slices[1], compat, q)
             out[i] = torch.from_numpy(q[:, :c]).T.reshape(c, h, w)
     return out
