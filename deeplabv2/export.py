@@ -165,16 +165,17 @@ def export_onnx(
     """
     onnx = require_extra(verify)
     target = check_destination(Path(path), force, ".onnx")
+    protocol = protocol_of(model)
     scales: Optional[tuple[float, ...]] = None
     if msc is True:
-        scales = tuple(protocol_of(model).scales)
+        scales = tuple(protocol.scales)
     elif msc:
         scales = tuple(float(s) for s in msc)
     network = copy.deepcopy(model).float().cpu().eval()
     if any(isinstance(m, FrozenBatchNorm2d) for m in network.modules()):  # ResNet; VGG has none
         network = fold_batchnorm(network, inplace=True)
     if scales:
-        network = MultiScale(network, scales, mode=protocol_of(model).msc_mode).eval()
+        network = MultiScale(network, scales, mode=protocol.msc_mode).eval()
     graph = _Graph(network, probabilities).eval()
     min_side = _min_side(model, scales)
     batch = torch.export.Dim("batch", min=1)
@@ -211,17 +212,14 @@ def export_onnx(
             f"{__version__}; see the deeplabv2.* metadata for input and output"
         )
         onnx.save_model(proto, tmp)
+        opsets.extend(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
         if verify:
             errors.extend(_verify(tmp, graph, tolerance))
 
     errors: list[tuple[tuple[int, ...], float]] = []
+    opsets: list[int] = []
     atomic_write(target, write, force=force)
-    used_opset = next(
-        (op.version for op in onnx.load(str(target), load_external_data=False).opset_import
-         if op.domain in ("", "ai.onnx")),
-        -1,
-    )  # fmt: skip
-    return ExportReport(target, used_opset, tuple(errors))
+    return ExportReport(target, opsets[0], tuple(errors))
 
 
 def _verify(path: str, graph: nn.Module, tolerance: float) -> list[tuple[tuple[int, ...], float]]:
