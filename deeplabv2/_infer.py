@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import _predict_io as io
 from ._distributed import Ranks, start, stop
 from ._pipeline import default_crf_workers, stream
+from .crf import BACKENDS
 from .data.images import load_image
 from .errors import ImageError
 from .segmenter import Segmenter, tile_overlap_for
@@ -82,7 +83,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     protocol.add_argument(
         "--crf-backend",
         default="auto",
-        choices=("auto", "torch", "numba", "pydensecrf"),
+        choices=BACKENDS,
         help="auto: torch on a GPU; on the CPU numba, else pydensecrf, else torch",
     )
     speed = parser.add_argument_group("speed")
