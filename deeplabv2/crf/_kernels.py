@@ -18,7 +18,7 @@ _pjit = numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
 prange = numba.prange
 
 _HASH = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15, Fibonacci hashing
-_CHUNK = 256  # points per parallel work item in the fused update
+_CHUNK = 256  # points per parallel work item (simplices, fused update)
 
 # exp(x) for x <= 0 as p(r) * 2^t with x = t ln2 + r, |r| <= ln2 / 2 (Cephes' expf polynomial,
 # relative error below 1e-6). Below x = -70 (exp = 4e-31) the result is exactly 0: marginals that
@@ -54,6 +54,7 @@ def simplices(features, scale, rem0, rank, bary):
         elevated = np.empty(d + 1, np.float32)
         v = np.empty(d + 1, np.float32)
         r = np.empty(d + 1, np.int64)
+        delta = np.empty(d + 1, np.float32)
         by_rank = np.empty(d + 1, np.float32)
         for p in range(chunk * _CHUNK, min(p_count, (chunk + 1) * _CHUNK)):
             sm = np.float32(0.0)
@@ -69,25 +70,59 @@ def simplices(features, scale, rem0, rank, bary):
                 total += nearest
                 r[i] = 0
             for i in range(d + 1):
+                delta[i] = elevated[i] - v[i]
+            for i in range(d + 1):  # branch-free: the comparisons are data-dependent coin flips
                 for j in range(i + 1, d + 1):
-                    if elevated[i] - v[i] < elevated[j] - v[j]:
-                        r[i] += 1
-                    else:
-                        r[j] += 1
+                    lower = np.int64(delta[i] < delta[j])
+                    r[i] += lower
+                    r[j] += 1 - lower
             for i in range(d + 1):
                 ri = np.float32(r[i]) + total
-                if ri < 0:
-                    ri += dp1
-                    v[i] += dp1
-                elif ri >= dp1:
-                    ri -= dp1
-                    v[i] -= dp1
+                shift = np.float32(ri < 0) * dp1 - np.float32(ri >= dp1) * dp1
+                ri += shift
+                v[i] += shift
                 rank[p, i] = np.int64(ri)
                 rem0[p, i] = np.int64(v[i])
                 by_rank[rank[p, i]] = (elevated[i] - v[i]) * inv_dp1
             for q in range(1, d + 1):
                 bary[p, q] = by_rank[d - q] - by_rank[d - q + 1]
             bary[p, 0] = by_rank[d] + (np.float32(1.0) - by_rank[0])
+
+
+@_jit
+def coordinate_range(rem0, d):
+    """The smallest and largest value of each of the first ``d`` columns of ``rem0 (P, d+1)``."""
+    low = rem0[0, :d].copy()
+    high = rem0[0, :d].copy()
+    for p in range(1, rem0.shape[0]):
+        for k in range(d):
+            low[k] = min(low[k], rem0[p, k])
+            high[k] = max(high[k], rem0[p, k])
+    return low, high
+
+
+@_pjit
+def pack_keys(rem0, rank, offsets, strides, keys):
+    """``PermutohedralLattice._pack_vertices`` for one image: the packed key of each point's
+    ``d+1`` vertices into ``keys (P, d+1) int64``, from ``rem0, rank (P, d+1) int64`` and the
+    layout of ``PermutohedralLattice._key_layout`` (``offsets, strides (d,) int64``)."""
+    p_count, d1 = rem0.shape
+    d = d1 - 1
+    step = np.int64(0)
+    for k in range(d):
+        step += strides[k]
+    for chunk in prange((p_count + _CHUNK - 1) // _CHUNK):
+        by_rank = np.empty(d1, np.int64)
+        for p in range(chunk * _CHUNK, min(p_count, (chunk + 1) * _CHUNK)):
+            base = np.int64(0)
+            by_rank[:] = 0
+            for k in range(d):
+                base += (rem0[p, k] - offsets[k]) * strides[k]
+                by_rank[rank[p, k]] = strides[k]
+            above = np.int64(0)  # strides of the coordinates whose rank exceeds d - r
+            for r in range(d1):
+                keys[p, r] = base + r * step - d1 * above
+                above += by_rank[d - r]
 
 
 @_jit
@@ -138,33 +173,50 @@ def neighbours(distinct, table, shifts):
 
 
 @_jit
-def gather_lists(vertex, m):
-    """CSR lists of the entries ``p * (d+1) + k`` of each of the ``m`` vertices, in point order."""
-    flat = vertex.ravel()
+def gather_lists(vertex, bary, m):
+    """The splat lists in CSR form, for each of the ``m`` vertices its entries ``(point, corner)``
+    in point order: ``start (m+1,) int64``, and per entry the point (int32) and the weight
+    ``bary[point, corner]``."""
+    n, d1 = vertex.shape
     start = np.zeros(m + 1, np.int64)
-    for e in range(flat.size):
-        start[flat[e] + 1] += 1
+    for p in range(n):
+        for k in range(d1):
+            start[vertex[p, k] + 1] += 1
     for v in range(m):
         start[v + 1] += start[v]
     fill = start[:-1].copy()
-    entries = np.empty(flat.size, np.int32)
-    for e in range(flat.size):
-        v = flat[e]
-        entries[fill[v]] = e
-        fill[v] += 1
-    return start, entries
+    point = np.empty(n * d1, np.int32)
+    weight = np.empty(n * d1, np.float32)
+    for p in range(n):
+        for k in range(d1):
+            v = vertex[p, k]
+            point[fill[v]] = p
+            weight[fill[v]] = bary[p, k]
+            fill[v] += 1
+    return start, point, weight
 
 
 @_pjit
 def splat(start, point, weight, values, lattice):
     """``lattice[v] = sum weight[i] values[point[i]]`` for ``i`` in ``start[v] .. start[v+1]``;
-    ``lattice (M+1, C)``: the last row is set to zero."""
+    ``lattice (M+1, C)``: the last row is set to zero.
+
+    The first entry is stored rather than added to zero (the same number; only a ``-0.0`` would
+    keep its sign), which saves a pass over the row.
+    """
     m = start.size - 1
     c = values.shape[1]
     for v in prange(m):
         row = lattice[v]
-        row[:] = 0.0
-        for i in range(start[v], start[v + 1]):
+        first, end = start[v], start[v + 1]
+        if first == end:  # a vertex of densecrf's padding points only
+            row[:] = 0.0
+            continue
+        w = weight[first]
+        src = values[point[first]]
+        for j in range(c):
+            row[j] = w * src[j]
+        for i in range(first + 1, end):
             w = weight[i]
             src = values[point[i]]
             for j in range(c):
@@ -189,77 +241,141 @@ def blur(table, a, b):
     return a
 
 
-@_pjit
-def slice_into(vertex, weight, lattice, out):
-    """``out[p] = sum_k weight[p, k] lattice[vertex[p, k]]``."""
-    n, k1 = vertex.shape
-    for p in prange(n):
-        row = out[p]
-        row[:] = 0.0
-        for k in range(k1):
+@_jit
+def _accumulate(message, first, count, vertex, weight, lattice):
+    """``message[s] += sum_k weight[p, k] lattice[vertex[p, k]]`` for ``p = first + s``."""
+    lanes = message.shape[1]
+    for s in range(count):
+        p = first + s
+        row = message[s]
+        for k in range(vertex.shape[1]):
             w = weight[p, k]
             src = lattice[vertex[p, k]]
-            for j in range(row.size):
+            for j in range(lanes):
                 row[j] += w * src[j]
 
 
 @_pjit
-def update(unary, vertex1, weight1, lattice1, vertex2, weight2, lattice2, compat, q):
+def slice_into(vertex, weight, lattice, out):
+    """``out[p] = sum_k weight[p, k] lattice[vertex[p, k]]``."""
+    n = vertex.shape[0]
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        first = chunk * _CHUNK
+        rows = out[first : first + _CHUNK]
+        rows[:] = 0.0
+        _accumulate(rows, first, rows.shape[0], vertex, weight, lattice)
+
+
+@_jit
+def _energies(message, unary_t, compat, first, count, transposed, energy):
+    """``energy (C, S)``: the negative energy of the points ``first .. first+count`` (columns),
+    from their messages ``(S, C')`` (rows); ``transposed (C, S)`` is scratch space."""
+    c = energy.shape[0]
+    if compat.shape[0] == 0:  # Potts: message - unary
+        for j in range(c):
+            for s in range(count):
+                energy[j, s] = message[s, j] - unary_t[j, first + s]
+        return
+    for j in range(c):
+        for s in range(count):
+            transposed[j, s] = message[s, j]
+    for j in range(c):
+        row = energy[j]
+        row[:count] = 0.0
+        for i in range(c):
+            weight = compat[j, i]
+            src = transposed[i]
+            for s in range(count):
+                row[s] += weight * src[s]
+        for s in range(count):
+            row[s] = -unary_t[j, first + s] - row[s]
+
+
+@_jit
+def _running_max(top, row, count):
+    for s in range(count):
+        top[s] = max(top[s], row[s])
+
+
+@_jit
+def _exp_parts(row, top, bits, count):
+    """``exp(row - top) = row' * 2^t``: ``row' = p(r)`` in place, ``bits`` those of ``2^t``."""
+    for s in range(count):
+        x = max(row[s] - top[s], _EXP_FLOOR)
+        t = np.floor(x * _LOG2E + np.float32(0.5))
+        r = (x - t * _LN2_HI) - t * _LN2_LO
+        poly = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
+        poly = poly * r + np.float32(8.3334519073e-3)
+        poly = poly * r + np.float32(4.1665795894e-2)
+        poly = poly * r + np.float32(1.6666665459e-1)
+        poly = poly * r + np.float32(5.0000001201e-1)
+        row[s] = poly * r * r + r + np.float32(1.0)
+        # 0 below the floor: exactly zero rather than tiny
+        bits[s] = (np.int32(t) + np.int32(127)) << np.int32(23) if x > _EXP_FLOOR else 0
+
+
+@_jit
+def _scale_and_sum(row, power, total, count):
+    for s in range(count):
+        row[s] *= power[s]
+        total[s] += row[s]
+
+
+@_jit
+def _softmax_columns(energy, bits, top, total, count):
+    """Softmax of each of the first ``count`` columns of ``energy (C, S)``, unnormalised in
+    place; ``total`` receives the reciprocal of each column's sum. ``bits (C, S) int32``."""
+    c = energy.shape[0]
+    power = bits.view(np.float32)  # 2^t, built from its bits so that the loops vectorise
+    top[:count] = energy[0, :count]
+    for j in range(1, c):
+        _running_max(top, energy[j], count)
+    for j in range(c):
+        _exp_parts(energy[j], top, bits[j], count)
+    total[:count] = 0.0
+    for j in range(c):
+        _scale_and_sum(energy[j], power[j], total, count)
+    for s in range(count):
+        total[s] = np.float32(1.0) / total[s]
+
+
+@_pjit
+def update(unary_t, vertex1, weight1, lattice1, vertex2, weight2, lattice2, compat, q, final):
     """One mean-field update, fused: slice both kernels, add the unary, softmax into ``q``.
 
-    ``unary (N, C)``; per kernel ``vertex (N, K) int32``, ``weight (N, K)`` and the blurred
-    ``lattice (M+1, C')`` (``K = 0`` for an absent kernel); ``compat (C, C)`` the symmetrised
-    compatibility, or ``(0, 0)`` for Potts (energy ``-unary + message``); ``q (N, C')``, whose
-    padding channels ``C..C'`` are left as they are (zero).
+    ``unary_t (C, N)`` (class-major); per kernel ``vertex (N, K) int32``, ``weight (N, K)``
+    and the blurred ``lattice (M+1, C')`` (``K = 0`` for an absent kernel); ``compat (C, C)``
+    the symmetrised compatibility, or ``(0, 0)`` for Potts (energy ``-unary + message``);
+    ``q (N, C')``, whose padding channels ``C..C'`` are left as they are (zero); the last
+    update passes ``final (C, N)`` to receive the marginals class-major instead (else
+    ``(0, 0)``).
+
+    Each work item takes ``_CHUNK`` points: their messages are sliced as rows, then turned
+    into class-major columns so that the softmax runs along the points (a dozen classes per
+    row are too few for the vectoriser).
     """
-    n, c = unary.shape
-    padded = q.shape[1]
-    potts = compat.shape[0] == 0
+    c, n = unary_t.shape
+    lanes = q.shape[1]
     for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        message = np.empty(padded, np.float32)
-        energy = np.empty(c, np.float32)
-        exponent = np.empty(c, np.int32)
-        power = exponent.view(np.float32)  # 2^t, built from its bits so that the loop vectorises
-        for p in range(chunk * _CHUNK, min(n, (chunk + 1) * _CHUNK)):
-            message[:] = 0.0
-            for k in range(vertex1.shape[1]):
-                w = weight1[p, k]
-                src = lattice1[vertex1[p, k]]
-                for j in range(padded):
-                    message[j] += w * src[j]
-            for k in range(vertex2.shape[1]):
-                w = weight2[p, k]
-                src = lattice2[vertex2[p, k]]
-                for j in range(padded):
-                    message[j] += w * src[j]
-            if potts:
+        first = chunk * _CHUNK
+        count = min(n, first + _CHUNK) - first
+        message = np.zeros((_CHUNK, lanes), np.float32)
+        energy = np.empty((c, _CHUNK), np.float32)
+        scratch = np.empty((c, _CHUNK), np.float32)
+        bits = np.empty((c, _CHUNK), np.int32)
+        top = np.empty(_CHUNK, np.float32)
+        total = np.empty(_CHUNK, np.float32)
+        _accumulate(message, first, count, vertex1, weight1, lattice1)
+        _accumulate(message, first, count, vertex2, weight2, lattice2)
+        _energies(message, unary_t, compat, first, count, scratch, energy)
+        _softmax_columns(energy, bits, top, total, count)
+        if final.shape[0] == 0:
+            for s in range(count):
+                p = first + s
                 for j in range(c):
-                    energy[j] = message[j] - unary[p, j]
-            else:
-                for j in range(c):
-                    total = np.float32(0.0)
-                    for i in range(c):
-                        total += compat[j, i] * message[i]
-                    energy[j] = -unary[p, j] - total
-            top = energy[0]
-            for j in range(1, c):
-                top = max(top, energy[j])
+                    q[p, j] = energy[j, s] * total[s]
+        else:
             for j in range(c):
-                x = max(energy[j] - top, _EXP_FLOOR)
-                t = np.floor(x * _LOG2E + np.float32(0.5))
-                r = (x - t * _LN2_HI) - t * _LN2_LO
-                poly = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
-                poly = poly * r + np.float32(8.3334519073e-3)
-                poly = poly * r + np.float32(4.1665795894e-2)
-                poly = poly * r + np.float32(1.6666665459e-1)
-                poly = poly * r + np.float32(5.0000001201e-1)
-                energy[j] = poly * r * r + r + np.float32(1.0)
-                # 2^t from its bits; 0 below the floor (exactly zero rather than tiny)
-                exponent[j] = (np.int32(t) + np.int32(127)) << np.int32(23) if x > _EXP_FLOOR else 0
-            total = np.float32(0.0)
-            for j in range(c):
-                energy[j] *= power[j]
-                total += energy[j]
-            inv = np.float32(1.0) / total
-            for j in range(c):
-                q[p, j] = energy[j] * inv
+                row = final[j]
+                for s in range(count):
+                    row[first + s] = energy[j, s] * total[s]

@@ -1,9 +1,9 @@
 """The ``numba`` CRF backend: the native lattice compiled for the CPU (``deeplabv2[fast]``).
 
-The same permutohedral lattice and mean field as :mod:`._torch` -- the simplices are computed by
-a compiled twin of ``PermutohedralLattice._simplices`` with the same float32 operations, the
-vertex keys and neighbour shifts by the same code -- but stored as flat arrays for a few small
-kernels (:mod:`._kernels`) instead of sparse matrices:
+The same permutohedral lattice and mean field as :mod:`._torch` -- the simplices and vertex keys
+are computed by compiled twins of ``PermutohedralLattice._simplices`` and ``_pack_vertices``
+(the same float32 operations, the same key layout; tested bit for bit) -- but stored as flat
+arrays for a few small kernels (:mod:`._kernels`) instead of sparse matrices:
 
 * vertices are numbered in the order the points first touch them (a hash table, as densecrf
   does) and rows of lattice values are padded to a multiple of 8 channels (aligned rows make the
@@ -11,8 +11,10 @@ kernels (:mod:`._kernels`) instead of sparse matrices:
 * splat gathers, for each vertex, the weighted values of its points (lists built once);
 * each blur pass reads ``V[v] + 0.5 (V[n1] + V[n2])`` through a neighbour table whose absent
   neighbours point at a zero row;
-* one fused pass per iteration slices every kernel, adds the unary and takes the softmax (with a
-  polynomial ``exp`` that vectorises and never produces slow denormal numbers).
+* one fused pass per iteration slices every kernel, adds the unary and takes the softmax: each
+  block of 256 points is sliced row by row, then turned class-major so that the softmax (with a
+  polynomial ``exp`` that never produces slow denormal numbers) is vectorised along the points;
+  the last iteration writes the class-major output directly.
 
 Loops over points and vertices run on ``torch.get_num_threads()`` threads. numba installs as a
 binary wheel on every platform (no compiler); without it ``backend="auto"`` falls back to
@@ -109,24 +111,23 @@ class CompiledLattice:
         padded = np.zeros((n + (-n) % 4, d), np.float32)
         padded[:n] = features
         rem0, rank, bary = simplices(padded)
-        packed, strides = PermutohedralLattice._pack_vertices(
-            torch.from_numpy(rem0), torch.from_numpy(rank), 1, len(padded)
-        )
-        index, distinct, table = compiled.unique_vertices(packed.numpy().reshape(-1))
+        low, high = compiled.coordinate_range(rem0, d)
+        offsets, strides, _ = PermutohedralLattice._key_layout(low.tolist(), high.tolist(), 1)
+        keys = np.empty_like(rem0)
+        compiled.pack_keys(rem0, rank, np.asarray(offsets), np.asarray(strides), keys)
+        index, distinct, table = compiled.unique_vertices(keys.reshape(-1))
         self.num_vertices = m = distinct.size
         #: (N, d+1) int32 vertex of each point's simplex corners
         self.vertex = np.ascontiguousarray(index.reshape(-1, d + 1)[:n])
         shifts = np.abs(np.asarray(PermutohedralLattice._neighbour_shifts(strides, d), np.int64))
         #: (d+1, M, 2) int32 blur neighbours; M is an all-zero row
         self.table = compiled.neighbours(distinct, table, shifts)
-        #: splat lists: the entries (point, corner) of vertex v are start[v] .. start[v+1]
-        self.start, entries = compiled.gather_lists(self.vertex, m)
-        self.splat_point = (entries // (d + 1)).astype(np.int32)
         bary = bary[:n]
-        alpha = np.float32(1.0 / (1.0 + 2.0**-d))
+        #: splat lists: the entries of vertex v are start[v] .. start[v+1], each with its point
+        self.start, self.splat_point, splat_bary = compiled.gather_lists(self.vertex, bary, m)
+        slice_bary = bary * np.float32(1.0 / (1.0 + 2.0**-d))
         # D = 1 / sqrt(K 1 + 1e-20): K 1 filtered in float32, the root taken in float64, as
         # PermutohedralLattice.symmetric_normalized does
-        splat_bary, slice_bary = bary.reshape(-1)[entries], bary * alpha
         self.splat_weight, self.slice_weight = splat_bary, slice_bary  # K itself, for K 1
         total = self.filter(np.ones((n, 1), np.float32))[:, 0].astype(np.float64)
         norm = (1.0 / np.sqrt(total + 1e-20)).astype(np.float32)
@@ -187,13 +188,15 @@ def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
                 feats = bilateral_features(image[i : i + 1], params.bi_xy_std, params.bi_rgb_std)
                 lattices.append(CompiledLattice(feats[0].numpy(), params.bi_w))
             buffers = [lattice.buffers(padded) for lattice in lattices]
-            unary = unary_from_probs(probs[i]).permute(1, 2, 0).reshape(h * w, c).numpy()
+            unary = unary_from_probs(probs[i]).reshape(c, h * w).numpy()  # class-major
             q = np.zeros((h * w, padded), np.float32)
-            compiled.update(unary, *absent, *absent, compat, q)  # softmax(-unary)
-            for _ in range(params.iterations):
+            # the last update writes the marginals class-major straight into the output
+            final = [np.zeros((0, 0), np.float32)] * params.iterations
+            final.append(out[i].view(c, h * w).numpy())
+            compiled.update(unary, *absent, *absent, compat, q, final[0])  # softmax(-unary)
+            for step in range(1, params.iterations + 1):
                 blurred = [lat.splat_blur(q, buf) for lat, buf in zip(lattices, buffers)]
                 slices = [(lat.vertex, lat.slice_weight, v) for lat, v in zip(lattices, blurred)]
                 slices += [absent] * (2 - len(slices))
-                compiled.update(unary, *slices[0], *slices[1], compat, q)
-            out[i] = torch.from_numpy(q[:, :c]).T.reshape(c, h, w)
+                compiled.update(unary, *slices[0], *slices[1], compat, q, final[step])
     return out

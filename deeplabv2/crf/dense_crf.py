@@ -244,10 +244,13 @@ def _check_shapes(image: Tensor, probs: Tensor, is_numpy: bool) -> bool:
 
 
 def _check_values(probs: Tensor, from_logits: bool) -> None:
+    if probs.numel() == 0:
+        return
     what = "logits" if from_logits else "probs"
-    if not torch.isfinite(probs).all():
+    low, high = torch.aminmax(probs)  # one pass; NaN anywhere makes both NaN
+    if not (torch.isfinite(low) and torch.isfinite(high)):
         raise ValueError(f"{what} contain NaN or infinite values")
-    if not from_logits and (probs < 0).any():
+    if not from_logits and low < 0:
         raise ValueError(
             "probs contain negative values: pass class probabilities, or logits "
             "with from_logits=True"

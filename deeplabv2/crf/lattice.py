@@ -174,20 +174,11 @@ class PermutohedralLattice:
         """
         d = rem0.shape[1] - 1
         coords = rem0[:, :d]
-        low = coords.min(dim=0).values - 2 * (d + 1)
-        span = coords.max(dim=0).values + 2 * (d + 1) - low + 1
-        radices = [int(v) for v in span.tolist()]
-        strides = [1] * d
-        for i in range(d - 2, -1, -1):
-            strides[i] = strides[i + 1] * radices[i + 1]
-        image_stride = strides[0] * radices[0]
-        if image_stride * batch >= _INT64_LIMIT:
-            raise ValueError(
-                "the CRF features span too many lattice points to index "
-                f"({image_stride * batch:.3g} >= 2^62): the standard deviations are too small "
-                "for this image size or batch; increase them or run fewer images at once"
-            )
+        low, strides, image_stride = PermutohedralLattice._key_layout(
+            coords.min(dim=0).values.tolist(), coords.max(dim=0).values.tolist(), batch
+        )
         device = rem0.device
+        low = torch.tensor(low, dtype=torch.int64, device=device)
         stride_t = torch.tensor(strides, dtype=torch.int64, device=device)
         image = torch.arange(batch, device=device).repeat_interleave(n)
         base = ((coords - low) * stride_t).sum(dim=1) + image * image_stride
@@ -198,6 +189,29 @@ class PermutohedralLattice:
         r = torch.arange(d + 1, device=device)
         packed = base.unsqueeze(1) + r * sum(strides) - (d + 1) * above
         return packed, strides
+
+    @staticmethod
+    def _key_layout(
+        low: list[int], high: list[int], batch: int
+    ) -> tuple[list[int], list[int], int]:
+        """The mixed-radix layout of the packed keys, from the range ``low .. high`` of each of
+        the first ``d`` remainder-0 coordinates: the offset subtracted from each coordinate, the
+        stride of each and the stride of the image index. ValueError if the keys of ``batch``
+        images would not fit an int64."""
+        margin = 2 * (len(low) + 1)
+        offsets = [v - margin for v in low]
+        radices = [hi + margin - lo + 1 for lo, hi in zip(offsets, high)]
+        strides = [1] * len(low)
+        for i in range(len(low) - 2, -1, -1):
+            strides[i] = strides[i + 1] * radices[i + 1]
+        image_stride = strides[0] * radices[0]
+        if image_stride * batch >= _INT64_LIMIT:
+            raise ValueError(
+                "the CRF features span too many lattice points to index "
+                f"({image_stride * batch:.3g} >= 2^62): the standard deviations are too small "
+                "for this image size or batch; increase them or run fewer images at once"
+            )
+        return offsets, strides, image_stride
 
     @staticmethod
     def _neighbour_shifts(strides: list[int], d: int) -> list[int]:

@@ -40,6 +40,25 @@ def test_compiled_simplices_are_the_torch_ones_exactly(d: int) -> None:
 
 
 @needs_numba
+@pytest.mark.parametrize("d", [2, 5])
+def test_compiled_keys_are_the_torch_ones_exactly(d: int) -> None:
+    g = torch.Generator().manual_seed(10 + d)
+    features = torch.randn(3000, d, generator=g) * 7
+    rem0, rank, _ = PermutohedralLattice._simplices(features)
+    expected, strides = PermutohedralLattice._pack_vertices(rem0, rank, 1, len(features))
+    low, high = _numba.kernels().coordinate_range(rem0.numpy(), d)
+    np.testing.assert_array_equal(low, rem0[:, :d].min(dim=0).values.numpy())
+    np.testing.assert_array_equal(high, rem0[:, :d].max(dim=0).values.numpy())
+    offsets, layout, _ = PermutohedralLattice._key_layout(low.tolist(), high.tolist(), 1)
+    assert layout == strides
+    keys = np.empty_like(rem0.numpy())
+    _numba.kernels().pack_keys(
+        rem0.numpy(), rank.numpy(), np.asarray(offsets), np.asarray(strides), keys
+    )
+    np.testing.assert_array_equal(keys, expected.numpy())
+
+
+@needs_numba
 @pytest.mark.parametrize("d, channels", [(2, 3), (5, 8), (5, 1)])
 def test_compiled_filter_is_the_normalised_lattice(d: int, channels: int) -> None:
     g = torch.Generator().manual_seed(channels)
