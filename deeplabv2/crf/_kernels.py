@@ -137,8 +137,7 @@ def _find(table, distinct, key, mask):
 
 @_jit
 def unique_vertices(keys):
-    """Vertex index of every key (numbered in first-occurrence order), the distinct keys, and
-    the hash table that maps them to their indices (for :func:`neighbours`)."""
+    """Vertex index of every key (numbered in first-occurrence order) and the distinct keys."""
     mask = _table_size(keys.size) - 1
     table = np.full(mask + 1, -1, np.int32)
     distinct = np.empty(keys.size, np.int64)
@@ -151,24 +150,60 @@ def unique_vertices(keys):
             distinct[count] = keys[i]
             count += 1
         index[i] = table[slot]
-    return index, distinct[:count].copy(), table
+    return index, distinct[:count].copy()
+
+
+@_jit
+def _radix_order(keys):
+    """The permutation that sorts non-negative int64 ``keys`` (LSD radix sort, 11-bit digits)."""
+    n = keys.size
+    largest = np.int64(0)
+    for i in range(n):
+        largest = max(largest, keys[i])
+    order = np.arange(n).astype(np.int32)
+    spare = np.empty(n, np.int32)
+    count = np.empty(2049, np.int64)
+    shift = 0
+    while shift < 63 and (largest >> shift) > 0:
+        count[:] = 0
+        for i in range(n):
+            count[((keys[order[i]] >> shift) & 2047) + 1] += 1
+        for b in range(2048):
+            count[b + 1] += count[b]
+        for i in range(n):
+            digit = (keys[order[i]] >> shift) & 2047
+            spare[count[digit]] = order[i]
+            count[digit] += 1
+        order, spare = spare, order
+        shift += 11
+    return order
 
 
 @_pjit
-def neighbours(distinct, table, shifts):
+def neighbours(distinct, shifts):
     """``(axes, M, 2) int32``: the vertices at ``key - shift`` and ``key + shift`` for each axis,
-    looked up in ``table`` (from :func:`unique_vertices`); ``M`` (the index of an all-zero row)
-    where there is none."""
+    ``M`` (the index of an all-zero row) where there is none.
+
+    The keys are sorted once; since ``key + shift`` grows with ``key``, each axis is then one
+    merge-like sweep through the sorted keys (sequential reads, unlike hash-table lookups)."""
     m = distinct.size
-    mask = table.size - 1
+    order = _radix_order(distinct)
+    ordered = np.empty(m, np.int64)
+    for i in range(m):
+        ordered[i] = distinct[order[i]]
     out = np.full((shifts.size, m, 2), m, np.int32)
-    for v in prange(m):
-        for a in range(shifts.size):
-            for side in range(2):
-                key = distinct[v] + (shifts[a] if side else -shifts[a])
-                found = table[_find(table, distinct, key, mask)]
-                if found >= 0:
-                    out[a, v, side] = found
+    for a in prange(shifts.size):
+        shift = shifts[a]
+        j = 0
+        for i in range(m):
+            target = ordered[i] + shift
+            while j < m and ordered[j] < target:
+                j += 1
+            if j == m:
+                break
+            if ordered[j] == target:
+                out[a, order[i], 1] = order[j]
+                out[a, order[j], 0] = order[i]
     return out
 
 
@@ -194,6 +229,24 @@ def gather_lists(vertex, bary, m):
             weight[fill[v]] = bary[p, k]
             fill[v] += 1
     return start, point, weight
+
+
+@_pjit
+def fold_normalisation(total, point, splat_bary, slice_bary, weight, splat_weight, slice_weight):
+    """Fold ``D = 1 / sqrt(K 1 + 1e-20)`` (the root in float64, as
+    ``PermutohedralLattice.symmetric_normalized`` takes it) and the kernel ``weight`` into the
+    splat weights (``splat_bary * D[point]``, one per entry) and the slice weights
+    (``slice_bary * (weight * D)``, ``(N, d+1)``); ``total (N,) float32`` is ``K 1``."""
+    n = total.size
+    norm = np.empty(n, np.float32)
+    for p in prange(n):
+        norm[p] = np.float32(1.0 / math.sqrt(np.float64(total[p]) + 1e-20))
+    for i in prange(point.size):
+        splat_weight[i] = splat_bary[i] * norm[point[i]]
+    for p in prange(n):
+        scale = weight * norm[p]
+        for k in range(slice_bary.shape[1]):
+            slice_weight[p, k] = slice_bary[p, k] * scale
 
 
 @_pjit

@@ -10,7 +10,7 @@ arrays for a few small kernels (:mod:`._kernels`) instead of sparse matrices:
   random row reads about twice as fast);
 * splat gathers, for each vertex, the weighted values of its points (lists built once);
 * each blur pass reads ``V[v] + 0.5 (V[n1] + V[n2])`` through a neighbour table whose absent
-  neighbours point at a zero row;
+  neighbours point at a zero row (built by sorting the keys once and sweeping them per axis);
 * one fused pass per iteration slices every kernel, adds the unary and takes the softmax: each
   block of 256 points is sliced row by row, then turned class-major so that the softmax (with a
   polynomial ``exp`` that never produces slow denormal numbers) is vectorised along the points;
@@ -115,25 +115,26 @@ class CompiledLattice:
         offsets, strides, _ = PermutohedralLattice._key_layout(low.tolist(), high.tolist(), 1)
         keys = np.empty_like(rem0)
         compiled.pack_keys(rem0, rank, np.asarray(offsets), np.asarray(strides), keys)
-        index, distinct, table = compiled.unique_vertices(keys.reshape(-1))
+        index, distinct = compiled.unique_vertices(keys.reshape(-1))
         self.num_vertices = m = distinct.size
         #: (N, d+1) int32 vertex of each point's simplex corners
         self.vertex = np.ascontiguousarray(index.reshape(-1, d + 1)[:n])
         shifts = np.abs(np.asarray(PermutohedralLattice._neighbour_shifts(strides, d), np.int64))
         #: (d+1, M, 2) int32 blur neighbours; M is an all-zero row
-        self.table = compiled.neighbours(distinct, table, shifts)
+        self.table = compiled.neighbours(distinct, shifts)
         bary = bary[:n]
         #: splat lists: the entries of vertex v are start[v] .. start[v+1], each with its point
         self.start, self.splat_point, splat_bary = compiled.gather_lists(self.vertex, bary, m)
         slice_bary = bary * np.float32(1.0 / (1.0 + 2.0**-d))
-        # D = 1 / sqrt(K 1 + 1e-20): K 1 filtered in float32, the root taken in float64, as
-        # PermutohedralLattice.symmetric_normalized does
         self.splat_weight, self.slice_weight = splat_bary, slice_bary  # K itself, for K 1
-        total = self.filter(np.ones((n, 1), np.float32))[:, 0].astype(np.float64)
-        norm = (1.0 / np.sqrt(total + 1e-20)).astype(np.float32)
+        total = self.filter(np.ones((n, 1), np.float32))[:, 0].copy()
         #: splat weights (one per entry) and (N, d+1) slice weights, normalisation folded in
-        self.splat_weight = splat_bary * norm[self.splat_point]
-        self.slice_weight = np.ascontiguousarray(slice_bary * (np.float32(weight) * norm)[:, None])
+        self.splat_weight = np.empty_like(splat_bary)
+        self.slice_weight = np.empty_like(slice_bary)
+        compiled.fold_normalisation(
+            total, self.splat_point, splat_bary, slice_bary, np.float32(weight),
+            self.splat_weight, self.slice_weight,
+        )  # fmt: skip
 
     def buffers(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """Two ``(M+1, C) float32`` lattice buffers."""

@@ -59,6 +59,25 @@ def test_compiled_keys_are_the_torch_ones_exactly(d: int) -> None:
 
 
 @needs_numba
+def test_neighbour_table_matches_a_dictionary_lookup() -> None:
+    rng = np.random.default_rng(0)
+    # keys over several radix digits (up to 2^45), with many neighbours present
+    base = rng.choice(2**45, size=300, replace=False).astype(np.int64)
+    shifts = np.array([1, 97, 2**33 + 5], np.int64)
+    distinct = np.unique(np.concatenate([base, base + shifts[0], base + shifts[2]]))
+    distinct = distinct[rng.permutation(distinct.size)]  # vertices are not in key order
+    table = _numba.kernels().neighbours(distinct, shifts)
+    index = {int(key): v for v, key in enumerate(distinct)}
+    m = distinct.size
+    expected = np.array(
+        [[[index.get(int(k) - int(s), m), index.get(int(k) + int(s), m)] for k in distinct]
+         for s in shifts]
+    )  # fmt: skip
+    np.testing.assert_array_equal(table, expected)
+    assert (table[0] < m).sum() > 300 and (table[1] < m).sum() == 0  # both kinds are tested
+
+
+@needs_numba
 @pytest.mark.parametrize("d, channels", [(2, 3), (5, 8), (5, 1)])
 def test_compiled_filter_is_the_normalised_lattice(d: int, channels: int) -> None:
     g = torch.Generator().manual_seed(channels)
