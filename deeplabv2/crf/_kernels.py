@@ -18,7 +18,7 @@ _pjit = numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
 prange = numba.prange
 
 _HASH = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15, Fibonacci hashing
-_CHUNK = 256  # points per parallel work item (simplices, fused update)
+_CHUNK = 256  # points per parallel work item of the loops over points
 
 # exp(x) for x <= 0 as p(r) * 2^t with x = t ln2 + r, |r| <= ln2 / 2 (Cephes' expf polynomial,
 # relative error below 1e-6). Below x = -70 (exp = 4e-31) the result is exactly 0: marginals that
@@ -404,8 +404,8 @@ def update(unary_t, vertex1, weight1, lattice1, vertex2, weight2, lattice2, comp
     ``(0, 0)``).
 
     Each work item takes ``_CHUNK`` points: their messages are sliced as rows, then turned
-    into class-major columns so that the softmax runs along the points (a dozen classes per
-    row are too few for the vectoriser).
+    into class-major columns so that the softmax runs along the points (the 21 or so classes of
+    a row are too few for the vectoriser).
     """
     c, n = unary_t.shape
     lanes = q.shape[1]

@@ -174,14 +174,14 @@ class PermutohedralLattice:
         """
         d = rem0.shape[1] - 1
         coords = rem0[:, :d]
-        low, strides, image_stride = PermutohedralLattice._key_layout(
+        offsets, strides, image_stride = PermutohedralLattice._key_layout(
             coords.min(dim=0).values.tolist(), coords.max(dim=0).values.tolist(), batch
         )
         device = rem0.device
-        low = torch.tensor(low, dtype=torch.int64, device=device)
+        offset_t = torch.tensor(offsets, dtype=torch.int64, device=device)
         stride_t = torch.tensor(strides, dtype=torch.int64, device=device)
         image = torch.arange(batch, device=device).repeat_interleave(n)
-        base = ((coords - low) * stride_t).sum(dim=1) + image * image_stride
+        base = ((coords - offset_t) * stride_t).sum(dim=1) + image * image_stride
         # sum of the strides of the coordinates whose rank exceeds d - r, for r = 0..d
         by_rank = torch.zeros_like(rank).scatter_(1, rank[:, :d], stride_t.expand(rank.shape[0], d))
         above = torch.zeros_like(rank)
