@@ -1,7 +1,8 @@
-"""The GPU check: on a machine with CUDA, run the CUDA tests and the CRF, model and evaluation
-benchmarks, print each one's output, then one table of what ran, how long and how it ended.
+"""The GPU check: on a machine with CUDA, run the CUDA tests and the CRF (with its phases),
+model and evaluation benchmarks, print each one's output, then one table of what ran, how long
+and how it ended.
 
-    python benchmarks/gpu_check.py [--quick] [--log FILE] [--steps tests crf model eval]
+    python benchmarks/gpu_check.py [--quick] [--log FILE] [--steps tests crf phases model eval]
 
 ``--quick`` uses fewer timed runs and images (about 3 minutes on an H100 machine instead of 6).
 Exit status 0 only if every step succeeded. Figures go into ``docs/benchmarks.md`` with the GPU's
@@ -20,6 +21,7 @@ from typing import Optional
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+STEPS = ["tests", "crf", "phases", "model", "eval"]
 
 
 def steps(quick: bool) -> list[tuple[str, list[str]]]:
@@ -30,6 +32,8 @@ def steps(quick: bool) -> list[tuple[str, list[str]]]:
                         "tests"]),
         ("CRF benchmark", [py, "benchmarks/crf.py", "--runs", runs, "--batch", "10",
                            "--threads", "1", "4", "16", "--cpu-backends", "numba"]),
+        ("CRF phases", [py, "benchmarks/crf_phases.py", "--device", "cuda", "--batch", "10",
+                        "--runs", runs, "--top", "0"]),
         ("model benchmark", [py, "benchmarks/model.py", "--device", "cuda", "--runs",
                              "10" if quick else "20"]),
         ("eval benchmark", [py, "benchmarks/eval.py", "--device", "cuda", "--images",
@@ -42,9 +46,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--log", type=Path, help="also write all output to this file")
     parser.add_argument(
-        "--steps", nargs="+", choices=["tests", "crf", "model", "eval"],
-        default=["tests", "crf", "model", "eval"], help="which steps to run (default: all)",
-    )  # fmt: skip
+        "--steps", nargs="+", choices=STEPS, default=STEPS, help="steps to run (default: all)"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA GPU: nothing to check", file=sys.stderr)
@@ -62,7 +65,7 @@ def main() -> int:
         f"CUDA {torch.version.cuda}, Python {sys.version.split()[0]}\n"
     )
     results: list[tuple[str, Optional[int], float]] = []
-    for key, (name, command) in zip(("tests", "crf", "model", "eval"), steps(args.quick)):
+    for key, (name, command) in zip(STEPS, steps(args.quick)):
         if key not in args.steps:
             continue
         emit(f"\n=== {name}: {' '.join(command[1:])}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 import torch
@@ -93,35 +94,55 @@ def mean_field_batch(
         if compatibility.shape != (c, c):
             raise ValueError(f"a {tuple(compatibility.shape)} compatibility matrix for {c} classes")
         compatibility = 0.5 * (compatibility + compatibility.T)
-    # (lattice, weight): a float weight is folded into the lattice, a tensor one multiplies
+    # (lattice, weight, shared): a float weight is folded into the lattice, a tensor one
+    # multiplies; the smoothness kernel depends on the image size only, so one lattice serves
+    # the whole batch (shared: it filters the images' values side by side)
     learned = weights is not None
     kernels = []
     pos_w, bi_w = (weights[0], weights[1]) if learned else (params.pos_w, params.bi_w)
     if learned or params.pos_w != 0:
-        feats = position_features(b, h, w, params.pos_xy_std, probs.device)
-        lattice = PermutohedralLattice(feats)
-        kernels.append((lattice.symmetric_normalized(1.0), pos_w) if learned else
-                       (lattice.symmetric_normalized(pos_w), None))  # fmt: skip
+        folded = 1.0 if learned else params.pos_w
+        lattice = _smoothness_lattice(h, w, params.pos_xy_std, folded, probs.device)
+        kernels.append((lattice, pos_w if learned else None, True))
     if learned or params.bi_w != 0:
         feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)
         lattice = PermutohedralLattice(feats)
-        kernels.append((lattice.symmetric_normalized(1.0), bi_w) if learned else
-                       (lattice.symmetric_normalized(bi_w), None))  # fmt: skip
+        kernels.append((lattice.symmetric_normalized(1.0), bi_w, False) if learned else
+                       (lattice.symmetric_normalized(bi_w), None, False))  # fmt: skip
 
     unary = unary_from_probs(probs).permute(0, 2, 3, 1).reshape(b, h * w, c)
     q = torch.softmax(-unary, dim=-1)
     for _ in range(params.iterations):
         message = None
-        for kernel, weight in kernels:
-            filtered = kernel.filter(q)
+        for kernel, weight, shared in kernels:
+            filtered = _side_by_side(kernel, q) if shared else kernel.filter(q)
             if weight is not None:
                 filtered = weight * filtered
             message = filtered if message is None else message + filtered
         if message is None:
             energy = -unary
         elif compatibility is None:  # Potts: M = -I
-            energy = -unary + message
+            energy = message - unary
         else:
             energy = -unary - message @ compatibility.T
         q = torch.softmax(energy, dim=-1)
     return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+@lru_cache(maxsize=4)
+def _smoothness_lattice(
+    height: int, width: int, std: float, weight: float, device: torch.device
+) -> PermutohedralLattice:
+    """The normalised smoothness kernel of one image size. It depends on nothing else, so the
+    last few are kept: building one took 4-7 ms on an H200, several mean-field iterations of a
+    single image (benchmarks/crf_phases.py)."""
+    feats = position_features(1, height, width, std, device)
+    return PermutohedralLattice(feats).symmetric_normalized(weight)
+
+
+def _side_by_side(lattice: PermutohedralLattice, q: Tensor) -> Tensor:
+    """Filter ``(B, N, C) float32`` values with a one-image lattice: the images' values side by
+    side as ``(1, N, B*C)``, which is the same as filtering each image on its own."""
+    b, n, c = q.shape
+    wide = q.transpose(0, 1).reshape(1, n, b * c)
+    return lattice.filter(wide).reshape(n, b, c).transpose(0, 1)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deeplabv2.crf import PRESETS, DenseCRF, _numba, _pydensecrf
+from deeplabv2.crf import PRESETS, DenseCRF, _cuda, _numba, _pydensecrf
+from deeplabv2.crf.lattice import PermutohedralLattice, _csr_tensor
 
 from .photos import four_photos
 
@@ -45,3 +46,23 @@ def test_numba_backend_takes_cuda_tensors_and_returns_them_there() -> None:
     assert out.device.type == "cuda"
     expected = reference(images[:1], probs[:1], "resnet101-voc")
     assert float((out.cpu() - expected).abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("channels", [1, 21, 84])
+def test_nvrtc_kernel_matches_cusparse(channels: int) -> None:
+    torch.manual_seed(0)
+    features = torch.rand(2, 3000, 5, device="cuda") * torch.tensor(
+        [9.0, 9.0, 4, 4, 4], device="cuda"
+    )
+    lattice = PermutohedralLattice(features)
+    assert _cuda._kernel(torch.cuda.current_device()) is not None, "NVRTC compile failed"
+    for matrix in [lattice._splat, *lattice._blur, lattice._slice]:
+        values = torch.rand(matrix.shape[1], channels, device="cuda")
+        product = _cuda.spmm(matrix, values)
+        assert product is not None and product.shape == (matrix.shape[0], channels)
+        torch.testing.assert_close(product, matrix @ values, atol=1e-5, rtol=1e-5)
+    # int64 indices are left to cuSPARSE
+    wide = lattice._splat
+    wide = _csr_tensor(wide.crow_indices().long(), wide.col_indices().long(), wide.values(),
+                       wide.shape)  # fmt: skip
+    assert _cuda.spmm(wide, torch.rand(wide.shape[1], channels, device="cuda")) is None

@@ -114,3 +114,29 @@ def test_bad_inputs() -> None:
         lattice.filter(torch.rand(1, 11, 3))
     with pytest.raises(ValueError, match="too many lattice points"):
         PermutohedralLattice(torch.randn(1, 100, 5) * 1e6)
+
+
+def test_smoothness_lattice_is_built_once_per_image_size() -> None:
+    from deeplabv2.crf._torch import _smoothness_lattice
+
+    _smoothness_lattice.cache_clear()
+    first = _smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu"))
+    assert _smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu")) is first
+    other = _smoothness_lattice(30, 20, 1.0, 3.0, torch.device("cpu"))
+    assert other is not first and other.num_points == first.num_points == 600
+    # the cached operator is the one built from scratch
+    fresh = PermutohedralLattice(position_features(1, 20, 30, 1.0, "cpu")).symmetric_normalized(3.0)
+    values = torch.rand(1, 600, 4)
+    assert torch.equal(first.filter(values), fresh.filter(values))
+
+
+def test_cuda_kernel_arguments_are_packed_as_the_driver_reads_them() -> None:
+    """cuLaunchKernel reads each argument through the address stored in ``kernelParams``."""
+    import ctypes
+
+    from deeplabv2.crf._cuda import _params
+
+    params, keep = _params([2**40 + 5, 64], [7, -3])
+    assert len(params) == 4 and len(keep) == 4
+    assert [ctypes.c_void_p.from_address(params[i]).value for i in range(2)] == [2**40 + 5, 64]
+    assert [ctypes.c_int.from_address(params[i]).value for i in (2, 3)] == [7, -3]
