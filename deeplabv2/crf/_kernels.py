@@ -45,48 +45,59 @@ def simplices(features, scale, rem0, rank, bary):
     """The enclosing simplex of each point, exactly as ``PermutohedralLattice._simplices``.
 
     ``features (P, d) float32`` and ``scale (d,) float32`` in; ``rem0, rank (P, d+1) int64`` and
-    ``bary (P, d+1) float32`` out. All arithmetic is float32, in the same order.
+    ``bary (P, d+1) float32`` out. All arithmetic is float32, in the same order. Each work item
+    takes ``_CHUNK`` points and holds them coordinate-major, so that the loops run along the
+    points (vectorised) rather than along the few coordinates of one point.
     """
     p_count, d = features.shape
-    inv_dp1 = np.float32(1.0 / (d + 1))
-    dp1 = np.float32(d + 1)
+    d1 = d + 1
+    inv_dp1 = np.float32(1.0 / d1)
+    dp1 = np.float32(d1)
     for chunk in prange((p_count + _CHUNK - 1) // _CHUNK):
-        elevated = np.empty(d + 1, np.float32)
-        v = np.empty(d + 1, np.float32)
-        r = np.empty(d + 1, np.int64)
-        delta = np.empty(d + 1, np.float32)
-        by_rank = np.empty(d + 1, np.float32)
-        for p in range(chunk * _CHUNK, min(p_count, (chunk + 1) * _CHUNK)):
-            sm = np.float32(0.0)
-            for j in range(d, 0, -1):
-                cf = features[p, j - 1] * scale[j - 1]
-                elevated[j] = sm - np.float32(j) * cf
-                sm += cf
-            elevated[0] = sm
-            total = np.float32(0.0)
-            for i in range(d + 1):
-                nearest = np.float32(np.round(elevated[i] * inv_dp1))
-                v[i] = nearest * dp1
-                total += nearest
-                r[i] = 0
-            for i in range(d + 1):
-                delta[i] = elevated[i] - v[i]
-            for i in range(d + 1):  # branch-free: the comparisons are data-dependent coin flips
-                for j in range(i + 1, d + 1):
-                    lower = np.int64(delta[i] < delta[j])
-                    r[i] += lower
-                    r[j] += 1 - lower
-            for i in range(d + 1):
-                ri = np.float32(r[i]) + total
+        first = chunk * _CHUNK
+        count = min(p_count, first + _CHUNK) - first
+        scaled = np.empty((d, _CHUNK), np.float32)
+        elevated = np.empty((d1, _CHUNK), np.float32)
+        v = np.empty((d1, _CHUNK), np.float32)
+        r = np.zeros((d1, _CHUNK), np.int32)
+        by_rank = np.empty((d1, _CHUNK), np.float32)
+        sm = np.zeros(_CHUNK, np.float32)
+        total = np.zeros(_CHUNK, np.float32)
+        for s in range(count):
+            for k in range(d):
+                scaled[k, s] = features[first + s, k] * scale[k]
+        for j in range(d, 0, -1):
+            for s in range(count):
+                elevated[j, s] = sm[s] - np.float32(j) * scaled[j - 1, s]
+                sm[s] += scaled[j - 1, s]
+        elevated[0, :count] = sm[:count]
+        for i in range(d1):
+            for s in range(count):
+                nearest = np.float32(np.round(elevated[i, s] * inv_dp1))
+                v[i, s] = nearest * dp1
+                total[s] += nearest
+        for i in range(d1):  # branch-free: the comparisons are data-dependent coin flips
+            for j in range(i + 1, d1):
+                for s in range(count):
+                    lower = np.int32(elevated[i, s] - v[i, s] < elevated[j, s] - v[j, s])
+                    r[i, s] += lower
+                    r[j, s] += 1 - lower
+        for i in range(d1):
+            for s in range(count):
+                ri = np.float32(r[i, s]) + total[s]
                 shift = np.float32(ri < 0) * dp1 - np.float32(ri >= dp1) * dp1
                 ri += shift
-                v[i] += shift
-                rank[p, i] = np.int64(ri)
-                rem0[p, i] = np.int64(v[i])
-                by_rank[rank[p, i]] = (elevated[i] - v[i]) * inv_dp1
-            for q in range(1, d + 1):
-                bary[p, q] = by_rank[d - q] - by_rank[d - q + 1]
-            bary[p, 0] = by_rank[d] + (np.float32(1.0) - by_rank[0])
+                v[i, s] += shift
+                r[i, s] = np.int32(ri)
+        for s in range(count):
+            p = first + s
+            for i in range(d1):
+                rank[p, i] = r[i, s]
+                rem0[p, i] = np.int64(v[i, s])
+                by_rank[r[i, s], s] = (elevated[i, s] - v[i, s]) * inv_dp1
+            for q in range(1, d1):
+                bary[p, q] = by_rank[d - q, s] - by_rank[d - q + 1, s]
+            bary[p, 0] = by_rank[d, s] + (np.float32(1.0) - by_rank[0, s])
 
 
 @_jit
@@ -208,10 +219,10 @@ def neighbours(distinct, shifts):
 
 
 @_jit
-def gather_lists(vertex, bary, m):
+def gather_lists(vertex, weight, m):
     """The splat lists in CSR form, for each of the ``m`` vertices its entries ``(point, corner)``
     in point order: ``start (m+1,) int64``, and per entry the point (int32) and the weight
-    ``bary[point, corner]``."""
+    ``weight[point, corner]``."""
     n, d1 = vertex.shape
     start = np.zeros(m + 1, np.int64)
     for p in range(n):
@@ -221,32 +232,44 @@ def gather_lists(vertex, bary, m):
         start[v + 1] += start[v]
     fill = start[:-1].copy()
     point = np.empty(n * d1, np.int32)
-    weight = np.empty(n * d1, np.float32)
+    entry_weight = np.empty(n * d1, np.float32)
     for p in range(n):
         for k in range(d1):
             v = vertex[p, k]
             point[fill[v]] = p
-            weight[fill[v]] = bary[p, k]
+            entry_weight[fill[v]] = weight[p, k]
             fill[v] += 1
-    return start, point, weight
+    return start, point, entry_weight
 
 
 @_pjit
-def fold_normalisation(total, point, splat_bary, slice_bary, weight, splat_weight, slice_weight):
+def fold_normalisation(total, splat_bary, slice_bary, weight, splat_weight, slice_weight):
     """Fold ``D = 1 / sqrt(K 1 + 1e-20)`` (the root in float64, as
     ``PermutohedralLattice.symmetric_normalized`` takes it) and the kernel ``weight`` into the
-    splat weights (``splat_bary * D[point]``, one per entry) and the slice weights
-    (``slice_bary * (weight * D)``, ``(N, d+1)``); ``total (N,) float32`` is ``K 1``."""
-    n = total.size
-    norm = np.empty(n, np.float32)
-    for p in prange(n):
-        norm[p] = np.float32(1.0 / math.sqrt(np.float64(total[p]) + 1e-20))
-    for i in prange(point.size):
-        splat_weight[i] = splat_bary[i] * norm[point[i]]
-    for p in prange(n):
-        scale = weight * norm[p]
+    splat weights (``splat_bary * D``) and the slice weights (``slice_bary * (weight * D)``),
+    all ``(N, d+1)``; ``total (N,) float32`` is ``K 1``."""
+    for p in prange(total.size):
+        norm = np.float32(1.0 / math.sqrt(np.float64(total[p]) + 1e-20))
+        scale = weight * norm
         for k in range(slice_bary.shape[1]):
+            splat_weight[p, k] = splat_bary[p, k] * norm
             slice_weight[p, k] = slice_bary[p, k] * scale
+
+
+@_jit
+def splat_scatter(vertex, weight, values, lattice):
+    """``lattice[vertex[p, k]] += weight[p, k] values[p]`` for the points ``p`` in order, on
+    one thread: the same sums, in the same order, as :func:`splat`. ``vertex, weight (N, K)``,
+    ``values (N, C)``, ``lattice (M+1, C)`` (the last row is left zero)."""
+    lattice[:] = 0.0
+    c = values.shape[1]
+    for p in range(vertex.shape[0]):
+        src = values[p]
+        for k in range(vertex.shape[1]):
+            w = weight[p, k]
+            row = lattice[vertex[p, k]]
+            for j in range(c):
+                row[j] += w * src[j]
 
 
 @_pjit

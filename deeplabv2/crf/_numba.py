@@ -8,7 +8,9 @@ arrays for a few small kernels (:mod:`._kernels`) instead of sparse matrices:
 * vertices are numbered in the order the points first touch them (a hash table, as densecrf
   does) and rows of lattice values are padded to a multiple of 8 channels (aligned rows make the
   random row reads about twice as fast);
-* splat gathers, for each vertex, the weighted values of its points (lists built once);
+* splat adds each point's weighted values to its vertices, in point order: on one thread by
+  scattering the points (sequential reads), on several by gathering each vertex's points
+  through lists built on first use (the same sums in the same order, bit for bit);
 * each blur pass reads ``V[v] + 0.5 (V[n1] + V[n2])`` through a neighbour table whose absent
   neighbours point at a zero row (built by sorting the keys once and sweeping them per axis);
 * one fused pass per iteration slices every kernel, adds the unary and takes the softmax: each
@@ -24,7 +26,7 @@ pydensecrf or the pure PyTorch path, which give the same results (``tests/crf/te
 from __future__ import annotations
 
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
@@ -116,34 +118,45 @@ class CompiledLattice:
         keys = np.empty_like(rem0)
         compiled.pack_keys(rem0, rank, np.asarray(offsets), np.asarray(strides), keys)
         index, distinct = compiled.unique_vertices(keys.reshape(-1))
-        self.num_vertices = m = distinct.size
+        self.num_vertices = distinct.size
         #: (N, d+1) int32 vertex of each point's simplex corners
         self.vertex = np.ascontiguousarray(index.reshape(-1, d + 1)[:n])
         shifts = np.abs(np.asarray(PermutohedralLattice._neighbour_shifts(strides, d), np.int64))
         #: (d+1, M, 2) int32 blur neighbours; M is an all-zero row
         self.table = compiled.neighbours(distinct, shifts)
         bary = bary[:n]
-        #: splat lists: the entries of vertex v are start[v] .. start[v+1], each with its point
-        self.start, self.splat_point, splat_bary = compiled.gather_lists(self.vertex, bary, m)
         slice_bary = bary * np.float32(1.0 / (1.0 + 2.0**-d))
-        self.splat_weight, self.slice_weight = splat_bary, slice_bary  # K itself, for K 1
+        self._lists = None  # the splat lists of the gather splat, built when first needed
+        self.splat_weight, self.slice_weight = bary, slice_bary  # K itself, for K 1
         total = self.filter(np.ones((n, 1), np.float32))[:, 0].copy()
-        #: splat weights (one per entry) and (N, d+1) slice weights, normalisation folded in
-        self.splat_weight = np.empty_like(splat_bary)
+        #: (N, d+1) splat and slice weights, normalisation (and the weight) folded in
+        self.splat_weight = np.empty_like(bary)
         self.slice_weight = np.empty_like(slice_bary)
         compiled.fold_normalisation(
-            total, self.splat_point, splat_bary, slice_bary, np.float32(weight),
-            self.splat_weight, self.slice_weight,
-        )  # fmt: skip
+            total, bary, slice_bary, np.float32(weight), self.splat_weight, self.slice_weight
+        )
 
     def buffers(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """Two ``(M+1, C) float32`` lattice buffers."""
         return tuple(np.empty((self.num_vertices + 1, channels), np.float32) for _ in range(2))
 
     def splat_blur(self, values: np.ndarray, buffers) -> np.ndarray:
-        """Splat ``(N, C) float32`` values and blur them; returns the ``(M+1, C)`` lattice."""
+        """Splat ``(N, C) float32`` values and blur them; returns the ``(M+1, C)`` lattice.
+
+        On one thread the points are scattered in order (sequential reads of the values; the
+        rows of neighbouring points' vertices stay in cache); on several, each vertex gathers
+        its points through lists built on first use. Both add each vertex's points in point
+        order, so the results are the same bit for bit."""
+        import numba
+
         compiled = kernels()
-        compiled.splat(self.start, self.splat_point, self.splat_weight, values, buffers[0])
+        if numba.get_num_threads() == 1:
+            compiled.splat_scatter(self.vertex, self.splat_weight, values, buffers[0])
+        else:
+            if self._lists is None or self._lists[0] is not self.splat_weight:
+                lists = compiled.gather_lists(self.vertex, self.splat_weight, self.num_vertices)
+                self._lists = (self.splat_weight, *lists)
+            compiled.splat(*self._lists[1:], values, buffers[0])
         return compiled.blur(self.table, *buffers)
 
     def filter(self, values: np.ndarray) -> np.ndarray:
@@ -152,6 +165,14 @@ class CompiledLattice:
         lattice = self.splat_blur(values, self.buffers(values.shape[1]))
         kernels().slice_into(self.vertex, self.slice_weight, lattice, out)
         return out
+
+
+@lru_cache(maxsize=4)
+def _smoothness(height: int, width: int, std: float, weight: float) -> CompiledLattice:
+    """The smoothness kernel of one image size, kept for the next calls (as the torch backend's
+    ``_smoothness_lattice``): building it takes about 5% of a 500x375 CRF on one thread."""
+    feats = position_features(1, height, width, std, "cpu")[0]
+    return CompiledLattice(feats.numpy(), weight)
 
 
 def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
@@ -179,10 +200,7 @@ def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
     out = torch.empty(b, c, h, w)
     with threads():
         # the smoothness kernel depends on the image size only: one lattice for the batch
-        shared = []
-        if params.pos_w != 0:
-            feats = position_features(1, h, w, params.pos_xy_std, "cpu")[0]
-            shared.append(CompiledLattice(feats.numpy(), params.pos_w))
+        shared = [_smoothness(h, w, params.pos_xy_std, params.pos_w)] if params.pos_w != 0 else []
         for i in range(b):
             lattices = list(shared)
             if params.bi_w != 0:

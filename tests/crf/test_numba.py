@@ -91,6 +91,22 @@ def test_compiled_filter_is_the_normalised_lattice(d: int, channels: int) -> Non
 
 
 @needs_numba
+def test_scatter_and_gather_splats_are_the_same_bit_for_bit() -> None:
+    """One thread scatters the points, several gather each vertex's points: same sums, same
+    order."""
+    g = torch.Generator().manual_seed(4)
+    lattice = _numba.CompiledLattice((torch.randn(3001, 5, generator=g) * 2).numpy(), 1.5)
+    values = torch.rand(3001, 8, generator=g).numpy()
+    compiled = _numba.kernels()
+    scattered, gathered = lattice.buffers(8)[0], lattice.buffers(8)[0]
+    compiled.splat_scatter(lattice.vertex, lattice.splat_weight, values, scattered)
+    lists = compiled.gather_lists(lattice.vertex, lattice.splat_weight, lattice.num_vertices)
+    compiled.splat(*lists, values, gathered)
+    assert np.array_equal(scattered, gathered)
+    assert (scattered[:-1] != 0).any(axis=1).mean() > 0.9 and not scattered[-1].any()
+
+
+@needs_numba
 @pytest.mark.parametrize("classes", [2, 8, 9])  # padded to 8, 8, 16 channels
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_mean_field_matches_the_torch_backend(classes: int, preset: str) -> None:
