@@ -22,9 +22,9 @@ from crf import _inputs, _median_seconds  # benchmarks/crf.py
 from deeplabv2.crf import DenseCRF, _cuda
 from deeplabv2.crf._torch import (
     _side_by_side,
+    _smoothness_lattice,
     bilateral_features,
     mean_field_batch,
-    position_features,
     unary_from_probs,
 )
 from deeplabv2.crf.lattice import PermutohedralLattice
@@ -39,9 +39,8 @@ def _phases(image: torch.Tensor, probs: torch.Tensor, runs: int, sync) -> list[t
     params = DenseCRF().params
     b, c, h, w = probs.shape
 
-    def smoothness() -> PermutohedralLattice:
-        feats = position_features(1, h, w, params.pos_xy_std, probs.device)
-        return PermutohedralLattice(feats).symmetric_normalized(params.pos_w)
+    def smoothness() -> PermutohedralLattice:  # built anew, not taken from the cache
+        return _smoothness_lattice.__wrapped__(h, w, params.pos_xy_std, params.pos_w, probs.device)
 
     def appearance() -> PermutohedralLattice:
         feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)
@@ -56,7 +55,7 @@ def _phases(image: torch.Tensor, probs: torch.Tensor, runs: int, sync) -> list[t
         ("appearance lattice", _median_ms(appearance, runs, sync)),
         ("smoothness filter", _median_ms(lambda: _side_by_side(pos, q), runs, sync)),
         ("appearance filter", _median_ms(lambda: bi.filter(q), runs, sync)),
-        ("softmax update", _median_ms(lambda: torch.softmax(-unary + message, -1), runs, sync)),
+        ("softmax update", _median_ms(lambda: torch.softmax(message - unary, -1), runs, sync)),
         ("full CRF", _median_ms(lambda: mean_field_batch(image, probs, params), runs, sync)),
     ]
 

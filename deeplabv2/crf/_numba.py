@@ -135,6 +135,7 @@ class CompiledLattice:
         compiled.fold_normalisation(
             total, bary, slice_bary, np.float32(weight), self.splat_weight, self.slice_weight
         )
+        self._lists = None  # any lists built for K 1 carry the unnormalised weights
 
     def buffers(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """Two ``(M+1, C) float32`` lattice buffers."""
@@ -153,10 +154,11 @@ class CompiledLattice:
         if numba.get_num_threads() == 1:
             compiled.splat_scatter(self.vertex, self.splat_weight, values, buffers[0])
         else:
-            if self._lists is None or self._lists[0] is not self.splat_weight:
-                lists = compiled.gather_lists(self.vertex, self.splat_weight, self.num_vertices)
-                self._lists = (self.splat_weight, *lists)
-            compiled.splat(*self._lists[1:], values, buffers[0])
+            if self._lists is None:
+                self._lists = compiled.gather_lists(
+                    self.vertex, self.splat_weight, self.num_vertices
+                )
+            compiled.splat(*self._lists, values, buffers[0])
         return compiled.blur(self.table, *buffers)
 
     def filter(self, values: np.ndarray) -> np.ndarray:
