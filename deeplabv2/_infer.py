@@ -24,7 +24,7 @@ from .crf import BACKENDS
 from .data.images import load_image
 from .errors import ImageError
 from .segmenter import Segmenter, tile_overlap_for
-from .weights.files import atomic_write, check_destination
+from ._files import atomic_write, check_destination
 
 __all__ = ["add_options", "run_eval", "run_predict"]
 
@@ -152,7 +152,7 @@ def _check(args: argparse.Namespace) -> None:
 def _segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter:
     from .crf import DenseCRF
     from .models import load_model
-    from .segmenter import protocol_of
+    from .protocol import protocol_of
 
     model = load_model(args.weights, args.model)
     crf = None

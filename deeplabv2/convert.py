@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from .models._builder import load_state, weights_metadata
-from .models._checkpoint import MAPPINGS, check_state_dict, detect_architecture, expected_shapes
-from .weights import EvalProtocol, read_checkpoint, save_safetensors
-from .weights.files import check_destination
+from ._files import check_destination
+from .models import convert_checkpoint
+from .protocol import EvalProtocol
+from .weights import read_checkpoint, save_safetensors
 
 __all__ = ["convert"]
 
@@ -46,21 +46,7 @@ def convert(
     """
     check_destination(dst, force, suffix=".safetensors")
     checkpoint = read_checkpoint(src)
-    architecture = model or detect_architecture(checkpoint)
-    if architecture not in MAPPINGS:
-        raise ValueError(f"unknown model {architecture!r}; known: {', '.join(MAPPINGS)}")
-    mapping = MAPPINGS[architecture]
-    state, info = load_state(mapping, checkpoint, backbone_only=backbone_only)
-    num_classes = info["num_classes"]
-    expected = expected_shapes(architecture, num_classes or 1)
-    if num_classes is None:
-        expected = {k: v for k, v in expected.items() if not mapping.is_head(k)}
-    target = f"{architecture}" + (f" with {num_classes} classes" if num_classes else " (backbone)")
-    check_state_dict(state, expected, checkpoint.source, target)
-    names = tuple(classes) if classes is not None else info["categories"]
-    if num_classes is None and names:
-        raise ValueError("a backbone-only file has no head to name classes of; drop --classes")
-    if protocol is not None and num_classes is not None:
-        info["protocol"] = protocol.as_dict()
-    metadata = weights_metadata(architecture, num_classes, info["source"], names, info["protocol"])
+    state, metadata = convert_checkpoint(
+        checkpoint, model, backbone_only=backbone_only, classes=classes, protocol=protocol
+    )
     return save_safetensors(state, dst, metadata, force=force), metadata

@@ -19,7 +19,8 @@ from torch import nn
 
 from .data.classes import overlay, voc_palette
 from .models import load_model
-from .segmenter import Segmenter, protocol_of
+from .protocol import protocol_of
+from .segmenter import Segmenter
 
 __all__ = [
     "DEFAULT_WEIGHTS",

@@ -32,13 +32,10 @@ class _Pairs:
 
 def _warn_if_trained_on(model: Any, dataset: Any) -> None:
     """Loudly warn when weights trained on VOC val are evaluated on a val split."""
-    info = getattr(model, "weights_info", {}) or {}
+    info = getattr(model, "pretrained_info", None)
     split = Path(str(getattr(dataset, "split", ""))).stem
-    if info.get("warning") and "val" in split:
-        warnings.warn(
-            f"WARNING: {info.get('weights') or info.get('source')}: {info['warning']}",
-            stacklevel=3,
-        )
+    if info is not None and info.warning and "val" in split:
+        warnings.warn(f"WARNING: {info.name or info.source}: {info.warning}", stacklevel=3)
 
 
 def evaluate(

@@ -30,9 +30,9 @@ from .errors import ExportVerificationError
 from .interp import upsample_logits
 from .models import FrozenBatchNorm2d, fold_batchnorm
 from .msc import MultiScale
-from .segmenter import protocol_of
+from .protocol import protocol_of
 from .version import __version__
-from .weights.files import atomic_write, check_destination
+from ._files import atomic_write, check_destination
 
 __all__ = [
     "ExportReport",
@@ -125,7 +125,7 @@ def onnx_metadata(
         "deeplabv2.msc_scales": json.dumps(list(msc) if msc else []),
         "deeplabv2.output": output,
         "deeplabv2.protocol": json.dumps(protocol.as_dict()),
-        "deeplabv2.source": str((getattr(model, "weights_info", {}) or {}).get("source", "")),
+        "deeplabv2.source": getattr(getattr(model, "pretrained_info", None), "source", ""),
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .convert import convert
-from .models._hub import (
+from .models.hub_mixin import (
     CARD_NAME,
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -21,7 +21,7 @@ from .models._hub import (
     write_folder,
 )
 from .weights import get_weights
-from .weights.hub import sha256sum
+from .weights import sha256sum
 
 __all__ = ["publish"]
 
@@ -52,6 +52,7 @@ def publish(
         weights.categories,
         weights.protocol.as_dict() if weights.protocol else None,
         Path(src).name,
+        lineage=weights.lineage,
     )
 
     def write_weights(path: Path) -> None:

@@ -29,7 +29,7 @@ from .data.transforms import to_caffe_input
 from .errors import ImageSizeError
 from .interp import upsample_logits
 from .msc import MultiScale
-from .weights.registry import RELEASE_PROTOCOL, EvalProtocol
+from .protocol import EvalProtocol, protocol_of
 
 __all__ = ["Prediction", "Segmenter", "padded_side", "protocol_of"]
 
@@ -43,12 +43,6 @@ def padded_side(side: int, pad_to: Optional[int]) -> int:
     if pad_to is None:
         return side
     return max(pad_to, -(-(side - 1) // _OUTPUT_STRIDE) * _OUTPUT_STRIDE + 1)
-
-
-def protocol_of(model: nn.Module) -> EvalProtocol:
-    """The test protocol of the model's weights (the release's when they do not say)."""
-    recorded = (getattr(model, "weights_info", None) or {}).get("protocol")
-    return EvalProtocol.from_dict(recorded) if recorded else RELEASE_PROTOCOL
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from deeplabv2.weights.files import TMP_SUFFIX
+from deeplabv2._files import TMP_SUFFIX
 
 
 def temporaries(folder: Path) -> list[Path]:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..weights.files import atomic_write
+from .._files import atomic_write
 
 __all__ = ["CRFParams", "PRESETS"]
 

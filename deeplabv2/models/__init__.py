@@ -1,17 +1,15 @@
-"""DeepLab networks: builders, the module classes, checkpoint loading and inference helpers."""
+"""DeepLab networks: one file per model family (its network, builders, checkpoint mappings and
+weights entries, registered on import), the generic builder and registries, and the building
+blocks they share."""
 
-from ._builder import load_model, save_weights
+from . import deeplab_resnet, deeplab_vgg  # noqa: F401 - importing a family registers it
+from ._base import MIN_INPUT_SIZE, DeepLabBase
+from ._builder import load_model
+from ._convert import convert_checkpoint, save_weights
 from ._registry import get_model, list_models
 from .aspp import ASPP, VGGASPP
-from .deeplab import (
-    MIN_INPUT_SIZE,
-    DeepLabV2,
-    DeepLabVGG16,
-    deeplab_largefov_vgg16,
-    deeplab_v2_resnet101,
-    deeplab_v2_vgg16,
-    output_size,
-)
+from .deeplab_resnet import DeepLabV2, deeplab_v2_resnet101, output_size
+from .deeplab_vgg import DeepLabVGG16, deeplab_largefov_vgg16, deeplab_v2_vgg16
 from .fold import fold_batchnorm
 from .resnet import Bottleneck, FrozenBatchNorm2d, ResNet
 from .vgg import VGG16
@@ -22,10 +20,12 @@ __all__ = [
     "VGG16",
     "VGGASPP",
     "Bottleneck",
+    "DeepLabBase",
     "DeepLabV2",
     "DeepLabVGG16",
     "FrozenBatchNorm2d",
     "ResNet",
+    "convert_checkpoint",
     "deeplab_largefov_vgg16",
     "deeplab_v2_resnet101",
     "deeplab_v2_vgg16",

@@ -1,9 +1,10 @@
 """Building a network and filling it with pretrained weights, for every model family.
 
-The builders (``deeplab_v2_resnet101`` ...) only gather arguments and call :func:`build`, which
-resolves the weights (:mod:`deeplabv2.weights`), maps them with the family's
+A family's builders (``deeplab_v2_resnet101`` ...) only gather arguments and call :func:`build`,
+which resolves the weights (:mod:`deeplabv2.weights`), maps them with the family's
 :class:`~deeplabv2.models._checkpoint.CheckpointMapping`, checks them strictly and records what
-was loaded in ``model.class_names`` and ``model.weights_info``.
+was loaded in ``model.class_names`` and ``model.pretrained_info``
+(:class:`~deeplabv2.protocol.PretrainedInfo`).
 """
 
 from __future__ import annotations
@@ -11,20 +12,24 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 
 from ..errors import WeightsFormatError
-from ..version import __version__
-from ..weights import Checkpoint, EvalProtocol, Weights, read_checkpoint, resolve_weights
-from ..weights.files import save_safetensors
-from ..weights.hub import discard
-from ..weights.registry import find_weights
+from ..protocol import EvalProtocol, PretrainedInfo
+from ..weights import (
+    Checkpoint,
+    Weights,
+    discard,
+    find_weights,
+    read_checkpoint,
+    resolve_weights,
+)
 from ._checkpoint import (
-    MAPPINGS,
     CheckpointMapping,
     check_family,
     check_state_dict,
@@ -34,10 +39,7 @@ from ._checkpoint import (
 )
 from ._registry import get_model
 
-__all__ = ["CONVERSION_VERSION", "build", "load_model", "save_weights", "weights_metadata"]
-
-#: Bumped whenever converted files change; stored in every written file's header.
-CONVERSION_VERSION = "2"
+__all__ = ["Loaded", "Pretrained", "build", "load_model", "load_state"]
 
 Pretrained = Union[None, bool, str, os.PathLike, Checkpoint]
 
@@ -88,6 +90,19 @@ def _class_names(checkpoint: Checkpoint, entry: Optional[Weights], num_classes: 
     return tuple(str(n) for n in parsed)
 
 
+def _header_json(checkpoint: Checkpoint, key: str, what: str) -> Any:
+    """A JSON value of the file's header, or None; a malformed one is a corrupt header."""
+    recorded = checkpoint.metadata.get(key)
+    if not recorded:
+        return None
+    try:
+        return json.loads(recorded)
+    except json.JSONDecodeError as error:
+        raise WeightsFormatError(
+            f"{checkpoint.source}: its metadata holds an invalid {what} ({error})"
+        ) from None
+
+
 def _protocol(
     checkpoint: Checkpoint, entry: Optional[Weights], mapping: CheckpointMapping
 ) -> Optional[EvalProtocol]:
@@ -95,11 +110,11 @@ def _protocol(
     says (Caffe files come from the release; the port's ``.pth`` files from the port)."""
     if entry is not None:
         return entry.protocol
-    recorded = checkpoint.metadata.get("protocol")
-    if recorded:
+    recorded = _header_json(checkpoint, "protocol", "test protocol")
+    if recorded is not None:
         try:
-            return EvalProtocol.from_dict(json.loads(recorded))
-        except (json.JSONDecodeError, TypeError, ValueError) as error:
+            return EvalProtocol.from_dict(recorded)
+        except (TypeError, ValueError) as error:
             raise WeightsFormatError(
                 f"{checkpoint.source}: its metadata holds an invalid test protocol ({error})"
             ) from None
@@ -107,6 +122,24 @@ def _protocol(
         return mapping.release_protocol
     dialect = dialect_of(mapping, checkpoint)
     return dialect.protocol if dialect is not None else None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Weights read and mapped for one family.
+
+    Attributes:
+        state: the state dict in the family's keys.
+        num_classes: the head's class count, or None for a backbone.
+        info: what the weights are (``info.has_head`` is ``num_classes is not None``).
+        model_args: the network's constructor arguments recorded in the file (e.g. ASPP rates
+            of a model saved with other rates than its builder's); ``{}`` when none.
+    """
+
+    state: dict[str, torch.Tensor]
+    num_classes: Optional[int]
+    info: PretrainedInfo
+    model_args: dict[str, Any]
 
 
 def load_state(
@@ -118,13 +151,8 @@ def load_state(
     cache_dir: Any = None,
     local_files_only: bool = False,
     progress: bool = True,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Resolve, read and map weights for ``mapping``'s family -> ``(state dict, info)``.
-
-    ``info`` holds ``architecture``, ``weights`` (the registry name or None), ``source``,
-    ``path``, ``num_classes`` (None for a backbone), ``categories``, ``protocol`` (a dict or
-    None) and ``warning`` (None, or what the registry says against some uses).
-    """
+) -> Loaded:
+    """Resolve, read and map weights for ``mapping``'s family."""
     checkpoint, entry = _open(
         pretrained, mapping.architecture, cache_dir, local_files_only, progress
     )
@@ -135,87 +163,134 @@ def load_state(
         backbone_only=backbone_only or (entry is not None and entry.backbone_only),
         new_head=new_head,
     )
-    protocol = _protocol(checkpoint, entry, mapping) if num_classes is not None else None
-    info = {
-        "architecture": mapping.architecture,
-        "weights": entry.name if entry is not None else None,
-        "source": checkpoint.metadata.get("source") or checkpoint.source,
-        "path": checkpoint.path,
-        "num_classes": num_classes,
-        "categories": _class_names(checkpoint, entry, num_classes) if num_classes else (),
-        "protocol": protocol.as_dict() if protocol is not None else None,
-        "warning": entry.warning if entry is not None else None,
-    }
-    return state, info
+    has_head = num_classes is not None
+    model_args = _header_json(checkpoint, "model_args", "network configuration") or {}
+    if not isinstance(model_args, dict):
+        raise WeightsFormatError(
+            f"{checkpoint.source}: its metadata holds an invalid network configuration "
+            f"(expected a JSON object, got {type(model_args).__name__})"
+        )
+    info = PretrainedInfo(
+        name=entry.name if entry is not None else None,
+        source=checkpoint.metadata.get("source") or checkpoint.source,
+        path=checkpoint.path,
+        classes=_class_names(checkpoint, entry, num_classes) if has_head else (),
+        has_head=has_head,
+        protocol=_protocol(checkpoint, entry, mapping) if has_head else None,
+        lineage=_lineage(checkpoint, entry),
+        warning=entry.warning if entry is not None else None,
+    )
+    return Loaded(state, num_classes, info, model_args)
+
+
+def _lineage(checkpoint: Checkpoint, entry: Optional[Weights]) -> tuple[str, ...]:
+    if entry is not None:
+        return entry.lineage
+    recorded = _header_json(checkpoint, "lineage", "lineage")
+    return tuple(str(stage) for stage in recorded) if isinstance(recorded, list) else ()
+
+
+def _check_complete(
+    mapping: CheckpointMapping,
+    make: Callable[[int], nn.Module],
+    loaded: Loaded,
+) -> None:
+    """The file must be complete in itself (a partial head is refused even if it is replaced)."""
+    with torch.device("meta"):
+        reference = make(loaded.num_classes or 1).state_dict()
+    expected = {k: v.shape for k, v in reference.items()}
+    if loaded.num_classes is None:
+        expected = {k: v for k, v in expected.items() if not mapping.is_head(k)}
+        target = f"{mapping.architecture}'s layers outside the head"
+    else:
+        target = f"{mapping.architecture} with {loaded.num_classes} classes"
+    check_state_dict(loaded.state, expected, str(loaded.info.source), target)
+
+
+def _fit_head(mapping: CheckpointMapping, loaded: Loaded, num_classes: Optional[int]) -> Loaded:
+    """Keep the weights' head, or drop it (a warning) for a new head of ``num_classes``."""
+    what = loaded.info.name or loaded.info.source
+    if loaded.num_classes is None and num_classes is None:
+        warnings.warn(
+            f"the weights {what} have no head (a backbone initialisation): the head "
+            "(21 classes) is initialised randomly; pass num_classes= to choose its size",
+            stacklevel=4,
+        )
+    if loaded.num_classes is None or num_classes in (None, loaded.num_classes):
+        return loaded
+    warnings.warn(
+        f"the weights {what} have {loaded.num_classes} classes but num_classes={num_classes}: "
+        "everything but the head is loaded and the head is initialised randomly",
+        stacklevel=4,
+    )
+    state = {k: v for k, v in loaded.state.items() if not mapping.is_head(k)}
+    info = replace(loaded.info, classes=(), has_head=False, protocol=None)
+    return replace(loaded, state=state, num_classes=None, info=info)
 
 
 def build(
     mapping: CheckpointMapping,
-    make: Callable[[int], nn.Module],
+    model_class: Callable[..., nn.Module],
     pretrained: Pretrained,
     num_classes: Optional[int],
     *,
+    fixed: Optional[Mapping[str, Any]] = None,
     cache_dir: Any = None,
     local_files_only: bool = False,
     progress: bool = True,
+    **model_args: Any,
 ) -> nn.Module:
-    """Build ``make(num_classes)`` and load ``pretrained`` into it, strictly.
+    """Build ``model_class(num_classes=..., **fixed, **model_args)`` and load ``pretrained``
+    into it, strictly: what every builder of every family calls.
 
-    Without weights the model is returned as built (in training mode). With them: the class
-    count defaults to the weights'; a different one keeps everything but the head (a warning);
-    a backbone-only file without ``num_classes`` gets a random head (a warning). The result is
-    in eval mode, with ``class_names`` and ``weights_info`` set.
+    Args:
+        mapping: the family's checkpoint mapping.
+        model_class: the family's network class.
+        pretrained: None/False (random initialisation, training mode), True (the registry's
+            default for the family), a registry name, a file, ``hf-hub:...``, or a
+            :class:`~deeplabv2.weights.Checkpoint` already read.
+        num_classes: the head's classes; default: the weights' (21 without weights). Another
+            count than the weights' keeps all but the head (a warning); a backbone-only file
+            without it gets a random head of 21 classes (a warning).
+        fixed: the arguments that define the builder (e.g. ResNet-101's ``blocks``); passing
+            one of them again is refused.
+        cache_dir, local_files_only, progress: where and how weights are fetched.
+        model_args: the class's other arguments (e.g. ``rates``); default: what the weights'
+            file records, else the class's defaults.
+
+    Returns:
+        The model; with weights in eval mode, ``class_names`` and ``pretrained_info`` set.
     """
+    fixed = dict(fixed or {})
+    clash = sorted(fixed.keys() & model_args.keys())
+    if clash:
+        raise ValueError(
+            f"{mapping.architecture} fixes {', '.join(f'{k}={fixed[k]!r}' for k in clash)}; "
+            f"build {getattr(model_class, '__name__', 'the class')} directly for other values"
+        )
     if pretrained is None or pretrained is False:
-        model = make(21 if num_classes is None else num_classes)
-        model.architecture = mapping.architecture
-        return model
-    new_head = num_classes is not None
-    state, info = load_state(
+        return model_class(num_classes=21 if num_classes is None else num_classes, **fixed,
+                           **model_args)  # fmt: skip
+    loaded = load_state(
         mapping,
         pretrained,
-        new_head=new_head,
+        new_head=num_classes is not None,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
     )
-    weights_classes = info["num_classes"]
-    if num_classes is None:
-        num_classes = weights_classes or 21
-    source = str(info["source"])
-    # the file must be complete in itself (a partial head is refused even if it is replaced)
-    with torch.device("meta"):
-        reference = make(weights_classes or 1).state_dict()
-    expected = {k: v.shape for k, v in reference.items()}
-    if weights_classes is None:
-        expected = {k: v for k, v in expected.items() if not mapping.is_head(k)}
-        target = f"{mapping.architecture}'s layers outside the head"
-    else:
-        target = f"{mapping.architecture} with {weights_classes} classes"
-    check_state_dict(state, expected, source, target)
-    what = info["weights"] or source
-    if weights_classes is None and not new_head:
-        warnings.warn(
-            f"the weights {what} have no head (a backbone initialisation): the head "
-            f"({num_classes} classes) is initialised randomly; pass num_classes= to choose its "
-            "size",
-            stacklevel=3,
-        )
-    if weights_classes is not None and weights_classes != num_classes:
-        warnings.warn(
-            f"the weights {what} have {weights_classes} classes but num_classes={num_classes}: "
-            "everything but the head is loaded and the head is initialised randomly",
-            stacklevel=3,
-        )
-        state = {k: v for k, v in state.items() if not mapping.is_head(k)}
-        weights_classes = None
-    if weights_classes is None:
-        info.update(categories=(), protocol=None)
-    model = make(num_classes)
-    model.architecture = mapping.architecture
-    model.load_state_dict(state, strict=False)  # checked above; a new head stays as built
-    model.class_names = tuple(info["categories"])
-    model.weights_info = info
+    recorded = {k: v for k, v in loaded.model_args.items() if k not in fixed}
+    args = {**recorded, **model_args}
+
+    def make(n: int) -> nn.Module:
+        return model_class(num_classes=n, **fixed, **args)
+
+    _check_complete(mapping, make, loaded)
+    loaded = _fit_head(mapping, loaded, num_classes)
+    model = make(num_classes or loaded.num_classes or 21)
+    model.load_state_dict(loaded.state, strict=False)  # checked above; a new head stays as built
+    model.class_names = loaded.info.classes
+    model.pretrained_info = loaded.info
     return model.eval()
 
 
@@ -251,54 +326,3 @@ def load_model(
         kwargs.get("progress", True),
     )
     return get_model(detect_architecture(checkpoint), pretrained=checkpoint, **kwargs)
-
-
-def weights_metadata(
-    architecture: Optional[str],
-    num_classes: Optional[int],
-    source: str,
-    classes: Sequence[str] = (),
-    protocol: Optional[dict[str, Any]] = None,
-) -> dict[str, str]:
-    """The safetensors header of a file this library writes (all values are strings).
-
-    ``architecture`` None (a custom network, not made by a builder) leaves it out.
-    """
-    if architecture is not None and architecture not in MAPPINGS:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(MAPPINGS)}")
-    metadata = {} if architecture is None else {"architecture": architecture}
-    metadata |= {
-        "num_classes": "none" if num_classes is None else str(num_classes),
-        "source": source,
-        "deeplabv2_version": __version__,
-        "conversion_version": CONVERSION_VERSION,
-    }
-    if classes:
-        if num_classes is not None and len(classes) != num_classes:
-            raise ValueError(f"{len(classes)} class names for a head of {num_classes} classes")
-        metadata["classes"] = json.dumps(list(classes))
-    if protocol is not None:
-        metadata["protocol"] = json.dumps(protocol)
-    return metadata
-
-
-def save_weights(
-    model: nn.Module, path: Union[str, os.PathLike], *, force: bool = False, source: str = ""
-) -> os.PathLike:
-    """Write a model's weights to a ``.safetensors`` file that loads back as it is.
-
-    The header records the architecture (when the model came from a builder), the class
-    count and names, and the test protocol (``model.weights_info["protocol"]``), so
-    ``<builder>(pretrained=path)`` restores ``class_names`` and the protocol. Written
-    atomically; an existing file only with ``force``.
-    """
-    architecture = getattr(model, "architecture", None)
-    info = getattr(model, "weights_info", {}) or {}
-    metadata = weights_metadata(
-        architecture,
-        int(model.num_classes),
-        source or str(info.get("source") or "deeplabv2"),
-        getattr(model, "class_names", ()),
-        info.get("protocol"),
-    )
-    return save_safetensors(model.state_dict(), path, metadata, force=force)

@@ -1,19 +1,42 @@
-"""Name -> builder registry behind :func:`list_models` and :func:`get_model`."""
+"""The registries a model family fills: builders by name (:func:`list_models`,
+:func:`get_model`) and checkpoint mappings by architecture (how its weights are read).
+
+A family's file registers itself (``@register_model`` on its builders,
+:func:`register_mapping` for its checkpoint mapping, ``register_weights`` for its weights
+entries); nothing here imports a family, so no import cycle can form.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from torch import nn
 
-__all__ = ["get_model", "list_models", "register_model"]
+if TYPE_CHECKING:
+    from ._checkpoint import CheckpointMapping
+
+__all__ = [
+    "get_mapping",
+    "get_model",
+    "list_mappings",
+    "list_models",
+    "register_mapping",
+    "register_model",
+]
 
 _Builder = TypeVar("_Builder", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MAPPINGS: dict[str, CheckpointMapping] = {}
 
 
 def register_model(builder: _Builder) -> _Builder:
-    """Register a builder function under its own name."""
+    """Register a builder function under its own name (a decorator).
+
+    Raises:
+        ValueError: a builder of that name is registered already.
+    """
+    if builder.__name__ in _MODELS:
+        raise ValueError(f"a model builder {builder.__name__!r} is registered already")
     _MODELS[builder.__name__] = builder
     return builder
 
@@ -30,3 +53,34 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
     return builder(**kwargs)
+
+
+def register_mapping(mapping: CheckpointMapping) -> CheckpointMapping:
+    """Register how the family ``mapping.architecture`` reads checkpoints.
+
+    Raises:
+        ValueError: a mapping for that architecture is registered already.
+    """
+    if mapping.architecture in _MAPPINGS:
+        raise ValueError(f"a checkpoint mapping for {mapping.architecture!r} is registered already")
+    _MAPPINGS[mapping.architecture] = mapping
+    return mapping
+
+
+def list_mappings() -> list[CheckpointMapping]:
+    """Every registered checkpoint mapping, in registration order."""
+    return list(_MAPPINGS.values())
+
+
+def get_mapping(architecture: str) -> CheckpointMapping:
+    """The checkpoint mapping of ``architecture`` (a builder name).
+
+    Raises:
+        ValueError: no family of that name is registered.
+    """
+    try:
+        return _MAPPINGS[architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; known: {', '.join(_MAPPINGS)}"
+        ) from None

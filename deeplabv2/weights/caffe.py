@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._files import read_bytes
 from ..errors import CaffeFormatError
-from .files import read_bytes
 
 __all__ = ["MAX_LAYERS", "CaffeFormatError", "CaffeLayer", "read_caffemodel", "parse_net"]
 

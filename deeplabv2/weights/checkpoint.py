@@ -8,9 +8,10 @@ from typing import Union
 
 import torch
 
+from .._files import check_readable
 from ..errors import WeightsFormatError
 from .caffe import CaffeLayer, read_caffemodel
-from .files import check_readable, read_pth, read_safetensors
+from .files import read_pth, read_safetensors
 
 __all__ = ["FORMATS", "Checkpoint", "read_checkpoint"]
 

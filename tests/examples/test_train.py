@@ -189,7 +189,7 @@ def test_final_weights_load_into_the_full_model(voc: Path, tmp_path: Path) -> No
     result = train.train(config, str(voc), tmp_path / "full")
     model = deeplab_v2_resnet101(pretrained=str(tmp_path / "full" / "final.safetensors"))
     assert model.class_names[15] == "person"  # class names and protocol travel with the file
-    assert model.weights_info["protocol"]["pad_to"] == 513
+    assert model.pretrained_info.protocol.pad_to == 513
     saved = load_file(tmp_path / "full" / "final.safetensors")
     assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
     # the reported score is that of the saved model, computed independently here
@@ -259,7 +259,7 @@ def test_torchrun_from_an_imagenet_init_on_pseudo_labels(tmp_path, pseudo_labels
     assert len(sums) == 2 and sums[0] == sums[1]
     model = deeplab_largefov_vgg16(pretrained=tmp_path / "ddp" / "final.safetensors")
     assert model.class_names == ("background", "a", "b", "c")
-    assert model.weights_info["protocol"]["crf"] == "vgg16-voc"
+    assert model.pretrained_info.protocol.crf == "vgg16-voc"
 
 
 def test_a_non_finite_loss_stops_the_run(voc: Path, tmp_path: Path, monkeypatch) -> None:

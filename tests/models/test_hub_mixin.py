@@ -18,6 +18,7 @@ from deeplabv2.models import (
     deeplab_v2_resnet101,
     load_model,
 )
+from deeplabv2.protocol import EvalProtocol, PretrainedInfo
 
 CLASSES = ("background", "road", "car")
 PROTOCOL = {"msc_mode": "pytorch", "scales": [0.5, 0.75], "pad_to": None, "crf": "vgg16-voc"}
@@ -29,7 +30,9 @@ def tuned() -> DeepLabVGG16:
     torch.manual_seed(0)
     model = deeplab_largefov_vgg16(num_classes=3).eval()
     model.class_names = CLASSES
-    model.weights_info = {"source": "my-training-run", "protocol": PROTOCOL}
+    model.pretrained_info = PretrainedInfo(
+        source="my-training-run", classes=CLASSES, protocol=EvalProtocol.from_dict(PROTOCOL)
+    )
     return model
 
 
@@ -57,7 +60,7 @@ def test_folder_round_trip(tuned, tmp_path: Path) -> None:
         assert line in card
     loaded = DeepLabVGG16.from_pretrained(folder)
     assert loaded.class_names == CLASSES and not loaded.training
-    assert loaded.weights_info["protocol"] == config["protocol"]
+    assert loaded.pretrained_info.protocol.as_dict() == config["protocol"]
     assert same_outputs(tuned, loaded)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from deeplabv2 import MultiScale, convert
 from deeplabv2.cli import main
 from deeplabv2.models import DeepLabVGG16, deeplab_largefov_vgg16, deeplab_v2_vgg16, load_model
-from deeplabv2.models._checkpoint import MAPPINGS
+from deeplabv2.models._registry import get_mapping
 
 from ..weights.caffe_files import write_caffemodel
 from ..weights.vgg_reference import synthetic_vgg_blobs, vgg_forward
@@ -63,7 +63,7 @@ def test_caffemodel_converts_and_matches_the_caffe_forward(tmp_path, release, im
     )
     assert metadata["architecture"] == name  # found from the layer names
     model = builder(pretrained=out)
-    assert model.class_names[3] == "c3" and model.weights_info["protocol"]["crf"] == "vgg16-voc"
+    assert model.class_names[3] == "c3" and model.pretrained_info.protocol.crf == "vgg16-voc"
     reference = Reference(layers, large_fov)
     with torch.no_grad():
         logits, expected = model(image), reference(image)
@@ -91,7 +91,7 @@ def test_dropout_only_in_training(release):
 
 def test_caffe_table_covers_the_state_dict_once(release):
     name, layers, _ = release
-    mapping = MAPPINGS[name]
+    mapping = get_mapping(name)
     table = {**mapping.backbone, **mapping.find_head(layers)}
     assert set(table) == set(layers)  # every release layer, one to one
     keys = [f"{module}.{entry}" for module, _ in table.values() for entry in ("weight", "bias")]
@@ -166,9 +166,9 @@ def test_registry_entries_load_from_the_release_files(tmp_path, monkeypatch, rel
     else:  # a plain .caffemodel download
         (checkpoints / "DeepLab-LargeFOV-train_iter_6000.caffemodel").write_bytes(path.read_bytes())
     model = VARIANTS[name][0](pretrained=True, local_files_only=True)
-    assert model.weights_info["weights"] == f"{name}.voc12"
+    assert model.pretrained_info.name == f"{name}.voc12"
     assert model.class_names[15] == "person"
-    assert model.weights_info["protocol"]["crf"] == "vgg16-voc"
+    assert model.pretrained_info.protocol.crf == "vgg16-voc"
 
 
 def test_cli_predict_with_a_vgg_model(tmp_path, release, capsys):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from deeplabv2.models._builder import load_state
-from deeplabv2.models._checkpoint import RESNET101
+from deeplabv2.models.deeplab_resnet import RESNET101
 
 
 def load(path, backbone_only: bool = False, mapping=RESNET101):
-    """``(state dict, info)``; ``info["num_classes"]`` is None for a backbone."""
-    return load_state(mapping, path, backbone_only=backbone_only)
+    """``(state dict, loaded)``; ``loaded.num_classes`` is None for a backbone."""
+    loaded = load_state(mapping, path, backbone_only=backbone_only)
+    return loaded.state, loaded

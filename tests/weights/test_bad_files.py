@@ -70,7 +70,7 @@ def test_explicit_backbone_only_files_load(tmp_path, voc_state, capsys):
     )
     assert "backbone only" in capsys.readouterr().out
     _, info = load(out)
-    assert info["num_classes"] is None
+    assert info.num_classes is None
     with pytest.warns(UserWarning, match="no head"):
         assert deeplab_v2_resnet101(pretrained=out).num_classes == 21
 

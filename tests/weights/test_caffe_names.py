@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deeplabv2.models import DeepLabV2
-from deeplabv2.models._checkpoint import caffe_block_name, caffe_layer_table
+from deeplabv2.models.deeplab_resnet import caffe_block_name, caffe_layer_table
 
 _ENTRIES = {"conv": ("weight",), "bn": ("running_mean", "running_var"), "scale": ("weight", "bias")}
 

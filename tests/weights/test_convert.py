@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ from deeplabv2 import convert
 from deeplabv2.cli import main
 from deeplabv2.errors import CaffeFormatError, WeightsFormatError, WeightsMismatchError
 from deeplabv2.models import deeplab_v2_resnet101, load_model, save_weights
-from deeplabv2.models._builder import CONVERSION_VERSION
+from deeplabv2.models._convert import CONVERSION_VERSION
 from deeplabv2.weights import get_weights
 from deeplabv2.weights.caffe import read_caffemodel
 
@@ -134,7 +135,7 @@ def test_head_prefix_and_class_count_are_read_from_the_file(tmp_path, release_la
         layers[f"fc1_c{i}"] = ("Convolution", [w, np.zeros(182, np.float32)])
     path = write_caffemodel(tmp_path / "stuff.caffemodel", layers, blobless=False)
     state, info = load(path)
-    assert info["num_classes"] == 182
+    assert info.num_classes == 182
     assert state["aspp.convs.2.weight"].shape == (182, 2048, 3, 3)
     expected = torch.from_numpy(layers["fc1_c1"][1][0])
     torch.testing.assert_close(state["aspp.convs.1.weight"], expected)
@@ -148,7 +149,7 @@ def test_backbone_only_file(tmp_path, release_layers):
     with pytest.raises(WeightsMismatchError, match="cannot find the head.*--backbone-only"):
         load(path)
     state, info = load(path, backbone_only=True)
-    assert info["num_classes"] is None
+    assert info.num_classes is None
     assert not any(k.startswith("aspp.") for k in state)
     bn = release_layers["bn4b3_branch2b"][1]
     torch.testing.assert_close(
@@ -254,7 +255,7 @@ def test_class_names_and_protocol_travel_with_the_file(tmp_path, release_caffemo
     assert main(["convert", str(release_caffemodel), str(named), "--classes", "voc"]) == 0
     model = deeplab_v2_resnet101(pretrained=named)
     assert model.class_names[15] == "person" and len(model.class_names) == 21
-    assert model.weights_info["protocol"] == {
+    assert model.pretrained_info.protocol.as_dict() == {
         "msc_mode": "caffe", "scales": [0.5, 0.75], "pad_to": 513, "crf": "resnet101-voc",
         "mean_bgr": [104.008, 116.669, 122.675],
     }  # fmt: skip
@@ -267,15 +268,15 @@ def test_class_names_and_protocol_travel_with_the_file(tmp_path, release_caffemo
     again = save_weights(model, tmp_path / "again.safetensors")
     reloaded = deeplab_v2_resnet101(pretrained=again)
     assert reloaded.class_names == model.class_names
-    assert reloaded.weights_info["protocol"] == model.weights_info["protocol"]
+    assert reloaded.pretrained_info.protocol.as_dict() == model.pretrained_info.protocol.as_dict()
 
 
 def test_port_files_get_the_port_protocol(tmp_path, release_layers):
     src = tmp_path / "port.pth"
     torch.save(peer_checkpoint(release_layers), src)
     model = deeplab_v2_resnet101(pretrained=src)
-    assert model.weights_info["protocol"]["msc_mode"] == "pytorch"
-    assert model.weights_info["protocol"]["pad_to"] is None
+    assert model.pretrained_info.protocol.msc_mode == "pytorch"
+    assert model.pretrained_info.protocol.pad_to is None
 
 
 def test_load_model_picks_the_network_from_the_weights(voc_safetensors, release_caffemodel):
@@ -293,8 +294,11 @@ def test_trainval_weights_warn_when_evaluated_on_val(tmp_path, voc_safetensors, 
     from ..voc_fixture import write_voc
 
     model = deeplab_v2_resnet101(pretrained=voc_safetensors)
-    model.weights_info["warning"] = get_weights("voc12-trainval").warning
-    model.weights_info["weights"] = "deeplab_v2_resnet101.voc12-trainval"
+    model.pretrained_info = dataclasses.replace(
+        model.pretrained_info,
+        name="deeplab_v2_resnet101.voc12-trainval",
+        warning=get_weights("voc12-trainval").warning,
+    )
     data = VOCSegmentation(write_voc(tmp_path / "voc"), "val", limit=1)
     with pytest.warns(UserWarning, match="voc12-trainval: these weights were trained on VOC"):
         evaluate(Segmenter(model, scales=()), data, progress=False)

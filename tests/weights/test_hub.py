@@ -15,8 +15,7 @@ import torch
 from deeplabv2.data.classes import VOC_CLASSES
 from deeplabv2.errors import WeightsFormatError, WeightsUnavailableError
 from deeplabv2.models import deeplab_v2_resnet101
-from deeplabv2.weights import Weights, registry
-from deeplabv2.weights.hub import sha256sum
+from deeplabv2.weights import Weights, registry, sha256sum
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 HUB_NAME = "deeplab_v2_resnet101.test-hub"
@@ -96,7 +95,7 @@ def test_prepopulated_hub_cache_loads_without_network(
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert model.class_names == VOC_CLASSES
-    assert model.weights_info["weights"] == HUB_NAME
+    assert model.pretrained_info.name == HUB_NAME
     # An unpinned hf-hub: spec asks the Hub for the newest revision unless told to stay offline.
     spec = deeplab_v2_resnet101(
         pretrained="hf-hub:deeplabv2-tests/voc", cache_dir=tmp_path, local_files_only=True
@@ -139,7 +138,7 @@ def test_release_zip_in_the_torch_hub_cache(
         archive.write(release_caffemodel, "prototxt_and_model/train2_iter_20000.caffemodel")
     model = deeplab_v2_resnet101(pretrained=True, local_files_only=True)
     assert model.class_names[15] == "person"
-    assert model.weights_info["weights"] == "deeplab_v2_resnet101.voc12"
+    assert model.pretrained_info.name == "deeplab_v2_resnet101.voc12"
     extracted = torch_home / "deeplab_v2_resnet101.voc12.caffemodel"
     assert extracted.stat().st_size == release_caffemodel.stat().st_size
     reference = deeplab_v2_resnet101(pretrained=release_caffemodel)
@@ -215,12 +214,12 @@ def test_unreachable_hub_fails_fast_with_one_message(tmp_path, monkeypatch, sile
 def test_unreachable_release_url_fails_fast(torch_home, monkeypatch, silent_server):
     import time
 
-    from deeplabv2.weights import hub
+    from deeplabv2.weights import download
 
     url = f"{silent_server}/prototxt_and_model.zip"
     entry = dataclasses.replace(hub_entry(), tag="test-url", hf_revision=None, url=url)
     monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
-    monkeypatch.setattr(hub, "_TIMEOUT", 1.0)
+    monkeypatch.setattr(download, "_TIMEOUT", 1.0)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailableError, match="prototxt_and_model.zip"):

@@ -39,7 +39,7 @@ def torch_home(tmp_path, monkeypatch):
 def test_torchvision_weights_map_onto_the_caffe_input(tmp_path, torchvision_state, torch_home):
     torch.save(torchvision_state, torch_home / "models-resnet101-63fe2227.pth")
     model = deeplab_v2_resnet101(pretrained="torchvision-imagenet", num_classes=5)
-    assert model.weights_info["weights"] == "deeplab_v2_resnet101.torchvision-imagenet"
+    assert model.pretrained_info.name == "deeplab_v2_resnet101.torchvision-imagenet"
     key = "layer3.7.conv2.weight"
     assert torch.equal(model.backbone.layer3[7].conv2.weight, torchvision_state[key])
     # the stem on the Caffe input equals torchvision's stem on its own input (away from the

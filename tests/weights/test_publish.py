@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from deeplabv2.publish import publish
-from deeplabv2.weights.hub import sha256sum
+from deeplabv2.weights import sha256sum
 
 
 class RecordingApi:

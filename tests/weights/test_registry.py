@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from deeplabv2.models import get_model, list_models
-from deeplabv2.models._builder import weights_metadata
-from deeplabv2.models._checkpoint import MAPPINGS
-from deeplabv2.weights import EvalProtocol, get_weights, list_weights, save_safetensors
+from deeplabv2.models._convert import weights_metadata
+from deeplabv2.models._registry import get_mapping, list_mappings
+from deeplabv2.protocol import EvalProtocol, PretrainedInfo
+from deeplabv2.weights import get_weights, list_weights, save_safetensors
 from deeplabv2.weights.registry import DEFAULT_WEIGHTS
 
 NAMES = list_weights()
@@ -41,7 +42,7 @@ def test_required_names_and_defaults():
 @pytest.mark.parametrize("name", NAMES)
 def test_schema(name):
     weights = get_weights(name)
-    assert weights.name == name and weights.architecture in MAPPINGS
+    assert weights.name == name and weights.architecture in {m.architecture for m in list_mappings()}
     assert weights.hf_revision is None or re.fullmatch(r"[0-9a-f]{40}", weights.hf_revision)
     assert weights.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", weights.sha256)
     assert weights.url.startswith(("http://", "https://"))
@@ -63,7 +64,7 @@ def _state(weights, device=None) -> dict:
     """The state dict the weights fill: everything but the head for a backbone."""
     with torch.device(device or "cpu"):
         model = get_model(weights.architecture, num_classes=weights.num_classes or 21)
-    mapping = MAPPINGS[weights.architecture]
+    mapping = get_mapping(weights.architecture)
     return {
         k: v
         for k, v in model.state_dict().items()
@@ -99,9 +100,13 @@ def test_num_params_and_ops_are_recomputed(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_file_size_is_recomputed(tmp_path, name):
     weights = get_weights(name)
-    protocol = weights.protocol.as_dict() if weights.protocol else None
-    metadata = weights_metadata(
-        weights.architecture, weights.num_classes, name, weights.categories, protocol
+    info = PretrainedInfo(
+        name=name,
+        source=name,
+        classes=weights.categories,
+        protocol=weights.protocol,
+        lineage=weights.lineage,
     )
+    metadata = weights_metadata(weights.architecture, weights.num_classes, info)
     path = save_safetensors(_state(weights), tmp_path / "w.safetensors", metadata)
     assert round(path.stat().st_size / 1e6, 1) == weights.meta["_file_size"]

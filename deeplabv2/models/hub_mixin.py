@@ -20,12 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from ..errors import WeightsMismatchError
+from .._files import atomic_write, check_destination
+from ..errors import WeightsFormatError, WeightsMismatchError
 from ..version import __version__
-from ..weights import atomic_write
-from ..weights.files import check_destination
-from ..weights.hub import _hf_download, sha256sum
-from ..weights.registry import EvalProtocol
+from ..weights import hf_download, sha256sum
 
 __all__ = [
     "CARD_NAME",
@@ -58,8 +56,12 @@ def hub_config(
     class_names: Sequence[str],
     protocol: Optional[Mapping[str, Any]],
     source: str,
+    *,
+    lineage: Sequence[str] = (),
+    model_args: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
-    """The ``config.json`` of a model folder."""
+    """The ``config.json`` of a model folder (``model_args``: the network's constructor
+    arguments besides ``num_classes``, e.g. its ASPP rates)."""
     return {
         "library_name": "deeplabv2",
         "deeplabv2_version": __version__,
@@ -67,6 +69,8 @@ def hub_config(
         "num_classes": num_classes,
         "class_names": list(class_names),
         "protocol": dict(protocol) if protocol else None,
+        "lineage": list(lineage),
+        "model_args": dict(model_args or {}),
         "source": source,
         "weights": WEIGHTS_NAME,
     }
@@ -119,7 +123,7 @@ def model_card(
             "```python",
             "from deeplabv2.models import load_model",
             'model = load_model("hf-hub:<this repository>")  # or '
-            f"{_class_name(config['architecture'])}.from_pretrained(...)",
+            f'deeplabv2.models.{config["architecture"]}(pretrained="hf-hub:<this repository>")',
             "```",
             "",
             f"- architecture: `{config['architecture']}`",
@@ -127,6 +131,7 @@ def model_card(
             "- input: BGR float32 in 0..255 minus the mean (B, G, R) = "
             f"{protocol.get('mean_bgr', 'the ImageNet mean of the release')}",
             f"- test protocol: {json.dumps(protocol) if protocol else 'n/a'}",
+            f"- trained on (oldest first): {' -> '.join(config.get('lineage') or ()) or 'n/a'}",
             f"- source: {config.get('source') or 'n/a'}",
             f"- `{WEIGHTS_NAME}` SHA-256: `{sha256}`",
             f"- licence: {license_text or license}",
@@ -150,10 +155,6 @@ def _metrics_table(metrics: Optional[Metrics]) -> list[str]:
         for dataset, values in metrics.items()
     ]
     return ["| dataset | metrics | source |", "|---|---|---|", *rows, ""]
-
-
-def _class_name(architecture: str) -> str:
-    return "DeepLabV2" if "resnet" in architecture else "DeepLabVGG16"
 
 
 def write_folder(
@@ -183,6 +184,22 @@ def write_folder(
     for name, text in texts.items():
         atomic_write(paths[name], _text_writer(text), force=force)
     return paths
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A folder's ``config.json`` as a dict; anything else is a clear error."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsFormatError(
+            f"{path}: not valid JSON ({error}); write the folder again with save_pretrained"
+        ) from None
+    if not isinstance(config, dict):
+        raise WeightsFormatError(
+            f"{path}: expected a JSON object, got {type(config).__name__}; write the folder "
+            "again with save_pretrained"
+        )
+    return config
 
 
 def _text_writer(text: str) -> Callable[[str], None]:
@@ -243,23 +260,25 @@ class HubMixin:
         Returns:
             The directory.
         """
-        from ._builder import save_weights
+        from ._convert import save_weights
+        from ._registry import list_models
 
         architecture = getattr(self, "architecture", None)
         if architecture is None:
             raise ValueError(
-                "save_pretrained needs a network made by a builder (deeplab_v2_resnet101, "
-                "deeplab_v2_vgg16, deeplab_largefov_vgg16), which from_pretrained can rebuild; "
-                "for a custom network use deeplabv2.models.save_weights"
+                f"save_pretrained needs a network made by a builder ({', '.join(list_models())}),"
+                " which from_pretrained can rebuild; for a custom network use "
+                "deeplabv2.models.save_weights"
             )
-        info = getattr(self, "weights_info", {}) or {}
-        protocol = info.get("protocol")
+        info = getattr(self, "pretrained_info", None)
         config = hub_config(
             architecture,
             int(self.num_classes),
             tuple(getattr(self, "class_names", ())),
-            EvalProtocol.from_dict(protocol).as_dict() if protocol else None,
-            str(info.get("source") or "deeplabv2"),
+            info.protocol.as_dict() if info is not None and info.protocol is not None else None,
+            (info.source if info is not None else "") or "deeplabv2",
+            lineage=info.lineage if info is not None else (),
+            model_args=getattr(self, "model_args", None),
         )
         write_folder(
             save_directory,
@@ -314,13 +333,18 @@ class HubMixin:
                     f"{repo!r} is neither a directory nor a Hub repository id 'owner/name'"
                 )
             config_path = Path(
-                _hf_download(repo, CONFIG_NAME, revision, cache_dir, local_files_only)
+                hf_download(repo, CONFIG_NAME, revision, cache_dir, local_files_only)
             )
             weights_path = Path(
-                _hf_download(repo, WEIGHTS_NAME, revision, cache_dir, local_files_only)
+                hf_download(repo, WEIGHTS_NAME, revision, cache_dir, local_files_only)
             )
-        config = json.loads(config_path.read_text())
+        config = _read_config(config_path)
         architecture = config.get("architecture")
+        if not isinstance(architecture, str):
+            raise WeightsFormatError(
+                f"{config_path}: 'architecture' must be a builder name, got {architecture!r}; "
+                "the file is not a config.json written by save_pretrained"
+            )
         model = get_model(architecture, pretrained=str(weights_path))
         if not isinstance(model, cls):
             raise WeightsMismatchError(

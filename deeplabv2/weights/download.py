@@ -18,11 +18,11 @@ from typing import Optional, Union
 
 import torch
 
+from .._files import atomic_write
 from ..errors import WeightsFormatError, WeightsUnavailableError
-from .files import atomic_write
 from .registry import Weights, get_weights
 
-__all__ = ["discard", "resolve_weights", "sha256sum"]
+__all__ = ["discard", "hf_download", "resolve_weights", "sha256sum"]
 
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
 # Seconds one network request may take before the weights count as unavailable: one short
@@ -71,7 +71,7 @@ def _hub_timeout() -> float:
         return _TIMEOUT
 
 
-def _hf_download(
+def hf_download(
     repo_id: str,
     filename: str,
     revision: Optional[str],
@@ -219,7 +219,7 @@ def _fetch(weights: Weights, cache_dir, local_files_only: bool, progress: bool) 
         path = _manual(weights)
     elif weights.hf_revision is not None:
         path = Path(
-            _hf_download(
+            hf_download(
                 weights.hf_repo, weights.hf_filename, weights.hf_revision, cache_dir,
                 local_files_only,
             )
@@ -280,7 +280,7 @@ def resolve_weights(
         if len(parts) < 2 or not all(parts[:2]):
             raise ValueError(f"expected 'hf-hub:<owner>/<repo>[/<filename>]', got {pretrained!r}")
         filename = "/".join(parts[2:]) or "model.safetensors"
-        path = _hf_download("/".join(parts[:2]), filename, None, cache_dir, local_files_only)
+        path = hf_download("/".join(parts[:2]), filename, None, cache_dir, local_files_only)
         return Path(path), None, True
     looks_like_path = pretrained.lower().endswith(_SUFFIXES) or os.sep in pretrained
     if os.path.exists(pretrained) or looks_like_path:

@@ -1,0 +1,138 @@
+"""How weights are evaluated (:class:`EvalProtocol`) and what a model's weights are
+(:class:`PretrainedInfo`): plain typed data at the bottom of the package.
+
+The release's protocol and the PyTorch port's are stated here once; every door (the
+:class:`~deeplabv2.Segmenter`, the CLI, the demo, ONNX export, the training example) starts from
+the protocol of the model's weights (:func:`protocol_of`) and applies only what the user
+overrode (``dataclasses.replace``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+from .data.transforms import CAFFE_MEAN_BGR
+
+__all__ = [
+    "PORT_PROTOCOL",
+    "RELEASE_PROTOCOL",
+    "VGG_RELEASE_PROTOCOL",
+    "EvalProtocol",
+    "PretrainedInfo",
+    "protocol_of",
+]
+
+_MSC_MODES = ("caffe", "pytorch")
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How weights are evaluated, as their authors did it.
+
+    Attributes:
+        msc_mode: resizing of the multi-scale inputs: ``"caffe"`` (the release's ``Interp``
+            layer) or ``"pytorch"`` (the PyTorch port's ``F.interpolate``); see
+            :class:`deeplabv2.msc.MultiScale`.
+        scales: the extra input scales of multi-scale testing (besides 1.0); ``()`` for a
+            single scale.
+        pad_to: images are padded at the bottom/right with the mean to this square size
+            (the release: 513), or None to run them at their own size (the PyTorch port).
+        crf: the name of the dense CRF preset (:data:`deeplabv2.crf.PRESETS`).
+        mean_bgr: the per-channel mean (B, G, R) subtracted from the input (the release's
+            ImageNet mean; a network trained with another keeps it here).
+    """
+
+    msc_mode: str = "caffe"
+    scales: tuple[float, ...] = (0.5, 0.75)
+    pad_to: Optional[int] = 513
+    crf: str = "resnet101-voc"
+    mean_bgr: tuple[float, float, float] = CAFFE_MEAN_BGR
+
+    def __post_init__(self) -> None:
+        if self.msc_mode not in _MSC_MODES:
+            raise ValueError(f"msc_mode must be one of {_MSC_MODES}, got {self.msc_mode!r}")
+        pad_to = self.pad_to
+        if pad_to is not None and (not isinstance(pad_to, int) or pad_to < 1 or (pad_to - 1) % 8):
+            raise ValueError(f"pad_to must be of the form 8k + 1 (e.g. 513) or None, got {pad_to}")
+        scales = tuple(float(s) for s in self.scales)
+        if any(not 0 < s for s in scales):
+            raise ValueError(f"scales must be positive, got {self.scales}")
+        object.__setattr__(self, "scales", scales)
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"mean_bgr must hold 3 values (B, G, R), got {self.mean_bgr}")
+        object.__setattr__(self, "mean_bgr", tuple(float(m) for m in self.mean_bgr))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The protocol as plain JSON-able values."""
+        values = asdict(self)
+        values["scales"] = list(self.scales)
+        values["mean_bgr"] = list(self.mean_bgr)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvalProtocol:
+        """Inverse of :meth:`as_dict`; unknown keys are refused."""
+        if not isinstance(values, dict):
+            raise ValueError(f"a test protocol is a JSON object, got {type(values).__name__}")
+        unknown = set(values) - {"msc_mode", "scales", "pad_to", "crf", "mean_bgr"}
+        if unknown:
+            raise ValueError(f"unknown test protocol keys {sorted(unknown)}")
+        values = dict(values)
+        for key in ("scales", "mean_bgr"):
+            if key in values:
+                values[key] = tuple(float(s) for s in values[key])
+        return cls(**values)
+
+
+#: The Caffe release's protocol: MSC with ``Interp`` sizes, 513x513 mean padding, its CRF.
+RELEASE_PROTOCOL = EvalProtocol()
+#: The VGG-16 release's: the same with the VGG-16 CRF settings.
+VGG_RELEASE_PROTOCOL = EvalProtocol(crf="vgg16-voc")
+#: The PyTorch port's (kazuto1011/deeplab-pytorch): its MSC resizing, images at their own size.
+PORT_PROTOCOL = EvalProtocol(msc_mode="pytorch", pad_to=None)
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """What a model's loaded weights are (``model.pretrained_info``; None without weights).
+
+    Attributes:
+        name: the registry name (``"deeplab_v2_resnet101.voc12"``), or None for a file.
+        source: where the weights came from (the original file, URL or training run).
+        path: the file that was read, or None (weights made in memory).
+        classes: the head's class names, index = output channel; ``()`` when the file names
+            none or when no head was loaded.
+        has_head: whether the head came with the weights (False: a backbone initialisation,
+            or a new head of another class count).
+        protocol: how the weights were evaluated (None for an initialisation).
+        lineage: the training stages the weights went through, oldest first, each naming
+            its data and its labels (``("ImageNet (image labels)", ...)``); ``()`` if unknown.
+        warning: what the registry says against some uses (e.g. trained on VOC val), or None.
+    """
+
+    name: Optional[str] = None
+    source: str = ""
+    path: Optional[str] = None
+    classes: tuple[str, ...] = ()
+    has_head: bool = True
+    protocol: Optional[EvalProtocol] = None
+    lineage: tuple[str, ...] = ()
+    warning: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain JSON-able values (the protocol as a dict)."""
+        values = asdict(self)
+        values["classes"] = list(self.classes)
+        values["lineage"] = list(self.lineage)
+        values["protocol"] = None if self.protocol is None else self.protocol.as_dict()
+        return values
+
+
+def protocol_of(model: Any) -> EvalProtocol:
+    """The test protocol of a model: its weights' (``model.pretrained_info.protocol``), else
+    its family's (``model.default_protocol``), else the release's."""
+    info = getattr(model, "pretrained_info", None)
+    if info is not None and info.protocol is not None:
+        return info.protocol
+    return getattr(model, "default_protocol", None) or RELEASE_PROTOCOL

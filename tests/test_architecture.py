@@ -1,0 +1,144 @@
+"""The package's import structure (docs/architecture.md): the layers import one way down and no
+import cycle exists. Read from the source with ``ast``: every import counts, also those inside
+functions."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "deeplabv2"
+
+#: What a lower layer must never import (module-name prefixes).
+FORBIDDEN = {
+    "deeplabv2.protocol": ("models", "crf", "segmenter", "cli", "weights", "pipeline"),
+    "deeplabv2.weights": ("models", "crf", "segmenter", "cli", "pipeline", "evaluate"),
+    "deeplabv2.data": ("models", "crf", "segmenter", "cli", "weights", "pipeline", "protocol"),
+    "deeplabv2._files": ("models", "crf", "segmenter", "cli", "weights", "data", "protocol"),
+    "deeplabv2.errors": ("models", "crf", "segmenter", "cli", "weights", "data", "protocol"),
+    "deeplabv2.models": ("crf", "segmenter", "cli", "pipeline", "evaluate"),
+    "deeplabv2.crf": ("models", "segmenter", "cli", "weights", "pipeline", "evaluate"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package's modules that ``path`` imports at run time (a package counts as its
+    ``__init__``; imports under ``if TYPE_CHECKING:`` do not count)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }  # imports for type checkers only never run
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" for alias in node.names]
+            if any(target not in known for target in targets):  # a name, not only submodules
+                targets.append(base)
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports_of(name, path, set(known)) for name, path in known.items()}
+
+
+def test_the_walk_sees_the_imports(graph):
+    """The walk itself works: known edges are found (so the checks below can fail)."""
+    assert "deeplabv2.protocol" in graph["deeplabv2.models._builder"]
+    assert "deeplabv2.models.deeplab_resnet" in graph["deeplabv2.models"]
+    assert "deeplabv2.weights.registry" in graph["deeplabv2.weights"]
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_lower_layers_import_no_higher_one(graph, layer):
+    bad = []
+    for name, targets in graph.items():
+        if name != layer and not name.startswith(layer + "."):
+            continue
+        for target in targets:
+            for forbidden in FORBIDDEN[layer]:
+                full = f"deeplabv2.{forbidden}"
+                if target == full or target.startswith(full + "."):
+                    bad.append(f"{name} imports {target}")
+    assert not bad, "\n".join(bad)
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle (as a path that ends where it starts), or [] if there is none."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target) :] + [target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return []
+
+
+def test_no_import_cycle(graph):
+    # the package's __init__ files re-export their modules; a module importing its own
+    # package's __init__ would close a cycle through it, which is what this test forbids
+    assert find_cycle(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_is_very_long():
+    """Modules stay small (one purpose each); the families' files hold data (weights
+    entries) and are allowed more."""
+    limits = {"deeplabv2.models.deeplab_resnet": 560}
+    long = [
+        f"{name}: {n} lines"
+        for name, path in modules().items()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > limits.get(name, 420)
+    ]
+    assert not long, "\n".join(long)
