@@ -37,8 +37,6 @@ MAX_BLOB_AXES = 4
 _V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution"}
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
-# One-byte keys of unpacked BlobProto.data (field 5, fixed32) and double_data (8, fixed64).
-_FLOAT_KEY, _DOUBLE_KEY = 5 << 3 | _FIXED32, 8 << 3 | _FIXED64
 
 
 @dataclass
@@ -113,19 +111,43 @@ def _packed(buf: memoryview, span: tuple[int, int], dtype: str) -> np.ndarray:
     return np.frombuffer(buf[start:end], dtype=dtype)
 
 
-def _unpacked_run(buf: memoryview, key_pos: int, end: int, key: int, dtype: str):
-    """Decode the run of unpacked one-value fields that starts at ``key_pos``, vectorised.
+def _run_length(buf: memoryview, key_pos: int, end: int, key: int, stride: int) -> int:
+    """How many records of ``stride`` bytes, each starting with the one-byte ``key``, follow
+    one another from ``key_pos`` (the first one is known to).
 
-    Each field is its one-byte ``key`` followed by the value; the run continues while the next
-    record starts with the same key. Returns ``(values, position after the run)``.
+    A run of one (a value between other fields) is answered without numpy; longer runs are
+    checked in windows that double in size, so a run costs time in proportion to its own
+    length, never to the rest of the message (which made parsing quadratic).
     """
-    stride = 1 + np.dtype(dtype).itemsize
-    raw = np.frombuffer(buf, dtype=np.uint8, count=end - key_pos, offset=key_pos)
-    count = len(raw) // stride
-    other = np.flatnonzero(raw[: count * stride : stride] != key)
-    count = int(other[0]) if other.size else count
-    values = raw[: count * stride].reshape(count, stride)[:, 1:].copy().view(dtype).ravel()
-    return values, key_pos + count * stride
+    available = (end - key_pos) // stride
+    if available < 2 or buf[key_pos + stride] != key:
+        return min(available, 1)
+    raw = np.frombuffer(buf, dtype=np.uint8, count=available * stride, offset=key_pos)
+    count, window = 2, 16
+    while count < available:
+        stop = min(available, count + window)
+        other = np.flatnonzero(raw[count * stride : stop * stride : stride] != key)
+        if other.size:
+            return count + int(other[0])
+        count, window = stop, window * 2
+    return available
+
+
+class _Runs:
+    """Runs of unpacked one-value fields (``start``, ``count``), decoded in one vectorised
+    step however many there are."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype, self.starts, self.counts = dtype, [], []
+
+    def decode(self, buf: memoryview) -> np.ndarray:
+        """The values of every run, in order: the runs' records side by side (a view when
+        there is one run), their key bytes dropped."""
+        stride = 1 + np.dtype(self.dtype).itemsize
+        raw = np.frombuffer(buf, dtype=np.uint8)
+        pieces = [raw[s : s + c * stride] for s, c in zip(self.starts, self.counts)]
+        records = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return records.reshape(-1, stride)[:, 1:].copy().view(self.dtype).ravel()
 
 
 def _varints(buf: memoryview, wire: int, value, out: list[int]) -> None:
@@ -142,27 +164,39 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _data(
+    buf: memoryview, parts: list, wire: int, value: tuple[int, int], end: int, dtype: str
+) -> int:
+    """Add a float/double field (packed bytes, or the start of a run of unpacked values) to
+    ``parts``; returns where parsing goes on."""
+    if wire == _BYTES:
+        parts.append(_packed(buf, value, dtype))
+        return value[1]
+    size = np.dtype(dtype).itemsize
+    key_pos = value[0] - 1
+    count = _run_length(buf, key_pos, end, buf[key_pos], 1 + size)
+    if not parts or not isinstance(parts[-1], _Runs):
+        parts.append(_Runs(dtype))
+    parts[-1].starts.append(key_pos)
+    parts[-1].counts.append(count)
+    return key_pos + count * (1 + size)
+
+
 def _blob(buf: memoryview, start: int, end: int, where: str) -> np.ndarray:
     legacy = {1: 1, 2: 1, 3: 1, 4: 1}
     has_legacy = False
     dims: list[int] = []
-    floats: list[np.ndarray] = []
-    doubles: list[np.ndarray] = []
+    floats: list = []
+    doubles: list = []
     fields = _Fields(buf, start, end)
     for number, wire, value in fields:
         if number in legacy and wire == _VARINT:
             legacy[number] = _signed(value)
             has_legacy = True
-        elif number == 5 and wire == _BYTES:
-            floats.append(_packed(buf, value, "<f4"))
-        elif number == 5 and wire == _FIXED32:
-            run, fields.pos = _unpacked_run(buf, value[0] - 1, end, _FLOAT_KEY, "<f4")
-            floats.append(run)
-        elif number == 8 and wire == _BYTES:
-            doubles.append(_packed(buf, value, "<f8"))
-        elif number == 8 and wire == _FIXED64:
-            run, fields.pos = _unpacked_run(buf, value[0] - 1, end, _DOUBLE_KEY, "<f8")
-            doubles.append(run)
+        elif number == 5 and wire in (_BYTES, _FIXED32):
+            fields.pos = _data(buf, floats, wire, value, end, "<f4")
+        elif number == 8 and wire in (_BYTES, _FIXED64):
+            fields.pos = _data(buf, doubles, wire, value, end, "<f8")
         elif number == 7 and wire == _BYTES:
             for sub, sub_wire, sub_value in _Fields(buf, *value):
                 if sub == 1:
@@ -172,7 +206,7 @@ def _blob(buf: memoryview, start: int, end: int, where: str) -> np.ndarray:
                             f"{where}: a blob with more than {MAX_BLOB_AXES} axes; DeepLab's "
                             "Caffe weights have at most 4 (this is not a DeepLab model)"
                         )
-    parts = floats or doubles
+    parts = [p.decode(buf) if isinstance(p, _Runs) else p for p in floats or doubles]
     size = sum(part.size for part in parts)
     shape = [_signed(d) for d in dims] if dims else [legacy[n] for n in (1, 2, 3, 4)]
     if not dims and not has_legacy:
@@ -181,8 +215,10 @@ def _blob(buf: memoryview, start: int, end: int, where: str) -> np.ndarray:
         raise CaffeFormatError(
             f"{where}: blob shape {tuple(shape)} does not match its {size} values"
         )
-    data = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-    return data.astype(np.float32).reshape(shape)
+    if not parts:
+        return np.zeros(shape, dtype=np.float32)
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return data.astype(np.float32, copy=False).reshape(shape)
 
 
 def _layer(buf: memoryview, start: int, end: int, v1: bool) -> CaffeLayer:

@@ -42,7 +42,9 @@ def test_required_names_and_defaults():
 @pytest.mark.parametrize("name", NAMES)
 def test_schema(name):
     weights = get_weights(name)
-    assert weights.name == name and weights.architecture in {m.architecture for m in list_mappings()}
+    assert weights.name == name and weights.architecture in {
+        m.architecture for m in list_mappings()
+    }
     assert weights.hf_revision is None or re.fullmatch(r"[0-9a-f]{40}", weights.hf_revision)
     assert weights.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", weights.sha256)
     assert weights.url.startswith(("http://", "https://"))
