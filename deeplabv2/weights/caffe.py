@@ -218,7 +218,9 @@ def _blob(buf: memoryview, start: int, end: int, where: str) -> np.ndarray:
     if not parts:
         return np.zeros(shape, dtype=np.float32)
     data = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return data.astype(np.float32, copy=False).reshape(shape)
+    if data.dtype != np.float32 or not data.flags.writeable:  # packed data views the file
+        data = data.astype(np.float32)
+    return data.reshape(shape)
 
 
 def _layer(buf: memoryview, start: int, end: int, v1: bool) -> CaffeLayer:

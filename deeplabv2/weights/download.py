@@ -10,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import shutil
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -43,15 +42,34 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _hub_blob(link: Path) -> Optional[Path]:
+    """The blob a Hugging Face cache link points to, if it is where the cache keeps it: the
+    ``blobs/`` folder of the same repository folder (``models--o--r/snapshots/<rev>/<file>`` ->
+    ``models--o--r/blobs/<hash>``); None for a link that points anywhere else."""
+    for ancestor in link.parents:
+        if ancestor.parent.name == "snapshots":
+            blobs = ancestor.parent.parent / "blobs"
+            target = Path(os.path.realpath(link))
+            inside = target.parent == Path(os.path.realpath(blobs))
+            return target if inside and not target.is_symlink() else None
+    return None
+
+
 def discard(path: Union[str, os.PathLike]) -> None:
-    """Remove a cached file (and the blob a Hub-cache symlink points to) so it is not reused."""
+    """Remove a cached file so that it is not reused, never following a link out of the cache.
+
+    A link is removed itself; the file it points to is removed only when it is the blob of a
+    Hugging Face cache link inside the same repository's ``blobs/`` folder. Whatever else a
+    link points to (anyone who can write into a shared cache can plant one) is left alone.
+    """
     path = Path(path)
-    target = path.resolve()
-    for item in {path, target}:
-        try:
-            item.unlink()
-        except FileNotFoundError:
-            pass
+    if path.is_symlink():
+        blob = _hub_blob(path)
+        path.unlink()
+        if blob is not None:
+            blob.unlink(missing_ok=True)
+    elif path.is_file():
+        path.unlink()
 
 
 def _unavailable(what: str, where: str, error: BaseException) -> WeightsUnavailableError:
@@ -151,24 +169,53 @@ def _cache_name(url: str) -> str:
     return f"{parent.rpartition('/')[2]}-{name}"
 
 
-def _extract(archive: Path, pattern: str, target: Path) -> None:
-    """Extract the one member of ``archive`` whose file name matches ``pattern`` to ``target``."""
+#: The largest archive member extracted for an entry whose size is not recorded.
+MAX_MEMBER_BYTES = 1 << 30
+
+
+def member_limit(weights: Weights) -> int:
+    """The most bytes an archive member of ``weights`` may hold: twice the size of the
+    converted file (a ``.caffemodel`` stores the same float32 values, plus layer names and
+    training copies of shared layers), at least 64 MB; :data:`MAX_MEMBER_BYTES` if unknown."""
+    if not weights.file_size:
+        return MAX_MEMBER_BYTES
+    return max(int(2 * weights.file_size * 1e6), 64 << 20)
+
+
+def _extract(archive: Path, pattern: str, target: Path, limit: int) -> None:
+    """Stream the one member of ``archive`` whose file name matches ``pattern`` to ``target``;
+    a member larger than ``limit`` bytes (declared, or found while reading) is refused and the
+    archive removed from the cache."""
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = [
-                n for n in zipped.namelist() if fnmatch.fnmatchcase(n.rsplit("/", 1)[-1], pattern)
+                info
+                for info in zipped.infolist()
+                if fnmatch.fnmatchcase(info.filename.rsplit("/", 1)[-1], pattern)
             ]
             if len(members) != 1:
+                names = ", ".join(info.filename for info in members) or "none"
+                raise zipfile.BadZipFile(f"{len(members)} members match {pattern!r}: {names}")
+            if members[0].file_size > limit:
                 raise zipfile.BadZipFile(
-                    f"{len(members)} members match {pattern!r}: " + (", ".join(members) or "none")
+                    f"{members[0].filename} declares {members[0].file_size:,} bytes, more than "
+                    f"the {limit:,} such weights can take"
                 )
 
             def extract(tmp: str) -> None:
+                written = 0
                 with zipped.open(members[0]) as source, open(tmp, "wb") as sink:
-                    shutil.copyfileobj(source, sink, 1 << 20)
+                    while chunk := source.read(1 << 20):
+                        written += len(chunk)
+                        if written > limit:
+                            raise zipfile.BadZipFile(
+                                f"{members[0].filename} holds more than the {limit:,} bytes "
+                                "such weights can take"
+                            )
+                        sink.write(chunk)
 
             atomic_write(target, extract, force=True)
-    except (zipfile.BadZipFile, OSError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
         discard(archive)
         raise WeightsFormatError(
             f"{archive} is not a valid release archive holding {pattern} "
@@ -196,7 +243,7 @@ def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> P
         except OSError as error:  # urllib raises URLError, HTTPError, timeouts...
             raise _unavailable(f"the {weights.name!r} weights", weights.url, error) from None
     if weights.url_member is not None:
-        _extract(archive, weights.url_member, target)
+        _extract(archive, weights.url_member, target, member_limit(weights))
     return target
 
 

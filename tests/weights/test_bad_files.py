@@ -210,6 +210,7 @@ def test_unpacked_floats_between_one_byte_fields_parse_in_linear_time(tmp_path):
     _, layers = read_caffemodel(path)
     elapsed = time.perf_counter() - start
     np.testing.assert_array_equal(layers[0].blobs[0], np.arange(floats, dtype=np.float32))
+    assert layers[0].blobs[0].flags.writeable  # torch.from_numpy takes it without a warning
     assert elapsed < 2.0, f"took {elapsed:.1f} s"
 
 

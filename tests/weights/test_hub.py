@@ -226,3 +226,56 @@ def test_unreachable_release_url_fails_fast(torch_home, monkeypatch, silent_serv
         deeplab_v2_resnet101(pretrained="test-url")
     assert time.perf_counter() - start < 4.0
     assert not torch_home.exists() or list(torch_home.iterdir()) == []  # no partial download
+
+
+def test_a_planted_link_never_deletes_its_target(tmp_path, monkeypatch, voc_safetensors):
+    """A cache entry that is a link to a file outside the cache (anyone who can write into a
+    shared cache can plant one) and fails to load: the link goes, the file it points to stays."""
+    monkeypatch.setitem(registry._REGISTRY, HUB_NAME, hub_entry())
+    cached = populate_hf_cache(tmp_path / "cache", voc_safetensors)
+    victim = tmp_path / "home" / "thesis.safetensors"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not weights, but precious")
+    cached.unlink()
+    cached.symlink_to(victim)
+    with pytest.raises(WeightsFormatError, match="cached copy was removed"):
+        deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path / "cache")
+    assert victim.read_bytes() == b"not weights, but precious"
+    assert not cached.is_symlink()
+    # the same through a link to another repository's blob: only this repository's own blobs go
+    other = populate_hf_cache(tmp_path / "cache", victim, repo="someone/else")
+    cached.symlink_to(other.resolve())
+    with pytest.raises(WeightsFormatError):
+        deeplab_v2_resnet101(pretrained="test-hub", cache_dir=tmp_path / "cache")
+    assert other.resolve().exists()
+
+
+def zip_entry(tag: str, file_size: float) -> Weights:
+    return dataclasses.replace(
+        hub_entry(),
+        tag=tag,
+        hf_revision=None,
+        url="http://example.invalid/release/prototxt_and_model.zip",
+        url_member="train_iter_20000.caffemodel",
+        file_size=file_size,
+    )
+
+
+def test_an_archive_member_larger_than_the_weights_can_be_is_refused(torch_home, monkeypatch):
+    """A small zip that would extract to far more than the weights can take (a zip bomb in the
+    download cache) is refused before anything is extracted, and removed from the cache."""
+    import zipfile
+
+    entry = zip_entry("test-bomb", file_size=1.0)  # at most 64 MB extracted
+    monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
+    torch_home.mkdir(parents=True)
+    archive = torch_home / "release-prototxt_and_model.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        with zipped.open("model/train_iter_20000.caffemodel", "w") as member:
+            zero = bytes(1 << 20)
+            for _ in range(80):  # 80 MB of zeros: about 80 kB compressed
+                member.write(zero)
+    assert archive.stat().st_size < 1_000_000
+    with pytest.raises(WeightsFormatError, match="declares 83,886,080 bytes, more than"):
+        deeplab_v2_resnet101(pretrained="test-bomb")
+    assert list(torch_home.iterdir()) == [], "the archive is removed, nothing was extracted"
