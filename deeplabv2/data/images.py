@@ -8,11 +8,9 @@ them.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
-from collections.abc import Iterator
-from typing import Optional, Union
+import struct
+from typing import BinaryIO, Optional, Union
 
 import numpy as np
 import torch
@@ -84,25 +82,33 @@ def _from_pil(image: Image.Image) -> np.ndarray:
         raise ImageError(f"images of mode {mode} are not supported ({error})") from None
 
 
-@contextlib.contextmanager
-def _pillow_pixel_limit(max_pixels: Optional[int]) -> Iterator[None]:
-    """Let Pillow open images up to ``max_pixels`` (its own bomb limit is ~89 megapixels)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        previous = Image.MAX_IMAGE_PIXELS
-        if previous is not None and (max_pixels is None or max_pixels > previous):
-            Image.MAX_IMAGE_PIXELS = max_pixels
+def _identify(handle: BinaryIO, path: str) -> Image.Image:
+    """``Image.open`` without Pillow's decompression-bomb check, which reads a process-wide
+    setting (``Image.MAX_IMAGE_PIXELS``): the caller checks its own ``max_pixels`` instead, so
+    no global is read or changed and concurrent loads with different limits cannot race.
+    Tries each registered format whose ``accept`` matches the file's first bytes, as Pillow
+    does."""
+    prefix = handle.read(16)
+    Image.init()
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        if accept is not None:
+            accepted = accept(prefix)
+            if not accepted or isinstance(accepted, str):
+                continue
+        handle.seek(0)
         try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
+            return factory(handle, path)
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise UnidentifiedImageError(f"cannot identify image file {path!r}")
 
 
 def _load_file(path: str, max_pixels: Optional[int]) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such image file: {path}")
     try:
-        with _pillow_pixel_limit(max_pixels), Image.open(path) as opened:
+        with open(path, "rb") as handle, _identify(handle, path) as opened:
             check_pixels(opened.height, opened.width, max_pixels, f"{path}: the image")
             opened.load()
             return _from_pil(opened)
@@ -110,8 +116,6 @@ def _load_file(path: str, max_pixels: Optional[int]) -> np.ndarray:
         raise
     except ImageError as error:
         raise type(error)(f"{path}: {error}") from None
-    except Image.DecompressionBombError as error:
-        raise ImageSizeError(f"{path}: {error}; raise --max-pixels (max_pixels=)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"cannot read image {path}: {error}") from None
 

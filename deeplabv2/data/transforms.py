@@ -24,7 +24,10 @@ def _as_chw_tensor(image: Any) -> torch.Tensor:
                 f"numpy images must be (H, W, 3) RGB, got shape {image.shape}; convert "
                 "grayscale or RGBA images to RGB first"
             )
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        array = np.ascontiguousarray(image)
+        if not array.flags.writeable:  # np.asarray(PIL image) is read-only: torch would warn
+            array = array.copy()
+        return torch.from_numpy(array).permute(2, 0, 1)
     if isinstance(image, torch.Tensor):
         if image.dim() not in (3, 4) or image.shape[-3] != 3:
             raise ValueError(

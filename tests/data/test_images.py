@@ -113,3 +113,29 @@ def test_other_modes_convert_faithfully() -> None:
     np.testing.assert_array_equal(load_image(Image.new("La", (1, 1), (0, 0))), [[[255] * 3]])
     with pytest.raises(ImageError, match="uint16"):
         load_image(np.zeros((4, 4, 3), np.uint16))
+
+
+def test_the_pixel_limit_is_the_callers_not_pillows(tmp_path, monkeypatch) -> None:
+    """max_pixels decides alone, without reading or changing Pillow's process-wide
+    MAX_IMAGE_PIXELS (concurrent loads with different limits cannot race through it)."""
+    from deeplabv2.errors import ImageSizeError
+
+    big = tmp_path / "big.png"
+    Image.new("1", (3000, 2000)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow alone would call this a bomb
+    with pytest.raises(ImageSizeError, match=r"\(6\.0 megapixels\) is over the limit.*--max-pixels"):
+        load_image(big, max_pixels=1_000_000)
+    assert load_image(big, max_pixels=25_000_000).shape == (2000, 3000, 3)
+    assert load_image(big, max_pixels=None).shape == (2000, 3000, 3)  # the caller's choice
+    assert Image.MAX_IMAGE_PIXELS == 1000  # never changed, not even for a moment we could see
+
+
+def test_unidentifiable_files_are_image_errors(tmp_path) -> None:
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(ImageError, match="junk.png"):
+        load_image(junk)
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    with pytest.raises(ImageError, match="cannot identify image file"):
+        load_image(text)

@@ -73,3 +73,15 @@ def test_transform_object(rgb):
 def test_bad_images_raise(bad, error, message):
     with pytest.raises(error, match=message):
         to_caffe_input(bad)
+
+
+def test_read_only_arrays_convert_without_a_warning() -> None:
+    """``np.asarray(PIL image)`` is read-only; the README's own snippet passes one."""
+    import warnings
+
+    image = np.asarray(Image.new("RGB", (9, 7), (10, 20, 30)))
+    assert not image.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = to_caffe_input(image)
+    assert x.shape == (3, 7, 9) and float(x[0, 0, 0]) == pytest.approx(30 - 104.008)
