@@ -204,7 +204,12 @@ def _check_complete(
         target = f"{mapping.architecture}'s layers outside the head"
     else:
         target = f"{mapping.architecture} with {loaded.num_classes} classes"
-    check_state_dict(loaded.state, expected, str(loaded.info.source), target)
+    check_state_dict(loaded.state, expected, _loaded_file(loaded.info), target)
+
+
+def _loaded_file(info: PretrainedInfo) -> str:
+    """The file that was read, for messages (not the file it was once converted from)."""
+    return info.path or info.source
 
 
 def _fit_head(mapping: CheckpointMapping, loaded: Loaded, num_classes: Optional[int]) -> Loaded:

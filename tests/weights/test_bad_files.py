@@ -56,6 +56,22 @@ def test_a_partial_head_is_refused_and_names_what_is_missing(tmp_path, voc_state
         deeplab_v2_resnet101(pretrained=tmp_path / "partial.safetensors", num_classes=5)
 
 
+def test_a_mismatch_names_the_file_loaded_not_the_one_it_came_from(tmp_path, voc_safetensors):
+    """A converted file's header names its origin (train_iter_20000.caffemodel); an error about
+    a damaged copy must name the copy."""
+    from safetensors import safe_open
+
+    with safe_open(voc_safetensors, framework="pt") as handle:
+        metadata = handle.metadata()
+        state = {k: handle.get_tensor(k) for k in handle.keys() if k != "aspp.convs.1.weight"}
+    assert metadata["source"] == "train_iter_20000.caffemodel"
+    damaged = tmp_path / "my-copy.safetensors"
+    save_file(state, damaged, metadata=metadata)
+    with pytest.raises(WeightsMismatchError, match=r"my-copy\.safetensors does not match") as error:
+        deeplab_v2_resnet101(pretrained=damaged)
+    assert "train_iter_20000" not in str(error.value)
+
+
 def test_explicit_backbone_only_files_load(tmp_path, voc_state, capsys):
     headless = {k: v for k, v in voc_state.items() if not k.startswith("aspp.")}
     save_file(headless, tmp_path / "headless.safetensors")
