@@ -1,12 +1,14 @@
-"""Dense CRF speed: the pydensecrf reference vs the native backends (numba, torch CPU/CUDA).
+"""Dense CRF speed: the pydensecrf reference vs the other registered backends (CPU, CUDA).
 
 Median wall time per image (over ``--runs`` timed calls after one untimed warm-up) of the full
 CRF -- lattice construction and ``--iterations`` mean-field iterations -- on a 500x375 photograph
 (scikit-image's ``coffee``, cropped) with 21-class probabilities, at DeepLab v2's VOC settings.
 
-Rows: pydensecrf (single-threaded C++); for each ``--threads`` count, numba and torch on the CPU
-(batch 1, and torch with ``--batch`` images); torch on CUDA for batch 1 and ``--batch`` when a
-GPU exists, and the lattice construction alone ("build": 0 iterations) for ``--batch``. Each
+Rows: pydensecrf (single-threaded C++); for each ``--threads`` count, the other installed
+backends of the registry (``deeplabv2.crf.list_backends()``; numba and torch) on the CPU (batch 1,
+and with ``--batch`` images for those that also run on GPUs); on CUDA, when a GPU exists, each
+backend that computes there (torch) for batch 1 and ``--batch``, and the lattice construction
+alone ("build": 0 iterations) for ``--batch``. Each
 thread count runs in a fresh process, so that no thread pool of one setting lingers into the
 next. Ratios are against pydensecrf of the same run (> 1 = faster); the last
 column is the largest difference of any marginal from pydensecrf's on the same image.
@@ -18,6 +20,7 @@ column is the largest difference of any marginal from pydensecrf's on the same i
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import statistics
 import time
@@ -28,10 +31,18 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-from deeplabv2.crf import DenseCRF, _numba, _pydensecrf
+from deeplabv2.crf import Backend, DenseCRF, get_backend, list_backends
 from deeplabv2.crf.synthetic import coarse_probs
 
 Row = tuple[str, str, Optional[int], int, float, Optional[float]]  # + max |dQ|
+
+#: the baseline of the ratios and of the differences
+REFERENCE = "pydensecrf"
+
+
+def native_backends(device_type: str) -> list[Backend]:
+    """The registered backends other than the reference that compute on this device type."""
+    return [b for b in list_backends() if b.name != REFERENCE and b.runs_on(device_type)]
 
 
 def _median_seconds(fn: Callable[[], object], runs: int, sync: Callable[[], None]) -> float:
@@ -57,7 +68,7 @@ def _no_sync() -> None:
 
 def _reference(args: argparse.Namespace) -> tuple[float, np.ndarray]:
     image, probs = _inputs(args.classes)
-    crf = DenseCRF(iterations=args.iterations, backend="pydensecrf")
+    crf = DenseCRF(iterations=args.iterations, backend=REFERENCE)
     return _median_seconds(lambda: crf(image, probs), args.runs, _no_sync), crf(image, probs)
 
 
@@ -67,16 +78,16 @@ def _cpu_rows(args: argparse.Namespace, threads: int, reference: Optional[np.nda
     image, probs = _inputs(args.classes)
     h, w = image.shape[:2]
     rows: list[Row] = []
-    backends = [b for b in args.cpu_backends if b != "numba" or _numba.available()]
-    for backend in backends:
-        crf = DenseCRF(iterations=args.iterations, backend=backend)
-        for batch in (1, args.batch) if backend == "torch" else (1,):
+    backends = [get_backend(name) for name in args.cpu_backends]
+    for backend in (b for b in backends if b.available()):
+        crf = DenseCRF(iterations=args.iterations, backend=backend.name)
+        for batch in (1, args.batch) if backend.devices != ("cpu",) else (1,):
             im = torch.from_numpy(image).permute(2, 0, 1).expand(batch, 3, h, w)
             pr = torch.from_numpy(probs).expand(batch, -1, h, w).contiguous()
             with torch.no_grad():
                 t = _median_seconds(lambda c=crf, i=im, p=pr: c(i, p), args.runs, _no_sync)
                 diff = _max_diff(crf(im[:1], pr[:1])[0], reference)
-            rows.append((backend, "cpu", threads, batch, t / batch, diff))
+            rows.append((backend.name, "cpu", threads, batch, t / batch, diff))
     return rows
 
 
@@ -85,15 +96,16 @@ def _cuda_rows(args: argparse.Namespace, reference: Optional[np.ndarray]) -> lis
     h, w = image.shape[:2]
     rows: list[Row] = []
     # iterations=0 is the lattice construction alone (and one softmax): the rest is mean field
-    for iterations, batch in ((args.iterations, 1), (args.iterations, args.batch), (0, args.batch)):
-        crf = DenseCRF(iterations=iterations, backend="torch")
+    runs = ((args.iterations, 1), (args.iterations, args.batch), (0, args.batch))
+    for backend, (iterations, batch) in itertools.product(native_backends("cuda"), runs):
+        crf = DenseCRF(iterations=iterations, backend=backend.name)
         im = torch.from_numpy(image).permute(2, 0, 1).expand(batch, 3, h, w).cuda()
         pr = torch.from_numpy(probs).expand(batch, -1, h, w).contiguous().cuda()
         with torch.no_grad():
             sync = torch.cuda.synchronize
             t = _median_seconds(lambda c=crf, i=im, p=pr: c(i, p), args.runs, sync)
             diff = _max_diff(crf(im[:1], pr[:1])[0].cpu(), reference) if iterations else None
-        name = "torch" if iterations else "torch, build"
+        name = backend.name if iterations else f"{backend.name}, build"
         rows.append((name, "cuda", None, batch, t / batch, diff))
     return rows
 
@@ -112,17 +124,18 @@ def main() -> None:
         "--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
         help="CPU thread counts of the native backends (default: 1 and all)",
     )  # fmt: skip
+    cpu = [b.name for b in native_backends("cpu")]
     parser.add_argument(
-        "--cpu-backends", nargs="*", default=["numba", "torch"], choices=["numba", "torch"],
-        help="native backends timed on the CPU (default: both)",
+        "--cpu-backends", nargs="*", default=cpu, choices=cpu,
+        help=f"backends timed on the CPU besides {REFERENCE} (default: all: {', '.join(cpu)})",
     )  # fmt: skip
     args = parser.parse_args()
 
     rows: list[Row] = []
     reference = None
-    if _pydensecrf.available():
+    if get_backend(REFERENCE).available():
         seconds, reference = _reference(args)
-        rows.append(("pydensecrf", "cpu", 1, 1, seconds, 0.0))
+        rows.append((REFERENCE, "cpu", 1, 1, seconds, 0.0))
     spawn = multiprocessing.get_context("spawn")
     for threads in sorted(set(args.threads)):
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
@@ -130,7 +143,7 @@ def main() -> None:
     if torch.cuda.is_available():
         rows += _cuda_rows(args, reference)
 
-    base = rows[0][4] if rows[0][0] == "pydensecrf" else None
+    base = rows[0][4] if rows[0][0] == REFERENCE else None
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     print(
         f"DenseCRF 500x375, {args.classes} classes, {args.iterations} iterations, median of "
@@ -138,7 +151,7 @@ def main() -> None:
     )
     print(
         f"{'backend':<14}{'device':<8}{'threads':>8}{'batch':>6}{'ms/image':>11}"
-        f"{'vs pydensecrf':>15}{'max |dQ|':>11}"
+        f"{'vs ' + REFERENCE:>15}{'max |dQ|':>11}"
     )
     for backend, device, threads, batch, t, diff in rows:
         ratio = f"{base / t:.2f}x" if base and diff is not None else "n/a"

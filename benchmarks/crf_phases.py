@@ -5,8 +5,8 @@ Same input and settings as ``benchmarks/crf.py`` (500x375 photograph, 21 classes
 ResNet-101 VOC settings), ``--batch`` copies of it. Each phase is timed on its own (median of
 ``--runs`` after one warm-up, the device synchronised around it); "full CRF" is one whole call
 of ``--iterations`` iterations. On CUDA the same rows are measured twice, with the lattice's
-NVRTC kernel (``deeplabv2.crf._cuda``) and with cuSPARSE, and the largest difference of their
-marginals is printed.
+NVRTC kernel (``deeplabv2.crf.lattice.cuda_spmm``) and with cuSPARSE, and the largest difference
+of their marginals is printed.
 
     python benchmarks/crf_phases.py [--device cuda] [--batch 10] [--runs 5] [--top 25]
 """
@@ -19,15 +19,10 @@ from typing import Callable
 import torch
 from crf import _inputs, _median_seconds  # benchmarks/crf.py
 
-from deeplabv2.crf import DenseCRF, _cuda
-from deeplabv2.crf._torch import (
-    _side_by_side,
-    _smoothness_lattice,
-    bilateral_features,
-    mean_field_batch,
-    unary_from_probs,
-)
-from deeplabv2.crf.lattice import PermutohedralLattice
+from deeplabv2.crf import DenseCRF, PermutohedralLattice
+from deeplabv2.crf.backends.torch import mean_field_batch, side_by_side, smoothness_lattice
+from deeplabv2.crf.lattice import cuda_spmm
+from deeplabv2.crf.potentials import bilateral_features, unary_from_probs
 
 
 def _median_ms(fn: Callable[[], object], runs: int, sync: Callable[[], None]) -> float:
@@ -40,7 +35,7 @@ def _phases(image: torch.Tensor, probs: torch.Tensor, runs: int, sync) -> list[t
     b, c, h, w = probs.shape
 
     def smoothness() -> PermutohedralLattice:  # built anew, not taken from the cache
-        return _smoothness_lattice.__wrapped__(h, w, params.pos_xy_std, params.pos_w, probs.device)
+        return smoothness_lattice.__wrapped__(h, w, params.pos_xy_std, params.pos_w, probs.device)
 
     def appearance() -> PermutohedralLattice:
         feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)
@@ -49,11 +44,11 @@ def _phases(image: torch.Tensor, probs: torch.Tensor, runs: int, sync) -> list[t
     pos, bi = smoothness(), appearance()
     unary = unary_from_probs(probs).permute(0, 2, 3, 1).reshape(b, h * w, c)
     q = torch.softmax(-unary, dim=-1)
-    message = _side_by_side(pos, q) + bi.filter(q)
+    message = side_by_side(pos, q) + bi.filter(q)
     return [
         ("smoothness lattice (1 image, shared)", _median_ms(smoothness, runs, sync)),
         ("appearance lattice", _median_ms(appearance, runs, sync)),
-        ("smoothness filter", _median_ms(lambda: _side_by_side(pos, q), runs, sync)),
+        ("smoothness filter", _median_ms(lambda: side_by_side(pos, q), runs, sync)),
         ("appearance filter", _median_ms(lambda: bi.filter(q), runs, sync)),
         ("softmax update", _median_ms(lambda: torch.softmax(message - unary, -1), runs, sync)),
         ("full CRF", _median_ms(lambda: mean_field_batch(image, probs, params), runs, sync)),
@@ -79,22 +74,22 @@ def main() -> None:
 
     variants = [("", None)]
     if device.type == "cuda":
-        variants = [("NVRTC kernel", _cuda.spmm), ("cuSPARSE", lambda matrix, dense: None)]
+        variants = [("NVRTC kernel", cuda_spmm.spmm), ("cuSPARSE", lambda matrix, dense: None)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"torch CRF phases, 500x375, 21 classes, batch {args.batch}, {name}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} CPU threads, median of {args.runs}"
     )
     results, outputs = {}, []
-    original = _cuda.spmm
+    original = cuda_spmm.spmm
     try:
         with torch.no_grad():
             for label, spmm in variants:
-                _cuda.spmm = spmm
+                cuda_spmm.spmm = spmm
                 results[label] = _phases(image, probs, args.runs, sync)
                 outputs.append(mean_field_batch(image, probs, params).cpu())
     finally:
-        _cuda.spmm = original
+        cuda_spmm.spmm = original
     labels = list(results)
     print(f"{'phase':<38}" + "".join(f"{(label or 'ms / batch'):>16}" for label in labels))
     for i, (phase, _) in enumerate(results[labels[0]]):

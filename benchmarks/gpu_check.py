@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from crf import native_backends  # benchmarks/crf.py
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["tests", "crf", "phases", "model", "eval"]
@@ -27,11 +28,13 @@ STEPS = ["tests", "crf", "phases", "model", "eval"]
 def steps(quick: bool) -> list[tuple[str, list[str]]]:
     runs = "3" if quick else "5"
     py = sys.executable
+    # the registry's CPU-only backends (numba): the others are timed on the GPU
+    cpu_only = [b.name for b in native_backends("cpu") if not b.runs_on("cuda")]
     return [
         ("CUDA tests", [py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k", "cuda",
                         "tests"]),
         ("CRF benchmark", [py, "benchmarks/crf.py", "--runs", runs, "--batch", "10",
-                           "--threads", "1", "4", "16", "--cpu-backends", "numba"]),
+                           "--threads", "1", "4", "16", "--cpu-backends", *cpu_only]),
         ("CRF phases", [py, "benchmarks/crf_phases.py", "--device", "cuda", "--batch", "10",
                         "--runs", runs, "--top", "0"]),
         ("model benchmark", [py, "benchmarks/model.py", "--device", "cuda", "--runs",

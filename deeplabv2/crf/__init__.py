@@ -1,12 +1,51 @@
 """The fully connected CRF of DeepLab v2 (Krähenbühl & Koltun 2011).
 
-``DenseCRF`` refines per-pixel class probabilities with mean-field inference; the ``torch``
-backend is a native, batched permutohedral lattice (CPU or GPU, differentiable), ``numba`` the
-same lattice compiled for the CPU, ``pydensecrf`` the C++ reference.
+``DenseCRF`` refines per-pixel class probabilities with mean-field inference. Its backends are
+registered in :mod:`.backends`: ``torch`` is a native, batched permutohedral lattice (CPU or GPU,
+differentiable), ``numba`` the same lattice compiled for the CPU, ``pydensecrf`` the C++
+reference. ``BACKENDS`` (the names ``DenseCRF`` and the CLI take, ``"auto"`` first) and
+``CPU_BACKENDS`` (what ``"auto"`` tries on the CPU before ``torch``) are read from the registry
+each time, so they include backends registered later.
 """
 
-from .dense_crf import BACKENDS, CPU_BACKENDS, DenseCRF
+from __future__ import annotations
+
+from .backends.registry import (
+    Backend,
+    auto_backend,
+    backend_choices,
+    backend_help,
+    cpu_backends,
+    get_backend,
+    list_backends,
+    register_backend,
+    unregister_backend,
+)
+from .dense_crf import DenseCRF
 from .lattice import PermutohedralLattice
 from .params import PRESETS, CRFParams
 
-__all__ = ["BACKENDS", "CPU_BACKENDS", "CRFParams", "DenseCRF", "PRESETS", "PermutohedralLattice"]
+__all__ = [
+    "BACKENDS",
+    "CPU_BACKENDS",
+    "Backend",
+    "CRFParams",
+    "DenseCRF",
+    "PRESETS",
+    "PermutohedralLattice",
+    "auto_backend",
+    "backend_help",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+    "unregister_backend",
+]
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``BACKENDS`` and ``CPU_BACKENDS``, derived from the registry when they are read."""
+    if name == "BACKENDS":
+        return backend_choices()
+    if name == "CPU_BACKENDS":
+        return cpu_backends()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``DenseCRF``: the fully connected CRF of DeepLab, with two interchangeable backends."""
+"""``DenseCRF``: the fully connected CRF of DeepLab, run by any registered backend."""
 
 from __future__ import annotations
 
@@ -10,18 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import _numba, _pydensecrf
-from ._torch import mean_field
+from .backends.registry import AUTO, auto_backend, backend_choices, get_backend
 from .params import PRESETS, CRFParams
 
-__all__ = ["BACKENDS", "CPU_BACKENDS", "DenseCRF"]
-
-BACKENDS = ("auto", "torch", "numba", "pydensecrf")
-#: What ``backend="auto"`` runs on the CPU: the first of these that is installed, else "torch".
-#: Fastest first (benchmarks/crf.py, one thread, 500x375, docs/benchmarks.md).
-CPU_BACKENDS = ("numba", "pydensecrf")
-
-_AVAILABLE = {"numba": _numba.available, "pydensecrf": _pydensecrf.available}
+__all__ = ["DenseCRF"]
 
 ArrayLike = Union[np.ndarray, Tensor]
 
@@ -51,8 +43,9 @@ class DenseCRF(nn.Module):
             ``"pydensecrf"`` (the reference C++ code, CPU; needs ``pip install
             'deeplabv2[crf]'``) or ``"auto"``: per call, ``"torch"`` for CUDA tensors and for
             probabilities that need gradients, else the first installed of
-            :data:`CPU_BACKENDS`, else ``"torch"``. All agree to float32 precision; the CPU-only
-            backends take tensors on any device and return them there.
+            :data:`CPU_BACKENDS`, else ``"torch"`` (``deeplabv2.crf.auto_backend``). A backend
+            added with ``deeplabv2.crf.register_backend`` is accepted too. All agree to float32
+            precision; the CPU-only backends take tensors on any device and return them there.
 
     Call ``crf(image, probs)``:
 
@@ -76,18 +69,16 @@ class DenseCRF(nn.Module):
         compatibility: Optional[Sequence[Sequence[float]]] = None,
     ) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in backend_choices():
+            raise ValueError(f"backend must be one of {backend_choices()}, got {backend!r}")
         if isinstance(compatibility, (np.ndarray, Tensor)):
             compatibility = compatibility.tolist()
         self.params = CRFParams(
             iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std, compatibility
         )
         self.backend = backend
-        if self.backend == "pydensecrf":
-            _pydensecrf._module()  # fail now, with the install hint, rather than at first call
-        elif self.backend == "numba":
-            _numba.kernels()
+        if backend != AUTO:
+            get_backend(backend).require()  # fail now, with the install hint, not at first call
 
     @classmethod
     def from_params(cls, params: CRFParams, backend: str = "auto") -> DenseCRF:
@@ -156,24 +147,18 @@ class DenseCRF(nn.Module):
         _check_values(probs32, from_logits)
         image_t = image_t.to(probs32.device)
 
-        backend = self.backend_for(probs32)
-        if backend == "torch":
-            q = mean_field(image_t, probs32, self.params)
-        else:
-            q = self._run_on_cpu(backend, image_t, probs32)
-
+        q = get_backend(self.backend_for(probs32)).run(image_t, probs32, self.params)
         q = q.to(out_dtype)
         if not batched:
             q = q.squeeze(0)
         return q.numpy() if is_numpy else q
 
     def backend_for(self, probs: Tensor) -> str:
-        """The backend that runs for these probabilities (resolves ``"auto"``)."""
-        if self.backend != "auto":
+        """The name of the backend that runs for these ``(B, C, H, W)`` probabilities (resolves
+        ``"auto"`` by their device and whether they need gradients)."""
+        if self.backend != AUTO:
             return self.backend
-        if probs.device.type != "cpu" or probs.requires_grad:
-            return "torch"
-        return next((name for name in CPU_BACKENDS if _AVAILABLE[name]()), "torch")
+        return auto_backend(probs.device.type, probs.requires_grad).name
 
     def labels(self, image: ArrayLike, probs: ArrayLike, from_logits: bool = False) -> ArrayLike:
         """Arg-max labels of the refined probabilities: ``(H, W)`` / ``(B, H, W)`` int64."""
@@ -182,19 +167,6 @@ class DenseCRF(nn.Module):
         if isinstance(q, np.ndarray):
             return q.argmax(axis=class_dim).astype(np.int64)
         return q.argmax(dim=class_dim)
-
-    def _run_on_cpu(self, backend: str, image: Tensor, probs: Tensor) -> Tensor:
-        if probs.requires_grad:
-            raise ValueError(
-                f"the {backend!r} backend is not differentiable; use backend='torch' or detach "
-                "the probabilities"
-            )
-        if backend == "numba":
-            return _numba.mean_field(image.cpu(), probs.cpu(), self.params).to(probs.device)
-        image_np = image.permute(0, 2, 3, 1).cpu().numpy()
-        probs_np = probs.cpu().numpy()
-        out = [_pydensecrf.infer(im, p, self.params) for im, p in zip(image_np, probs_np)]
-        return torch.from_numpy(np.stack(out)).to(probs.device)
 
 
 def _check_family(image: ArrayLike, probs: ArrayLike) -> bool:

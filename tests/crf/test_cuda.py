@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deeplabv2.crf import PRESETS, DenseCRF, _cuda, _numba, _pydensecrf
-from deeplabv2.crf.lattice import PermutohedralLattice, _csr_tensor
+from deeplabv2.crf import PRESETS, DenseCRF, PermutohedralLattice, get_backend
+from deeplabv2.crf.lattice import cuda_spmm
+from deeplabv2.crf.lattice.sparse import csr_tensor
 
 from .photos import four_photos
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def reference(images: torch.Tensor, probs: torch.Tensor, preset: str) -> torch.Tensor:
-    backend = "pydensecrf" if _pydensecrf.available() else "torch"
+    backend = "pydensecrf" if get_backend("pydensecrf").available() else "torch"
     return DenseCRF.from_preset(preset, backend=backend)(images, probs)
 
 
@@ -39,7 +40,7 @@ def test_cuda_gradients_flow() -> None:
     assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
-@pytest.mark.skipif(not _numba.available(), reason="needs numba (fast extra)")
+@pytest.mark.skipif(not get_backend("numba").available(), reason="needs numba (fast extra)")
 def test_numba_backend_takes_cuda_tensors_and_returns_them_there() -> None:
     images, probs = four_photos()
     out = DenseCRF(backend="numba")(images[:1].cuda(), probs[:1].cuda())
@@ -55,14 +56,14 @@ def test_nvrtc_kernel_matches_cusparse(channels: int) -> None:
         [9.0, 9.0, 4, 4, 4], device="cuda"
     )
     lattice = PermutohedralLattice(features)
-    assert _cuda._kernel(torch.cuda.current_device()) is not None, "NVRTC compile failed"
+    assert cuda_spmm._kernel(torch.cuda.current_device()) is not None, "NVRTC compile failed"
     for matrix in [lattice._splat, *lattice._blur, lattice._slice]:
         values = torch.rand(matrix.shape[1], channels, device="cuda")
-        product = _cuda.spmm(matrix, values)
+        product = cuda_spmm.spmm(matrix, values)
         assert product is not None and product.shape == (matrix.shape[0], channels)
         torch.testing.assert_close(product, matrix @ values, atol=1e-5, rtol=1e-5)
     # int64 indices are left to cuSPARSE
     wide = lattice._splat
-    wide = _csr_tensor(wide.crow_indices().long(), wide.col_indices().long(), wide.values(),
-                       wide.shape)  # fmt: skip
-    assert _cuda.spmm(wide, torch.rand(wide.shape[1], channels, device="cuda")) is None
+    wide = csr_tensor(wide.crow_indices().long(), wide.col_indices().long(), wide.values(),
+                      wide.shape)  # fmt: skip
+    assert cuda_spmm.spmm(wide, torch.rand(wide.shape[1], channels, device="cuda")) is None

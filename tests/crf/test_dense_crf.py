@@ -10,7 +10,8 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from deeplabv2.crf import PRESETS, CRFParams, DenseCRF, _numba, _pydensecrf
+from deeplabv2.crf import PRESETS, CRFParams, DenseCRF, get_backend
+from deeplabv2.crf.backends import pydensecrf as pydensecrf_backend
 from deeplabv2.crf.synthetic import coarse_probs
 
 
@@ -31,7 +32,7 @@ def test_defaults_are_the_resnet101_release_settings() -> None:
     assert crf.backend == "auto"
     probs = torch.full((2, 4, 4), 0.5)
     # the fastest installed CPU backend: both are installed by the dev extra
-    assert crf.backend_for(probs) == ("numba" if _numba.available() else "pydensecrf")
+    assert crf.backend_for(probs) == ("numba" if get_backend("numba").available() else "pydensecrf")
     assert crf.backend_for(probs.requires_grad_()) == "torch"  # gradients: native only
     assert "bi_xy_std=67" in repr(crf)
 
@@ -68,7 +69,7 @@ def test_torch_in_torch_out_and_batching(image: np.ndarray, probs: np.ndarray) -
     for i in range(2):
         torch.testing.assert_close(batched[i], DenseCRF()(images[i], batch_probs[i]))
     # a batch built at once on the lattice (the GPU path) equals the per-image CPU loop
-    from deeplabv2.crf._torch import mean_field_batch
+    from deeplabv2.crf.backends.torch import mean_field_batch
 
     together = mean_field_batch(images, batch_probs, DenseCRF().params)
     torch.testing.assert_close(together, batched, atol=1e-5, rtol=0)
@@ -186,7 +187,7 @@ def test_missing_pydensecrf_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     with pytest.raises(ImportError, match=r"pip install 'deeplabv2\[crf\]'"):
         DenseCRF(backend="pydensecrf")
-    assert not _pydensecrf.available()
+    assert not get_backend("pydensecrf").available()
     DenseCRF(backend="auto")  # the native backend needs nothing
 
 
@@ -196,9 +197,9 @@ def test_enums_of_cython3_builds_are_found() -> None:
         KernelType=types.SimpleNamespace(DIAG_KERNEL="diag"),
         NormalizationType=types.SimpleNamespace(NORMALIZE_SYMMETRIC="sym"),
     )
-    assert _pydensecrf._enum(module, "KernelType", "DIAG_KERNEL") == "diag"
+    assert pydensecrf_backend._enum(module, "KernelType", "DIAG_KERNEL") == "diag"
     flat = types.SimpleNamespace(DIAG_KERNEL="flat-diag")
-    assert _pydensecrf._enum(flat, "KernelType", "DIAG_KERNEL") == "flat-diag"
+    assert pydensecrf_backend._enum(flat, "KernelType", "DIAG_KERNEL") == "flat-diag"
 
 
 def test_reference_backend_refuses_gradients(image: np.ndarray, probs: np.ndarray) -> None:
@@ -238,7 +239,7 @@ def test_parameter_files_round_trip(tmp_path) -> None:
 
 
 def test_kernel_weights_and_compatibility_get_gradients() -> None:
-    from deeplabv2.crf._torch import mean_field
+    from deeplabv2.crf.backends.torch import mean_field
 
     torch.manual_seed(0)
     image = torch.randint(0, 256, (1, 3, 12, 14), dtype=torch.uint8)

@@ -8,7 +8,7 @@ import torch
 from skimage import data as skdata
 
 from deeplabv2.crf import PermutohedralLattice
-from deeplabv2.crf._torch import bilateral_features, position_features
+from deeplabv2.crf.potentials import bilateral_features, position_features
 
 
 def kernel_matrix(lattice: PermutohedralLattice, reverse: bool = False) -> torch.Tensor:
@@ -117,12 +117,12 @@ def test_bad_inputs() -> None:
 
 
 def test_smoothness_lattice_is_built_once_per_image_size() -> None:
-    from deeplabv2.crf._torch import _smoothness_lattice
+    from deeplabv2.crf.backends.torch import smoothness_lattice
 
-    _smoothness_lattice.cache_clear()
-    first = _smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu"))
-    assert _smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu")) is first
-    other = _smoothness_lattice(30, 20, 1.0, 3.0, torch.device("cpu"))
+    smoothness_lattice.cache_clear()
+    first = smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu"))
+    assert smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu")) is first
+    other = smoothness_lattice(30, 20, 1.0, 3.0, torch.device("cpu"))
     assert other is not first and other.num_points == first.num_points == 600
     # the cached operator is the one built from scratch
     fresh = PermutohedralLattice(position_features(1, 20, 30, 1.0, "cpu")).symmetric_normalized(3.0)
@@ -134,7 +134,7 @@ def test_cuda_kernel_arguments_are_packed_as_the_driver_reads_them() -> None:
     """cuLaunchKernel reads each argument through the address stored in ``kernelParams``."""
     import ctypes
 
-    from deeplabv2.crf._cuda import _params
+    from deeplabv2.crf.lattice.cuda_spmm import _params
 
     params, keep = _params([2**40 + 5, 64], [7, -3])
     assert len(params) == 4 and len(keep) == 4

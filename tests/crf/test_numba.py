@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from deeplabv2.crf import PRESETS, CRFParams, DenseCRF, _numba, _torch, dense_crf
+from deeplabv2.crf import PRESETS, CRFParams, DenseCRF
+from deeplabv2.crf.backends import numba as numba_backend
+from deeplabv2.crf.backends import torch as torch_backend
 from deeplabv2.crf.lattice import PermutohedralLattice
+from deeplabv2.crf.lattice.geometry import key_layout
 
-needs_numba = pytest.mark.skipif(not _numba.available(), reason="needs numba (fast extra)")
+needs_numba = pytest.mark.skipif(
+    not numba_backend.BACKEND.available(), reason="needs numba (fast extra)"
+)
 
 
 def random_image(seed: int, h: int, w: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +38,7 @@ def test_compiled_simplices_are_the_torch_ones_exactly(d: int) -> None:
     features[:1000] = torch.randint(-5, 5, (1000, d), generator=g).float()  # ties in the ranks
     features[1000:1010] = 0.0
     rem0, rank, bary = PermutohedralLattice._simplices(features)
-    c_rem0, c_rank, c_bary = _numba.simplices(features.numpy())
+    c_rem0, c_rank, c_bary = numba_backend.simplices(features.numpy())
     np.testing.assert_array_equal(c_rem0, rem0.numpy())
     np.testing.assert_array_equal(c_rank, rank.numpy())
     np.testing.assert_array_equal(c_bary, bary.numpy())
@@ -46,13 +51,13 @@ def test_compiled_keys_are_the_torch_ones_exactly(d: int) -> None:
     features = torch.randn(3000, d, generator=g) * 7
     rem0, rank, _ = PermutohedralLattice._simplices(features)
     expected, strides = PermutohedralLattice._pack_vertices(rem0, rank, 1, len(features))
-    low, high = _numba.kernels().coordinate_range(rem0.numpy(), d)
+    low, high = numba_backend.load_kernels().coordinate_range(rem0.numpy(), d)
     np.testing.assert_array_equal(low, rem0[:, :d].min(dim=0).values.numpy())
     np.testing.assert_array_equal(high, rem0[:, :d].max(dim=0).values.numpy())
-    offsets, layout, _ = PermutohedralLattice._key_layout(low.tolist(), high.tolist(), 1)
+    offsets, layout, _ = key_layout(low.tolist(), high.tolist(), 1)
     assert layout == strides
     keys = np.empty_like(rem0.numpy())
-    _numba.kernels().pack_keys(
+    numba_backend.load_kernels().pack_keys(
         rem0.numpy(), rank.numpy(), np.asarray(offsets), np.asarray(strides), keys
     )
     np.testing.assert_array_equal(keys, expected.numpy())
@@ -66,7 +71,7 @@ def test_neighbour_table_matches_a_dictionary_lookup() -> None:
     shifts = np.array([1, 97, 2**33 + 5], np.int64)
     distinct = np.unique(np.concatenate([base, base + shifts[0], base + shifts[2]]))
     distinct = distinct[rng.permutation(distinct.size)]  # vertices are not in key order
-    table = _numba.kernels().neighbours(distinct, shifts)
+    table = numba_backend.load_kernels().neighbours(distinct, shifts)
     index = {int(key): v for v, key in enumerate(distinct)}
     m = distinct.size
     expected = np.array(
@@ -84,7 +89,7 @@ def test_compiled_filter_is_the_normalised_lattice(d: int, channels: int) -> Non
     features = torch.randn(1, 3001, d, generator=g) * 3  # 3001: not a multiple of 4
     values = torch.rand(1, 3001, channels, generator=g)
     expected = PermutohedralLattice(features).symmetric_normalized(2.5).filter(values)[0]
-    compiled = _numba.CompiledLattice(features[0].numpy(), 2.5)
+    compiled = numba_backend.CompiledLattice(features[0].numpy(), 2.5)
     assert compiled.num_vertices == PermutohedralLattice(features).num_vertices
     got = compiled.filter(values[0].numpy())
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -95,9 +100,9 @@ def test_scatter_and_gather_splats_are_the_same_bit_for_bit() -> None:
     """One thread scatters the points, several gather each vertex's points: same sums, same
     order."""
     g = torch.Generator().manual_seed(4)
-    lattice = _numba.CompiledLattice((torch.randn(3001, 5, generator=g) * 2).numpy(), 1.5)
+    lattice = numba_backend.CompiledLattice((torch.randn(3001, 5, generator=g) * 2).numpy(), 1.5)
     values = torch.rand(3001, 8, generator=g).numpy()
-    compiled = _numba.kernels()
+    compiled = numba_backend.load_kernels()
     scattered, gathered = lattice.buffers(8)[0], lattice.buffers(8)[0]
     compiled.splat_scatter(lattice.vertex, lattice.splat_weight, values, scattered)
     lists = compiled.gather_lists(lattice.vertex, lattice.splat_weight, lattice.num_vertices)
@@ -112,8 +117,8 @@ def test_scatter_and_gather_splats_are_the_same_bit_for_bit() -> None:
 def test_mean_field_matches_the_torch_backend(classes: int, preset: str) -> None:
     image, probs = random_image(classes, 23, 31, classes)
     params = PRESETS[preset]
-    expected = _torch.mean_field(image, probs, params)
-    got = _numba.mean_field(image, probs, params)
+    expected = torch_backend.mean_field(image, probs, params)
+    got = numba_backend.mean_field(image, probs, params)
     assert got.shape == probs.shape and got.dtype == torch.float32
     # ten iterations on noise amplify float32 rounding at a few pixels: the parity bar at most,
     # and no more than rounding on average
@@ -136,8 +141,8 @@ def test_mean_field_matches_the_torch_backend(classes: int, preset: str) -> None
 )
 def test_mean_field_variants_match_the_torch_backend(params: CRFParams) -> None:
     image, probs = random_image(7, 17, 20, 3)
-    expected = _torch.mean_field(image, probs, params)
-    got = _numba.mean_field(image, probs, params)
+    expected = torch_backend.mean_field(image, probs, params)
+    got = numba_backend.mean_field(image, probs, params)
     torch.testing.assert_close(got, expected, atol=2e-6, rtol=0)
 
 
@@ -147,9 +152,9 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _numba.mean_field(image, probs, PRESETS["resnet101-voc"])
+        one = numba_backend.mean_field(image, probs, PRESETS["resnet101-voc"])
         torch.set_num_threads(2)
-        two = _numba.mean_field(image, probs, PRESETS["resnet101-voc"])
+        two = numba_backend.mean_field(image, probs, PRESETS["resnet101-voc"])
     finally:
         torch.set_num_threads(previous)
     assert torch.equal(one, two)  # no reduction crosses threads: bit for bit
@@ -179,26 +184,12 @@ def test_numba_backend_refuses_gradients() -> None:
         DenseCRF(backend="numba")(image, probs.requires_grad_())
 
 
-def test_auto_prefers_numba_then_pydensecrf_then_torch(monkeypatch: pytest.MonkeyPatch) -> None:
-    crf = DenseCRF()
-    probs = torch.full((1, 2, 3, 3), 0.5)
-    state = {"numba": True, "pydensecrf": True}
-    monkeypatch.setattr(dense_crf, "_AVAILABLE", {k: (lambda k=k: state[k]) for k in state})
-    assert crf.backend_for(probs) == "numba"
-    state["numba"] = False
-    assert crf.backend_for(probs) == "pydensecrf"
-    state["pydensecrf"] = False
-    assert crf.backend_for(probs) == "torch"
-    state["numba"] = True
-    assert crf.backend_for(probs.requires_grad_()) == "torch"
-
-
 def test_without_numba_the_backend_names_the_extra_and_auto_falls_back() -> None:
     code = (
         "import sys; sys.modules['numba'] = None\n"
         "import torch\n"
-        "from deeplabv2.crf import DenseCRF, _numba\n"
-        "assert not _numba.available()\n"
+        "from deeplabv2.crf import DenseCRF, get_backend\n"
+        "assert not get_backend('numba').available()\n"
         "try:\n"
         "    DenseCRF(backend='numba')\n"
         "except ImportError as exc:\n"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeplabv2.crf import PRESETS, DenseCRF, _numba
+from deeplabv2.crf import PRESETS, DenseCRF, get_backend
 from deeplabv2.crf.synthetic import coarse_probs
 
 from .photos import PHOTOS, four_photos, photo
@@ -19,7 +19,10 @@ pytest.importorskip("pydensecrf.densecrf", reason="the parity tests need pydense
 NATIVE = [
     "torch",
     pytest.param(
-        "numba", marks=pytest.mark.skipif(not _numba.available(), reason="needs numba (fast extra)")
+        "numba",
+        marks=pytest.mark.skipif(
+            not get_backend("numba").available(), reason="needs numba (fast extra)"
+        ),
     ),
 ]
 

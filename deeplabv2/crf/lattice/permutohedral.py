@@ -18,7 +18,7 @@ Instead of the C++ hash table the vertex keys are packed into one int64 per vert
 number with a margin wide enough that the neighbour shifts never wrap), deduplicated with one
 stable sort and looked up with ``torch.searchsorted``. Splat, each axis' blur and slice are then
 sparse CSR matrices, built once and applied with sparse-dense products (on CUDA by the kernel
-of :mod:`._cuda`). Every step is a tensor operation, so the lattice runs on any device, handles
+of :mod:`.cuda_spmm`). Every step is a tensor operation, so the lattice runs on any device, handles
 a batch of images at once (the image index is the most significant digit of the key, so images
 never share vertices) and is differentiable with respect to the filtered values.
 """
@@ -26,30 +26,20 @@ never share vertices) and is differentiable with respect to the filtered values.
 from __future__ import annotations
 
 import copy
-import math
-import warnings
 
 import torch
 from torch import Tensor
 
-from . import _cuda
+from .geometry import key_layout, neighbour_shifts, scale_factors
+from .sparse import csr, csr_cols, csr_rows, matmul, scale_csr
 
 __all__ = ["PermutohedralLattice"]
-
-_INT64_LIMIT = 2**62
-
-
-def _scale_factors(d: int, device: torch.device) -> Tensor:
-    """The diagonal of the elevation matrix, rounded exactly as the C++ (double, then float)."""
-    inv_std_dev = float(torch.tensor(math.sqrt(2.0 / 3.0) * (d + 1), dtype=torch.float32))
-    values = [1.0 / math.sqrt((i + 2) * (i + 1)) * inv_std_dev for i in range(d)]
-    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 def _elevate(features: Tensor) -> Tensor:
     """``(P, d) float32`` features -> ``(P, d+1) float32`` points on the hyperplane."""
     d = features.shape[1]
-    cf = features * _scale_factors(d, features.device)
+    cf = features * scale_factors(d, features.device)
     elevated = [None] * (d + 1)
     sm = torch.zeros_like(cf[:, 0])
     for j in range(d, 0, -1):
@@ -120,21 +110,21 @@ class PermutohedralLattice:
             keep = real[order // (d + 1)]
             entries = order[keep]
             point = _unpad(entries // (d + 1), padded_n, n)
-            self._splat = _csr(
+            self._splat = csr(
                 torch.zeros_like(vertices).index_add_(0, vertex_of_sorted, keep.to(torch.int64)),
                 point,
                 bary.reshape(-1)[point * (d + 1) + entries % (d + 1)],
                 (m, batch * n),
             )
             columns, within = torch.sort(offsets, dim=1)
-            self._slice = _csr(
+            self._slice = csr(
                 torch.full((batch * n,), d + 1, dtype=torch.int64, device=features.device),
                 columns.reshape(-1),
                 (bary.gather(1, within) * self.alpha).reshape(-1),
                 (batch * n, m),
             )
             self._blur = [
-                self._blur_matrix(vertices, shift) for shift in self._neighbour_shifts(strides, d)
+                self._blur_matrix(vertices, shift) for shift in neighbour_shifts(strides, d)
             ]
 
     # -- construction ------------------------------------------------------------------------
@@ -177,7 +167,7 @@ class PermutohedralLattice:
         d = rem0.shape[1] - 1
         coords = rem0[:, :d]
         low, high = torch.stack(torch.aminmax(coords, dim=0)).tolist()
-        offsets, strides, image_stride = PermutohedralLattice._key_layout(low, high, batch)
+        offsets, strides, image_stride = key_layout(low, high, batch)
         device = rem0.device
         offset_t = torch.tensor(offsets, dtype=torch.int64, device=device)
         stride_t = torch.tensor(strides, dtype=torch.int64, device=device)
@@ -196,39 +186,6 @@ class PermutohedralLattice:
         return packed, strides
 
     @staticmethod
-    def _key_layout(
-        low: list[int], high: list[int], batch: int
-    ) -> tuple[list[int], list[int], int]:
-        """The mixed-radix layout of the packed keys, from the range ``low .. high`` of each of
-        the first ``d`` remainder-0 coordinates: the offset subtracted from each coordinate, the
-        stride of each and the stride of the image index. ValueError if the keys of ``batch``
-        images would not fit an int64."""
-        margin = 2 * (len(low) + 1)
-        offsets = [v - margin for v in low]
-        radices = [hi + margin - lo + 1 for lo, hi in zip(offsets, high)]
-        strides = [1] * len(low)
-        for i in range(len(low) - 2, -1, -1):
-            strides[i] = strides[i + 1] * radices[i + 1]
-        image_stride = strides[0] * radices[0]
-        if image_stride * batch >= _INT64_LIMIT:
-            raise ValueError(
-                "the CRF features span too many lattice points to index "
-                f"({image_stride * batch:.3g} >= 2^62): the standard deviations are too small "
-                "for this image size or batch; increase them or run fewer images at once"
-            )
-        return offsets, strides, image_stride
-
-    @staticmethod
-    def _neighbour_shifts(strides: list[int], d: int) -> list[int]:
-        """Packed-key offset of the neighbour ``n1`` along each axis ``j = 0..d``.
-
-        ``n1`` has every coordinate minus one except coordinate ``j``, which gets ``+d`` (for
-        ``j = d`` only the first ``d`` coordinates are stored, so all are minus one); ``n2`` is
-        the opposite shift.
-        """
-        return [-sum(strides) + (strides[j] * (d + 1) if j < d else 0) for j in range(d + 1)]
-
-    @staticmethod
     def _blur_matrix(vertices: Tensor, shift: int) -> Tensor:
         """``(M, M)`` CSR matrix of ``L + 0.5 (L[n1] + L[n2])``; absent neighbours are dropped."""
         m = vertices.numel()
@@ -245,7 +202,7 @@ class PermutohedralLattice:
         entries = (cols >= 0).reshape(-1).nonzero().squeeze(1)
         values = torch.tensor([0.5, 1.0, 0.5], device=vertices.device).repeat(m)
         row_counts = 1 + (lower >= 0).to(torch.int64) + found.to(torch.int64)
-        return _csr(row_counts, cols.reshape(-1)[entries], values[entries], (m, m))
+        return csr(row_counts, cols.reshape(-1)[entries], values[entries], (m, m))
 
     # -- filtering -----------------------------------------------------------------------------
 
@@ -278,16 +235,16 @@ class PermutohedralLattice:
             total = self.filter(ones).reshape(-1).to(torch.float64)
         norm = (1.0 / torch.sqrt(total + 1e-20)).to(torch.float32)
         other = copy.copy(self)
-        other._splat = _scale_csr(self._splat, norm[_csr_cols(self._splat)])
-        other._slice = _scale_csr(self._slice, weight * norm[_csr_rows(self._slice)])
+        other._splat = scale_csr(self._splat, norm[csr_cols(self._splat)])
+        other._slice = scale_csr(self._slice, weight * norm[csr_rows(self._slice)])
         return other
 
     def _apply(self, flat: Tensor, reverse: bool) -> Tensor:
         blurs = self._blur[::-1] if reverse else self._blur
-        x = _matmul(self._splat, flat.contiguous())
+        x = matmul(self._splat, flat.contiguous())
         for blur in blurs:
-            x = _matmul(blur, x)
-        return _matmul(self._slice, x)
+            x = matmul(blur, x)
+        return matmul(self._slice, x)
 
 
 class _Filter(torch.autograd.Function):
@@ -303,53 +260,6 @@ class _Filter(torch.autograd.Function):
         return ctx.lattice._apply(grad, not ctx.reverse), None, None
 
 
-def _matmul(matrix: Tensor, dense: Tensor) -> Tensor:
-    """Sparse CSR ``matrix @ dense`` (dense row-major)."""
-    if dense.device.type == "cpu":
-        # On the CPU, ``addmm`` into a fresh buffer skips the zero-fill and copy that ``mm`` does
-        # around the MKL call (2-3x faster for these shapes); beta=0 ignores the buffer's content.
-        out = torch.empty(matrix.shape[0], dense.shape[1], dtype=dense.dtype)
-        return torch.addmm(out, matrix, dense, beta=0, out=out)
-    if dense.device.type == "cuda":
-        product = _cuda.spmm(matrix, dense)
-        if product is not None:
-            return product
-    return matrix @ dense
-
-
-def _csr_rows(matrix: Tensor) -> Tensor:
-    crow = matrix.crow_indices().to(torch.int64)
-    rows = torch.arange(matrix.shape[0], device=crow.device)
-    return torch.repeat_interleave(rows, crow.diff(), output_size=matrix.values().numel())
-
-
-def _csr_cols(matrix: Tensor) -> Tensor:
-    return matrix.col_indices().to(torch.int64)
-
-
-def _scale_csr(matrix: Tensor, factors: Tensor) -> Tensor:
-    """The CSR matrix with each stored value multiplied by the matching entry of ``factors``."""
-    return _csr_tensor(
-        matrix.crow_indices(), matrix.col_indices(), matrix.values() * factors, matrix.shape
-    )
-
-
-def _csr_tensor(crow: Tensor, cols: Tensor, values: Tensor, shape) -> Tensor:
-    """``torch.sparse_csr_tensor`` without invariant checks or the "beta" warning."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
-        return torch.sparse_csr_tensor(crow, cols, values, shape, check_invariants=False)
-
-
 def _unpad(point: Tensor, padded_n: int, n: int) -> Tensor:
     """Index ``b * padded_n + i`` of a real point in the padded set -> ``b * n + i``."""
     return point - (point // padded_n) * (padded_n - n)
-
-
-def _csr(row_counts: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    """A sparse CSR matrix from the entry count of each row and the row-major entries."""
-    crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=cols.device)
-    crow[1:] = torch.cumsum(row_counts, dim=0)
-    # int32 indices when they fit: MKL's sparse kernels take them without a per-call conversion.
-    index_dtype = torch.int32 if max(shape[0], shape[1], cols.numel()) < 2**31 else torch.int64
-    return _csr_tensor(crow.to(index_dtype), cols.to(index_dtype), values, shape)

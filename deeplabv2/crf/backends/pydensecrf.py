@@ -1,34 +1,35 @@
-"""The reference backend: pydensecrf (package ``pydensecrf2``), one image at a time on the CPU."""
+"""The ``pydensecrf`` CRF backend: the reference C++ code (package ``pydensecrf2``), one image at
+a time on the CPU.
+
+(This module is ``deeplabv2.crf.backends.pydensecrf``; ``import pydensecrf`` inside the package
+is the absolute import of the third-party package.)
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from .params import CRFParams
+from ..params import CRFParams
+from ..potentials import compatibility_matrix, unary_from_probs_numpy
+from .registry import Backend
 
-__all__ = ["available", "infer"]
+__all__ = ["BACKEND", "INSTALL_HINT", "infer", "mean_field", "require"]
 
-_INSTALL_HINT = (
+INSTALL_HINT = (
     "the 'pydensecrf' CRF backend needs the pydensecrf2 package: "
     "pip install 'deeplabv2[crf]' (or use backend='torch')"
 )
 
 
-def _module():
+def require():
+    """The ``pydensecrf.densecrf`` module; ImportError with the install hint without it."""
     try:
         import pydensecrf.densecrf as dcrf
     except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
+        raise ImportError(INSTALL_HINT) from exc
     return dcrf
-
-
-def available() -> bool:
-    """Whether pydensecrf can be imported."""
-    try:
-        _module()
-    except ImportError:
-        return False
-    return True
 
 
 def _enum(dcrf, group: str, name: str):
@@ -49,17 +50,12 @@ def infer(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray
     Returns:
         ``(C, H, W) float32`` marginals.
     """
-    dcrf = _module()
+    dcrf = require()
     diag = _enum(dcrf, "KernelType", "DIAG_KERNEL")
     symmetric = _enum(dcrf, "NormalizationType", "NORMALIZE_SYMMETRIC")
     c, h, w = probs.shape
-    matrix = None
-    if params.compatibility is not None:
-        matrix = np.asarray(params.compatibility, dtype=np.float32)
-        if matrix.shape != (c, c):
-            raise ValueError(f"a {matrix.shape} compatibility matrix for {c} classes")
-    # pydensecrf.utils.unary_from_softmax: -log(clip(p, 1e-5, 1)) as float32.
-    unary = -np.log(np.clip(probs, 1e-5, 1.0)).reshape(c, -1).astype(np.float32)
+    matrix = compatibility_matrix(params, c)
+    unary = unary_from_probs_numpy(probs).reshape(c, -1)
     crf = dcrf.DenseCRF2D(w, h, c)
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
     if params.pos_w != 0:
@@ -80,3 +76,21 @@ def infer(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray
         )
     q = np.asarray(crf.inference(params.iterations), dtype=np.float32)
     return q.reshape(c, h, w)
+
+
+def mean_field(images: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
+    """:func:`infer` for each image of a CPU batch: ``(B, 3, H, W) uint8`` images and
+    ``(B, C, H, W) float32`` probabilities -> ``(B, C, H, W) float32`` marginals."""
+    images_np = images.permute(0, 2, 3, 1).numpy()
+    out = [infer(image, p, params) for image, p in zip(images_np, probs.numpy())]
+    return torch.from_numpy(np.stack(out))
+
+
+BACKEND = Backend(
+    name="pydensecrf",
+    mean_field=mean_field,
+    require=require,
+    devices=("cpu",),
+    priority=20,
+    summary="the reference C++ implementation (pip install 'deeplabv2[crf]'); CPU",
+)

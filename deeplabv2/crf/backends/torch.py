@@ -1,0 +1,157 @@
+"""The ``torch`` CRF backend: mean-field inference on the native permutohedral lattice, following
+densecrf's ``DenseCRF::inference``; any device, batched, differentiable.
+
+(This module is ``deeplabv2.crf.backends.torch``; ``import torch`` inside the package is the
+absolute import of PyTorch.)
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from ..lattice import PermutohedralLattice
+from ..params import CRFParams
+from ..potentials import (
+    bilateral_features,
+    check_compatibility,
+    compatibility_matrix,
+    position_features,
+    unary_from_probs,
+)
+from .registry import Backend
+
+__all__ = ["BACKEND", "mean_field", "mean_field_batch", "side_by_side", "smoothness_lattice"]
+
+#: (lattice, weight, shared): a float weight is folded into the lattice, a tensor one multiplies
+#: its output; a shared lattice filters the images' values side by side (:func:`side_by_side`)
+Kernel = tuple[PermutohedralLattice, Optional[Tensor], bool]
+
+
+def mean_field(
+    image: Tensor,
+    probs: Tensor,
+    params: CRFParams,
+    weights: Optional[Tensor] = None,
+    compatibility: Optional[Tensor] = None,
+) -> Tensor:
+    """Mean-field inference for a batch: all images at once on a GPU, one by one on the CPU.
+
+    On the CPU one image's working set (lattices and marginals) stays in cache, which makes
+    batches several times slower per image than a loop (benchmarks/crf.py); see
+    :func:`mean_field_batch` for the arguments, shapes and dtypes.
+    """
+    if probs.device.type == "cpu" and probs.shape[0] > 1:
+        return torch.cat(
+            [
+                mean_field_batch(image[i : i + 1], probs[i : i + 1], params, weights, compatibility)
+                for i in range(len(probs))
+            ]
+        )
+    return mean_field_batch(image, probs, params, weights, compatibility)
+
+
+def mean_field_batch(
+    image: Tensor,
+    probs: Tensor,
+    params: CRFParams,
+    weights: Optional[Tensor] = None,
+    compatibility: Optional[Tensor] = None,
+) -> Tensor:
+    """Mean-field inference for a batch of equal-size images, all at once.
+
+    Args:
+        image: ``(B, 3, H, W) uint8`` RGB images.
+        probs: ``(B, C, H, W) float32`` class probabilities on the same device.
+        params: kernel weights, standard deviations, the number of iterations and the
+            compatibility matrix (None: Potts).
+        weights: optional ``(2,)`` tensor ``(pos_w, bi_w)`` used instead of the parameters'
+            weights, e.g. to learn them (both kernels then run, whatever their weight).
+        compatibility: optional ``(C, C)`` tensor used instead of ``params.compatibility``
+            (densecrf's convention, symmetrised; Potts is ``-I``), e.g. to learn it.
+
+    Returns:
+        ``(B, C, H, W) float32`` marginals after ``params.iterations`` updates (all kernels
+        applied to the same ``Q``, no damping), differentiable with respect to ``probs``,
+        ``weights`` and ``compatibility``.
+    """
+    b, c, h, w = probs.shape
+    if compatibility is None:
+        matrix = compatibility_matrix(params, c)
+        compatibility = None if matrix is None else torch.from_numpy(matrix).to(probs.device)
+    if compatibility is not None:
+        check_compatibility(tuple(compatibility.shape), c)
+        compatibility = 0.5 * (compatibility + compatibility.T)
+    kernels = _kernels(image, params, weights, probs.device)
+
+    unary = unary_from_probs(probs).permute(0, 2, 3, 1).reshape(b, h * w, c)
+    q = torch.softmax(-unary, dim=-1)
+    for _ in range(params.iterations):
+        message = None
+        for kernel, weight, shared in kernels:
+            filtered = side_by_side(kernel, q) if shared else kernel.filter(q)
+            if weight is not None:
+                filtered = weight * filtered
+            message = filtered if message is None else message + filtered
+        if message is None:
+            energy = -unary
+        elif compatibility is None:  # Potts: M = -I
+            energy = message - unary
+        else:
+            energy = -unary - message @ compatibility.T
+        q = torch.softmax(energy, dim=-1)
+    return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+def _kernels(
+    image: Tensor, params: CRFParams, weights: Optional[Tensor], device: torch.device
+) -> list[Kernel]:
+    """The normalised kernels of a batch of ``(B, 3, H, W) uint8`` images: smoothness (on
+    ``device``), then appearance; a kernel of weight 0 is left out unless the ``(2,)``
+    ``weights`` are learned. The smoothness kernel depends on the image size only, so one
+    lattice serves the batch."""
+    _, _, h, w = image.shape
+    learned = weights is not None
+    kernels: list[Kernel] = []
+    if learned or params.pos_w != 0:
+        folded = 1.0 if learned else params.pos_w
+        lattice = smoothness_lattice(h, w, params.pos_xy_std, folded, device)
+        kernels.append((lattice, weights[0] if learned else None, True))
+    if learned or params.bi_w != 0:
+        feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)
+        lattice = PermutohedralLattice(feats)
+        kernels.append((lattice.symmetric_normalized(1.0), weights[1], False) if learned else
+                       (lattice.symmetric_normalized(params.bi_w), None, False))  # fmt: skip
+    return kernels
+
+
+@lru_cache(maxsize=4)
+def smoothness_lattice(
+    height: int, width: int, std: float, weight: float, device: Union[str, torch.device]
+) -> PermutohedralLattice:
+    """The normalised smoothness kernel of one image size (``N = H*W`` points, one image). It
+    depends on nothing else, so the last few are kept: building one took 4-7 ms on an H200,
+    several mean-field iterations of a single image (benchmarks/crf_phases.py)."""
+    feats = position_features(1, height, width, std, device)
+    return PermutohedralLattice(feats).symmetric_normalized(weight)
+
+
+def side_by_side(lattice: PermutohedralLattice, q: Tensor) -> Tensor:
+    """Filter ``(B, N, C) float32`` values with a one-image lattice: the images' values side by
+    side as ``(1, N, B*C)``, which is the same as filtering each image on its own."""
+    b, n, c = q.shape
+    wide = q.transpose(0, 1).reshape(1, n, b * c)
+    return lattice.filter(wide).reshape(n, b, c).transpose(0, 1)
+
+
+BACKEND = Backend(
+    name="torch",
+    mean_field=mean_field,
+    devices=None,
+    differentiable=True,
+    priority=10,
+    summary="native permutohedral lattice in PyTorch; any device, batched, differentiable",
+)
