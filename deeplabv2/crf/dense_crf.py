@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data.transforms import numpy_to_tensor
 from .backends.registry import AUTO, auto_backend, backend_choices, get_backend
 from .params import PRESETS, CRFParams
 
@@ -186,8 +187,7 @@ def _numpy_to_torch(image: np.ndarray, probs: np.ndarray) -> tuple[Tensor, Tenso
         raise ValueError(
             f"a numpy image must be (H, W, 3) or (B, H, W, 3) RGB, got shape {image.shape}"
         )
-    image_t = torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, -3)
-    return image_t, torch.from_numpy(np.ascontiguousarray(probs))
+    return numpy_to_tensor(image).movedim(-1, -3), numpy_to_tensor(probs)
 
 
 def _check_shapes(image: Tensor, probs: Tensor, is_numpy: bool) -> bool:

@@ -8,10 +8,19 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CAFFE_MEAN_BGR", "CaffePreprocess", "to_caffe_input"]
+__all__ = ["CAFFE_MEAN_BGR", "CaffePreprocess", "numpy_to_tensor", "to_caffe_input"]
 
 #: Per-channel mean (B, G, R) subtracted by the DeepLab release (ImageNet mean of the Caffe model).
 CAFFE_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
+
+
+def numpy_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """A numpy array as a CPU tensor: a view where it can be, a copy where the array is not
+    contiguous or is read-only (``np.asarray(PIL image)`` is; torch warns on those)."""
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def _as_chw_tensor(image: Any) -> torch.Tensor:
@@ -24,10 +33,7 @@ def _as_chw_tensor(image: Any) -> torch.Tensor:
                 f"numpy images must be (H, W, 3) RGB, got shape {image.shape}; convert "
                 "grayscale or RGBA images to RGB first"
             )
-        array = np.ascontiguousarray(image)
-        if not array.flags.writeable:  # np.asarray(PIL image) is read-only: torch would warn
-            array = array.copy()
-        return torch.from_numpy(array).permute(2, 0, 1)
+        return numpy_to_tensor(image).permute(2, 0, 1)
     if isinstance(image, torch.Tensor):
         if image.dim() not in (3, 4) or image.shape[-3] != 3:
             raise ValueError(

@@ -252,3 +252,15 @@ def test_kernel_weights_and_compatibility_get_gradients() -> None:
     assert matrix.grad is not None and matrix.grad.abs().sum() > 0
     fixed = DenseCRF(backend="torch")(image, probs)  # the same weights as floats
     torch.testing.assert_close(q.detach(), fixed, atol=1e-5, rtol=1e-4)
+
+
+def test_read_only_numpy_inputs_need_no_copy_by_the_caller(image: np.ndarray, probs: np.ndarray):
+    """``np.asarray(PIL image)`` is read-only: the CRF takes it without torch's warning."""
+    import warnings
+
+    frozen_image, frozen_probs = image.copy(), probs.copy()
+    frozen_image.flags.writeable = frozen_probs.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = DenseCRF(iterations=2, backend="torch")(frozen_image, frozen_probs)
+    np.testing.assert_array_equal(q, DenseCRF(iterations=2, backend="torch")(image, probs))
