@@ -1,7 +1,8 @@
 """deeplabv2: DeepLab v2 in PyTorch, faithful to the Caffe release."""
 
-from . import crf, data, demo, errors, export, interp, metrics, models, msc, weights
-from .convert import convert
+from . import crf, data, errors, interp, metrics, models, msc, weights
+from .cli.convert import convert
+from .cli.export import export_onnx
 from .crf import DenseCRF
 from .metrics import ConfusionMatrix
 from .models import (
@@ -26,12 +27,11 @@ __all__ = [
     "convert",
     "crf",
     "data",
-    "demo",
     "deeplab_largefov_vgg16",
     "deeplab_v2_resnet101",
     "deeplab_v2_vgg16",
     "errors",
-    "export",
+    "export_onnx",
     "get_model",
     "interp",
     "list_models",

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .crf import DenseCRF
 from .data.images import DEFAULT_MAX_PIXELS, ImageInput, check_pixels, load_image
@@ -29,11 +28,11 @@ from .data.transforms import to_caffe_input
 from .errors import ImageSizeError
 from .interp import upsample_logits
 from .msc import MultiScale
+from .tiling import OUTPUT_STRIDE, tile_overlap_for, tiled_logits
 from .weights.registry import RELEASE_PROTOCOL, EvalProtocol
 
 __all__ = ["Prediction", "Segmenter", "padded_side", "protocol_of"]
 
-_OUTPUT_STRIDE = 8
 _AUTO = "auto"
 
 
@@ -42,7 +41,7 @@ def padded_side(side: int, pad_to: Optional[int]) -> int:
     (sides over ``pad_to`` do not occur in VOC); unchanged without padding."""
     if pad_to is None:
         return side
-    return max(pad_to, -(-(side - 1) // _OUTPUT_STRIDE) * _OUTPUT_STRIDE + 1)
+    return max(pad_to, -(-(side - 1) // OUTPUT_STRIDE) * OUTPUT_STRIDE + 1)
 
 
 def protocol_of(model: nn.Module) -> EvalProtocol:
@@ -99,7 +98,8 @@ class Segmenter:
         dtype: ``None``/``torch.float32``, or ``torch.bfloat16``/``torch.float16`` for
             autocast mixed precision (float16 on CUDA only).
         tile_size: images with a side longer than this are segmented in overlapping tiles of
-            at most this size, so memory stays bounded; None never tiles.
+            at most this size (:mod:`deeplabv2.tiling`), so memory stays bounded; None never
+            tiles.
         tile_overlap: overlap of neighbouring tiles, in pixels (rounded up to a multiple of 8);
             default ``min(256, tile_size // 2)``. Each pixel is taken from the tile in which it
             lies furthest from a tile edge.
@@ -164,10 +164,10 @@ class Segmenter:
             self.model, self.protocol.scales, mode=self.protocol.msc_mode, flip=flip
         ).eval()
         self.min_size = self.net.min_input_size()
-        if tile_size is not None and tile_size < self.min_size + _OUTPUT_STRIDE:
+        if tile_size is not None and tile_size < self.min_size + OUTPUT_STRIDE:
             raise ValueError(
                 f"tile_size {tile_size} is too small for this network and its scales: use at "
-                f"least {self.min_size + _OUTPUT_STRIDE}"
+                f"least {self.min_size + OUTPUT_STRIDE}"
             )
         if crf is True:
             crf = DenseCRF.from_preset(self.protocol.crf)
@@ -246,35 +246,8 @@ class Segmenter:
         x = self._network_input(images, size)
         with self._autocast():
             logits = self.net(x)
-        full = upsample_logits(logits.float(), size, factor=_OUTPUT_STRIDE)
+        full = upsample_logits(logits.float(), size, factor=OUTPUT_STRIDE)
         return [full[i, :, :h, :w] for i, (h, w) in enumerate(sizes)]
-
-    def _tiled_logits(self, image: np.ndarray) -> torch.Tensor:
-        h, w = image.shape[:2]
-        rows = _tiles(h, self.tile_size, self.tile_overlap)
-        cols = _tiles(w, self.tile_size, self.tile_overlap)
-        out: Optional[torch.Tensor] = None
-        with tqdm(
-            total=len(rows) * len(cols),
-            desc=f"tiles of {w}x{h}",
-            unit="tile",
-            leave=False,
-            disable=not self.progress,
-        ) as bar:
-            for start_y, end_y, keep_y0, keep_y1 in rows:
-                for start_x, end_x, keep_x0, keep_x1 in cols:
-                    tile = np.ascontiguousarray(image[start_y:end_y, start_x:end_x])
-                    logits = self._logits_batch([tile])[0]
-                    if out is None:
-                        out = logits.new_empty(logits.shape[0], h, w)
-                    out[:, keep_y0:keep_y1, keep_x0:keep_x1] = logits[
-                        :,
-                        keep_y0 - start_y : keep_y1 - start_y,
-                        keep_x0 - start_x : keep_x1 - start_x,
-                    ]
-                    bar.update(1)
-        assert out is not None
-        return out
 
     def probabilities_batch(self, images: Sequence[Any], batch_size: int = 1) -> list[torch.Tensor]:
         """Network probabilities ``(C, H, W) float32`` (on the device) of each RGB image.
@@ -292,7 +265,14 @@ class Segmenter:
             self.check_size(h, w)
             if self.tiled(h, w):
                 with torch.inference_mode():
-                    out[index] = torch.softmax(self._tiled_logits(np.asarray(image)), dim=0)
+                    logits = tiled_logits(
+                        np.asarray(image),
+                        lambda tile: self._logits_batch([tile])[0],
+                        self.tile_size,
+                        self.tile_overlap,
+                        progress=self.progress,
+                    )
+                    out[index] = torch.softmax(logits, dim=0)
             else:
                 groups[self.input_size(h, w)].append(index)
         for members in groups.values():
@@ -335,46 +315,3 @@ class Segmenter:
         """A :class:`Prediction` from ``(C, H, W)`` probabilities on any device."""
         labels = probs.argmax(0).cpu()
         return Prediction(labels, probs.float().cpu() if return_probs else None, self.class_names)
-
-
-def tile_overlap_for(tile_size: Optional[int], tile_overlap: Optional[int]) -> int:
-    """Validate tiling settings; the overlap rounded up to a multiple of 8 (default:
-    ``min(256, tile_size // 2)``).
-
-    Raises:
-        ValueError: ``tile_size`` under 17 pixels, or an overlap outside ``[1, tile_size / 2]``.
-    """
-    if tile_size is not None and tile_size < 2 * _OUTPUT_STRIDE + 1:
-        raise ValueError(f"tile_size must be at least 17 pixels, got {tile_size}")
-    if tile_overlap is None:
-        half = (tile_size // 2) if tile_size is not None else 256
-        tile_overlap = min(256, half // _OUTPUT_STRIDE * _OUTPUT_STRIDE)
-    if tile_overlap < 1 or (tile_size is not None and tile_overlap > tile_size // 2):
-        raise ValueError(
-            f"tile_overlap must be in [1, tile_size / 2], got {tile_overlap} for tile_size "
-            f"{tile_size}"
-        )
-    return -(-tile_overlap // _OUTPUT_STRIDE) * _OUTPUT_STRIDE
-
-
-def _tiles(length: int, size: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Tiles along one axis: ``(start, end, keep_start, keep_end)``.
-
-    Starts are multiples of the output stride, so every tile sees the same sampling grid as the
-    whole image; the last tile ends at the image edge. Consecutive tiles hand over at the middle
-    of their overlap.
-    """
-    if length <= size:
-        return [(0, length, 0, length)]
-    step = (size - overlap) // _OUTPUT_STRIDE * _OUTPUT_STRIDE
-    starts = list(range(0, length - size, step))
-    last = -(-(length - size) // _OUTPUT_STRIDE) * _OUTPUT_STRIDE  # cover the end, 8-aligned
-    if not starts or starts[-1] < last:
-        starts.append(min(last, length - 1))
-    ends = [min(s + size, length) for s in starts]
-    tiles = []
-    for i, (start, end) in enumerate(zip(starts, ends)):
-        keep_start = 0 if i == 0 else (starts[i] + ends[i - 1]) // 2
-        keep_end = length if i == len(starts) - 1 else (starts[i + 1] + end) // 2
-        tiles.append((start, end, keep_start, keep_end))
-    return tiles

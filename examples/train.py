@@ -44,7 +44,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -67,6 +66,7 @@ from deeplabv2.data import (
     VOCSegmentation,
 )
 from deeplabv2.data.classes import resolve_class_names
+from deeplabv2.distributed import Ranks, start, stop
 from deeplabv2.evaluate import evaluate
 from deeplabv2.interp import resize_bilinear
 from deeplabv2.models import DeepLabV2, get_model, save_weights
@@ -376,10 +376,17 @@ class Run:
     train_set: TrainSet
     val_set: Any
     device: torch.device
-    rank: int = 0
-    world: int = 1
+    ranks: Ranks = Ranks()
     last_checkpoint: Optional[int] = None
     logger: Any = None
+
+    @property
+    def rank(self) -> int:
+        return self.ranks.rank
+
+    @property
+    def world(self) -> int:
+        return self.ranks.world
 
     @property
     def scales(self) -> tuple[float, ...]:
@@ -522,29 +529,21 @@ class Logger:
 
 
 def setup(config: Config, data_root: str, out: Path) -> Run:
-    """Process group, device, model, optimiser and data of a run."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    if config.batch_size % (world * config.accumulate):
+    """Process group (under ``torchrun``), device, model, optimiser and data of a run."""
+    ranks = start()
+    if config.batch_size % (ranks.world * config.accumulate):
         raise ValueError(
-            f"batch_size {config.batch_size} is not divisible by {world} ranks x "
+            f"batch_size {config.batch_size} is not divisible by {ranks.world} ranks x "
             f"{config.accumulate} accumulation steps"
         )
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+    device = ranks.device(None)  # this rank's GPU, else the CPU
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     model = build_model(config).to(device).train()
     groups = param_groups(model, config)
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     net: nn.Module = MultiScale(model) if config.msc else model
-    if distributed:
+    if ranks.distributed:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device] if device.type == "cuda" else None
         )
@@ -558,9 +557,8 @@ def setup(config: Config, data_root: str, out: Path) -> Run:
         train_set=TrainSet(dataset(config, data_root, config.split), config),
         val_set=dataset(config, data_root, config.val_split, config.val_limit),
         device=device,
-        rank=rank,
-        world=world,
-        logger=Logger(out) if rank == 0 else None,
+        ranks=ranks,
+        logger=Logger(out) if ranks.rank == 0 else None,
     )
 
 
@@ -612,9 +610,7 @@ def train(
     finally:
         if run.logger is not None:
             run.logger.close()
-        if run.world > 1:
-            dist.barrier()
-            dist.destroy_process_group()
+        stop(run.ranks)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from .conftest import randomize_batchnorm
 
 onnx = pytest.importorskip("onnx", reason="needs the export extra")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra")
-export = pytest.importorskip("deeplabv2.export")
+export = pytest.importorskip("deeplabv2.cli.export")
 
 
 @pytest.fixture(scope="module")

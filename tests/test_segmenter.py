@@ -13,7 +13,8 @@ from deeplabv2 import MultiScale
 from deeplabv2.crf import DenseCRF
 from deeplabv2.data import to_caffe_input
 from deeplabv2.interp import upsample_logits
-from deeplabv2.segmenter import Segmenter, _tiles
+from deeplabv2.segmenter import Segmenter
+from deeplabv2.tiling import tile_layout
 from deeplabv2.weights.registry import PORT_PROTOCOL, RELEASE_PROTOCOL
 
 
@@ -157,7 +158,7 @@ def test_tiling_equals_whole_image_for_a_small_receptive_field() -> None:
     model = SmallFieldNet()
     whole = Segmenter(model, scales=(), tile_size=None).predict(image, return_probs=True)
     tiled_seg = Segmenter(model, scales=(), tile_size=64, tile_overlap=32)
-    assert len(_tiles(150, 64, 32)) > 2  # really tiled, in both directions
+    assert len(tile_layout(150, 64, 32)) > 2  # really tiled, in both directions
     tiled = tiled_seg.predict(image, return_probs=True)
     torch.testing.assert_close(tiled.probs, whole.probs, atol=1e-6, rtol=1e-5)
     assert torch.equal(tiled.labels, whole.labels)
@@ -165,7 +166,7 @@ def test_tiling_equals_whole_image_for_a_small_receptive_field() -> None:
 
 def test_tiles_cover_the_axis_once() -> None:
     for length in (100, 129, 1000, 1031):
-        tiles = _tiles(length, 257, 64)
+        tiles = tile_layout(length, 257, 64)
         kept = np.zeros(length, int)
         for start, end, keep0, keep1 in tiles:
             assert start % 8 == 0 and end - start <= 257 and start <= keep0 < keep1 <= end

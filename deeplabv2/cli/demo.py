@@ -8,25 +8,29 @@ and, with the CRF on, the overlays before and after it. Runs on the CPU (or ``de
 
 from __future__ import annotations
 
+import argparse
 import html
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from .data.classes import overlay, voc_palette
-from .models import load_model
-from .segmenter import Segmenter, protocol_of
+from ..data.classes import overlay, voc_palette
+from ..models import load_model
+from ..segmenter import Segmenter, protocol_of
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "INSTALL_HINT",
+    "add_parser",
     "build_demo",
     "example_photos",
     "legend_html",
+    "run",
     "segment",
 ]
 
@@ -35,7 +39,7 @@ INSTALL_HINT = "the demo needs Gradio: pip install 'deeplabv2[demo]'"
 DEFAULT_WEIGHTS = ("deeplab_v2_resnet101.voc12", "deeplab_v2_resnet101.cocostuff164k")
 
 
-def _gradio():
+def _gradio() -> Any:
     try:
         import gradio
     except ImportError as exc:
@@ -125,7 +129,7 @@ def build_demo(
     models: Optional[Mapping[str, nn.Module]] = None,
     examples: Sequence[Any] = (),
     device: Union[str, torch.device] = "cpu",
-):
+) -> Any:
     """The Gradio app.
 
     Args:
@@ -143,7 +147,7 @@ def build_demo(
     if not choices:
         raise ValueError("the demo needs at least one weights name, file or model")
 
-    def run(image: Optional[np.ndarray], name: str, msc: bool, crf: bool):
+    def respond(image: Optional[np.ndarray], name: str, msc: bool, crf: bool) -> tuple:
         if image is None:
             raise gr.Error("upload an image or pick an example first")
         model = cache.get(name)
@@ -163,6 +167,11 @@ def build_demo(
             note,
         )
 
+    return _layout(gr, choices, examples, respond)
+
+
+def _layout(gr: Any, choices: Sequence[str], examples: Sequence[Any], respond: Callable) -> Any:
+    """The page: input, weights menu, MSC and CRF switches; overlay, legend, before/after."""
     with gr.Blocks(title="DeepLab v2", analytics_enabled=False) as demo:
         gr.Markdown(
             "# DeepLab v2\nSemantic segmentation with the Caffe release's network "
@@ -186,6 +195,33 @@ def build_demo(
             before = gr.Image(label="before the CRF", visible=False, elem_id="before")
             after = gr.Image(label="after the CRF", visible=False, elem_id="after")
         button.click(
-            run, [image, name, msc, crf], [result, legend, before, after, note], api_name="segment"
+            respond,
+            [image, name, msc, crf],
+            [result, legend, before, after, note],
+            api_name="segment",
         )
     return demo
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``demo`` and its options."""
+    parser = commands.add_parser("demo", help="a web demo in the browser (Gradio)")
+    parser.add_argument(
+        "--weights", action="append", help="weights name or file to offer (repeatable)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
+    parser.add_argument("--share", action="store_true", help="a public gradio.live link")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 demo``: serve the app until interrupted; the exit code."""
+    _gradio()  # the extra, before anything else
+    with tempfile.TemporaryDirectory(prefix="deeplabv2-demo-") as tmp:
+        app = build_demo(
+            args.weights or DEFAULT_WEIGHTS, examples=example_photos(tmp), device=args.device
+        )
+        app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0

@@ -1,18 +1,23 @@
-"""Conversion of release and port weights to this library's safetensors files (no Caffe)."""
+"""Conversion of release and port weights to this library's safetensors files (no Caffe):
+:func:`convert` (also :func:`deeplabv2.convert`) and ``deeplabv2 convert``."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from .models._builder import load_state, weights_metadata
-from .models._checkpoint import MAPPINGS, check_state_dict, detect_architecture, expected_shapes
-from .weights import EvalProtocol, read_checkpoint, save_safetensors
-from .weights.files import check_destination
+from ..data.classes import resolve_class_names
+from ..models._builder import load_state, weights_metadata
+from ..models._checkpoint import MAPPINGS, check_state_dict, detect_architecture, expected_shapes
+from ..weights import EvalProtocol, read_checkpoint, save_safetensors
+from ..weights.files import check_destination
+from .options import add_model_option
 
-__all__ = ["convert"]
+__all__ = ["add_parser", "convert", "run"]
 
 
 def convert(
@@ -64,3 +69,44 @@ def convert(
         info["protocol"] = protocol.as_dict()
     metadata = weights_metadata(architecture, num_classes, info["source"], names, info["protocol"])
     return save_safetensors(state, dst, metadata, force=force), metadata
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``convert`` and its options."""
+    parser = commands.add_parser("convert", help="convert .caffemodel/.pth to .safetensors")
+    parser.add_argument("src", help="a .caffemodel, .pth/.pt or .safetensors file")
+    parser.add_argument("dst", help="the .safetensors file to write")
+    parser.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    parser.add_argument(
+        "--backbone-only",
+        action="store_true",
+        help="keep all but the head (e.g. the release's init.caffemodel)",
+    )
+    parser.add_argument(
+        "--classes", help="class names of the head: voc, cocostuff or a file (one per line)"
+    )
+    add_model_option(parser, "the network (default: found from the file)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 convert``; the exit code."""
+    classes = resolve_class_names(args.classes) if args.classes else None
+    path, metadata = convert(
+        args.src,
+        args.dst,
+        model=args.model,
+        backbone_only=args.backbone_only,
+        classes=classes,
+        force=args.force,
+    )
+    count = metadata["num_classes"]
+    head = "backbone only" if count == "none" else f"{count} classes"
+    print(f"wrote {path} ({metadata['architecture']}, {head}, from {metadata['source']})")
+    if count != "none" and "classes" not in metadata:
+        print(
+            "note: the file names no classes, so none were recorded; pass --classes "
+            "voc|cocostuff|FILE to record them",
+            file=sys.stderr,
+        )
+    return 0
