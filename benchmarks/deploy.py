@@ -3,7 +3,7 @@
 Median wall time of ``--runs`` forward passes (after ``--warmup`` untimed ones), batch 1, random
 weights (speed does not depend on them): PyTorch as built, PyTorch with BatchNorm folded, and
 onnxruntime (CPU execution provider, all graph optimisations) on the file that
-``deeplabv2.export.export_onnx`` writes (folded, dynamic shapes). Both use ``--threads`` threads.
+``deeplabv2.export_onnx`` writes (folded, dynamic shapes). Both use ``--threads`` threads.
 Ratios are against plain PyTorch of the same run.
 
     python benchmarks/deploy.py [--runs 5] [--size 513] [--threads N]
@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from deeplabv2.export import export_onnx
+from deeplabv2 import export_onnx
 from deeplabv2.models import deeplab_v2_resnet101, fold_batchnorm
 
 

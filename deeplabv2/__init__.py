@@ -1,7 +1,9 @@
 """deeplabv2: DeepLab v2 in PyTorch, faithful to the Caffe release."""
 
-from . import crf, data, demo, errors, export, interp, metrics, models, msc, weights
-from .convert import convert
+from . import crf, data, errors, interp, metrics, models, msc, protocol, weights
+from ._files import atomic_write
+from .cli.convert import convert
+from .cli.export import export_onnx
 from .crf import DenseCRF
 from .metrics import ConfusionMatrix
 from .models import (
@@ -13,25 +15,28 @@ from .models import (
     load_model,
 )
 from .msc import MultiScale
+from .protocol import EvalProtocol, PretrainedInfo
 from .segmenter import Prediction, Segmenter
 from .version import __version__
 
 __all__ = [
     "ConfusionMatrix",
     "DenseCRF",
+    "EvalProtocol",
     "MultiScale",
     "Prediction",
+    "PretrainedInfo",
     "Segmenter",
     "__version__",
+    "atomic_write",
     "convert",
     "crf",
     "data",
-    "demo",
     "deeplab_largefov_vgg16",
     "deeplab_v2_resnet101",
     "deeplab_v2_vgg16",
     "errors",
-    "export",
+    "export_onnx",
     "get_model",
     "interp",
     "list_models",
@@ -39,5 +44,6 @@ __all__ = [
     "metrics",
     "models",
     "msc",
+    "protocol",
     "weights",
 ]

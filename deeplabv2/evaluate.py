@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 from tqdm import tqdm
 
-from ._distributed import Ranks
-from ._pipeline import default_crf_workers, stream
 from .data.classes import VOC_CLASSES
+from .distributed import Ranks
 from .errors import DatasetError, LabelError
 from .metrics import ConfusionMatrix
+from .pipeline import Result, default_crf_workers, stream
 from .segmenter import Segmenter
 
 __all__ = ["evaluate"]
@@ -28,6 +29,16 @@ class _Pairs:
     def __call__(self, index: int) -> tuple[np.ndarray, tuple[np.ndarray, str]]:
         image, label, name = self.dataset[index]
         return image, (label, name)
+
+
+def _update(matrix: ConfusionMatrix, results: Iterable[Result]) -> None:
+    """Add each result's labels to ``matrix``; an invalid label names its image."""
+    for result in results:
+        label, name = result.extra
+        try:
+            matrix.update(result.prediction.labels, label)
+        except LabelError as error:
+            raise LabelError(f"{name}: {error}") from None
 
 
 def _warn_if_trained_on(model: Any, dataset: Any) -> None:
@@ -54,8 +65,9 @@ def evaluate(
 
     Images are decoded in ``workers`` processes and go through the network ``batch_size`` at
     a time; with a CRF on the CPU, ``crf_workers`` processes refine image ``i`` while the
-    network already works on the next ones (default: :func:`_pipeline.default_crf_workers`:
-    none on two cores or fewer, where that measured slower; on a GPU the CRF runs there).
+    network already works on the next ones (default:
+    :func:`deeplabv2.pipeline.default_crf_workers`: none on two cores or fewer, where that
+    measured slower; on a GPU the CRF runs there).
     Under ``torchrun`` (in an initialised ``torch.distributed`` group) every rank scores its
     shard and the confusion matrices are summed, so every rank returns the scores of the whole
     dataset.
@@ -80,23 +92,18 @@ def evaluate(
     with tqdm(
         total=len(indices), desc="eval", unit="image", disable=not progress or ranks.rank != 0
     ) as bar:
+        if crf_workers is None:
+            crf_workers = default_crf_workers(segmenter.device)
         results = stream(
             segmenter,
             _Pairs(dataset),
             indices,
             batch_size=batch_size,
             workers=workers,
-            crf_workers=default_crf_workers(segmenter.device)
-            if crf_workers is None
-            else crf_workers,
+            crf_workers=crf_workers,
             progress=bar,
         )
-        for result in results:
-            label, name = result.extra
-            try:
-                matrix.update(result.prediction.labels, label)
-            except LabelError as error:
-                raise LabelError(f"{name}: {error}") from None
+        _update(matrix, results)
     if ranks.distributed:
         matrix.all_reduce()
     message = matrix.invalid_label_message()

@@ -4,13 +4,14 @@ The release's protocol (the default for its weights): the image is padded at the
 with the mean pixel to 513x513 (zeros after mean subtraction), the network and its multi-scale
 inputs run on the padded image, the logits (65x65) are zoomed by 8 with the corners aligned
 (65 -> 513) and cropped back to the image. Weights trained by the PyTorch port run unpadded with
-the port's MSC resizing. The protocol comes from ``model.weights_info["protocol"]``; explicit
-arguments win.
+the port's MSC resizing. The protocol is the model's (:func:`deeplabv2.protocol.protocol_of`);
+what the caller overrides is applied with ``dataclasses.replace``, nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -21,20 +22,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from .crf import DenseCRF
+from .crf import PRESETS, DenseCRF
 from .data.images import DEFAULT_MAX_PIXELS, ImageInput, check_pixels, load_image
 from .data.transforms import to_caffe_input
 from .errors import ImageSizeError
 from .interp import upsample_logits
 from .msc import MultiScale
 from .protocol import EvalProtocol, protocol_of
+from .tiling import OUTPUT_STRIDE, tile_overlap_for, tiled_logits
 
-__all__ = ["Prediction", "Segmenter", "padded_side", "protocol_of"]
+__all__ = ["Prediction", "Segmenter", "padded_side"]
 
-_OUTPUT_STRIDE = 8
-_AUTO = "auto"
+#: What a Segmenter may override in the model's protocol (the CRF preset goes through ``crf``).
+PROTOCOL_OVERRIDES = ("msc_mode", "scales", "pad_to", "mean_bgr")
 
 
 def padded_side(side: int, pad_to: Optional[int]) -> int:
@@ -42,7 +43,7 @@ def padded_side(side: int, pad_to: Optional[int]) -> int:
     (sides over ``pad_to`` do not occur in VOC); unchanged without padding."""
     if pad_to is None:
         return side
-    return max(pad_to, -(-(side - 1) // _OUTPUT_STRIDE) * _OUTPUT_STRIDE + 1)
+    return max(pad_to, -(-(side - 1) // OUTPUT_STRIDE) * OUTPUT_STRIDE + 1)
 
 
 @dataclass
@@ -79,21 +80,18 @@ class Segmenter:
 
     Args:
         model: maps ``(B, 3, H, W)`` Caffe-convention input to logits at output stride 8.
-        scales: extra input scales fused with 1.0 (``()`` for single-scale inference); default:
-            the protocol's (the release: ``(0.5, 0.75)``).
-        msc_mode: ``"caffe"`` or ``"pytorch"`` resizing of the scales; default: the protocol's.
-        pad_to: pad images to this square size (of the form ``8k + 1``; a larger image to the
-            next such size that holds it), or None to run each image at its own size;
-            default ``"auto"``: the protocol's (the release: 513; the port's weights: None).
-        flip: also run the horizontally flipped image and average.
         crf: a :class:`deeplabv2.crf.DenseCRF`, a preset name or a parameter file's path
             (:meth:`DenseCRF.from_spec`), True for the protocol's preset (``resnet101-voc`` or
-            ``vgg16-voc``), or None.
+            ``vgg16-voc``), or None (no CRF).
+        crf_backend: the backend of a CRF made from ``crf=True``, a preset or a file
+            (:data:`deeplabv2.crf.BACKENDS`; default ``"auto"``).
+        flip: also run the horizontally flipped image and average.
         device: where the network runs (default: the model's device).
         dtype: ``None``/``torch.float32``, or ``torch.bfloat16``/``torch.float16`` for
             autocast mixed precision (float16 on CUDA only).
         tile_size: images with a side longer than this are segmented in overlapping tiles of
-            at most this size, so memory stays bounded; None never tiles.
+            at most this size (:mod:`deeplabv2.tiling`), so memory stays bounded; None never
+            tiles.
         tile_overlap: overlap of neighbouring tiles, in pixels (rounded up to a multiple of 8);
             default ``min(256, tile_size // 2)``. Each pixel is taken from the tile in which it
             lies furthest from a tile edge.
@@ -101,9 +99,17 @@ class Segmenter:
             (files before they are decoded); None for no limit. Default
             :data:`~deeplabv2.data.images.DEFAULT_MAX_PIXELS` (25 megapixels).
         progress: show a progress bar over the tiles of a tiled image.
+        **overrides: what to change in the model's test protocol
+            (:class:`deeplabv2.protocol.EvalProtocol`), and nothing else changes: ``scales``
+            (extra input scales fused with 1.0; ``()`` for single-scale inference), ``msc_mode``
+            (``"caffe"`` or ``"pytorch"`` resizing of the scales), ``pad_to`` (pad images to
+            this square size of the form ``8k + 1``, a larger image to the next such size; None
+            runs each image at its own size), ``mean_bgr``. ``scales=None`` and
+            ``msc_mode=None`` mean the protocol's.
 
-    The protocol of the model's weights is ``model.weights_info["protocol"]`` (see
-    :class:`deeplabv2.weights.EvalProtocol`); models without one follow the release's.
+    The protocol is the model's weights' (``model.pretrained_info.protocol``), else its
+    family's (:func:`deeplabv2.protocol.protocol_of`): the release's MSC at 513x513 for the
+    release's weights, the port's for the port's.
 
     Raises (when segmenting):
         ImageSizeError: an image smaller than the network (and its MSC scales) can take, or
@@ -114,41 +120,21 @@ class Segmenter:
         self,
         model: nn.Module,
         *,
-        scales: Optional[Sequence[float]] = None,
-        msc_mode: Optional[str] = None,
-        pad_to: Union[int, None, str] = _AUTO,
+        crf: Union[DenseCRF, bool, str, os.PathLike, None] = None,
+        crf_backend: str = "auto",
         flip: bool = False,
-        crf: Union[DenseCRF, bool, str, None] = None,
         device: Union[str, torch.device, None] = None,
         dtype: Optional[torch.dtype] = None,
         tile_size: Optional[int] = 1025,
         tile_overlap: Optional[int] = None,
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         progress: bool = False,
+        **overrides: Any,
     ) -> None:
-        if device is None:
-            first = next(iter(model.parameters()), None)
-            device = first.device if first is not None else torch.device("cpu")
-        self.device = torch.device(device)
-        if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
-        if dtype == torch.float16 and self.device.type != "cuda":
-            raise ValueError("float16 autocast needs a CUDA device; use torch.bfloat16 on CPU")
-        self.dtype = None if dtype in (None, torch.float32) else dtype
+        self.device, self.dtype = _device_and_dtype(model, device, dtype)
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be positive (or None), got {max_pixels}")
-        protocol = protocol_of(model)
-        if pad_to == _AUTO:
-            pad_to = protocol.pad_to
-        if pad_to is not None and (not isinstance(pad_to, int) or pad_to < 1 or (pad_to - 1) % 8):
-            raise ValueError(f"pad_to must be of the form 8k + 1 (e.g. 513) or None, got {pad_to}")
-        self.protocol = EvalProtocol(
-            msc_mode=msc_mode or protocol.msc_mode,
-            scales=protocol.scales if scales is None else tuple(float(s) for s in scales),
-            pad_to=pad_to,
-            crf=protocol.crf,
-            mean_bgr=protocol.mean_bgr,
-        )
+        self.protocol = _protocol(model, overrides, crf)
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap_for(tile_size, tile_overlap)
         self.max_pixels = max_pixels
@@ -158,16 +144,12 @@ class Segmenter:
             self.model, self.protocol.scales, mode=self.protocol.msc_mode, flip=flip
         ).eval()
         self.min_size = self.net.min_input_size()
-        if tile_size is not None and tile_size < self.min_size + _OUTPUT_STRIDE:
+        if tile_size is not None and tile_size < self.min_size + OUTPUT_STRIDE:
             raise ValueError(
                 f"tile_size {tile_size} is too small for this network and its scales: use at "
-                f"least {self.min_size + _OUTPUT_STRIDE}"
+                f"least {self.min_size + OUTPUT_STRIDE}"
             )
-        if crf is True:
-            crf = DenseCRF.from_preset(self.protocol.crf)
-        elif isinstance(crf, (str, os.PathLike)):
-            crf = DenseCRF.from_spec(os.fspath(crf))
-        self.crf: Optional[DenseCRF] = crf or None
+        self.crf = _make_crf(crf, crf_backend, self.protocol)
         self.class_names = tuple(getattr(model, "class_names", ()) or ())
 
     @property
@@ -240,35 +222,8 @@ class Segmenter:
         x = self._network_input(images, size)
         with self._autocast():
             logits = self.net(x)
-        full = upsample_logits(logits.float(), size, factor=_OUTPUT_STRIDE)
+        full = upsample_logits(logits.float(), size, factor=OUTPUT_STRIDE)
         return [full[i, :, :h, :w] for i, (h, w) in enumerate(sizes)]
-
-    def _tiled_logits(self, image: np.ndarray) -> torch.Tensor:
-        h, w = image.shape[:2]
-        rows = _tiles(h, self.tile_size, self.tile_overlap)
-        cols = _tiles(w, self.tile_size, self.tile_overlap)
-        out: Optional[torch.Tensor] = None
-        with tqdm(
-            total=len(rows) * len(cols),
-            desc=f"tiles of {w}x{h}",
-            unit="tile",
-            leave=False,
-            disable=not self.progress,
-        ) as bar:
-            for start_y, end_y, keep_y0, keep_y1 in rows:
-                for start_x, end_x, keep_x0, keep_x1 in cols:
-                    tile = np.ascontiguousarray(image[start_y:end_y, start_x:end_x])
-                    logits = self._logits_batch([tile])[0]
-                    if out is None:
-                        out = logits.new_empty(logits.shape[0], h, w)
-                    out[:, keep_y0:keep_y1, keep_x0:keep_x1] = logits[
-                        :,
-                        keep_y0 - start_y : keep_y1 - start_y,
-                        keep_x0 - start_x : keep_x1 - start_x,
-                    ]
-                    bar.update(1)
-        assert out is not None
-        return out
 
     def probabilities_batch(self, images: Sequence[Any], batch_size: int = 1) -> list[torch.Tensor]:
         """Network probabilities ``(C, H, W) float32`` (on the device) of each RGB image.
@@ -286,7 +241,14 @@ class Segmenter:
             self.check_size(h, w)
             if self.tiled(h, w):
                 with torch.inference_mode():
-                    out[index] = torch.softmax(self._tiled_logits(np.asarray(image)), dim=0)
+                    logits = tiled_logits(
+                        np.asarray(image),
+                        lambda tile: self._logits_batch([tile])[0],
+                        self.tile_size,
+                        self.tile_overlap,
+                        progress=self.progress,
+                    )
+                    out[index] = torch.softmax(logits, dim=0)
             else:
                 groups[self.input_size(h, w)].append(index)
         for members in groups.values():
@@ -331,44 +293,49 @@ class Segmenter:
         return Prediction(labels, probs.float().cpu() if return_probs else None, self.class_names)
 
 
-def tile_overlap_for(tile_size: Optional[int], tile_overlap: Optional[int]) -> int:
-    """Validate tiling settings; the overlap rounded up to a multiple of 8 (default:
-    ``min(256, tile_size // 2)``).
+def _device_and_dtype(
+    model: nn.Module, device: Union[str, torch.device, None], dtype: Optional[torch.dtype]
+) -> tuple[torch.device, Optional[torch.dtype]]:
+    """The device (default: the model's) and the autocast dtype (None for float32)."""
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+    if dtype == torch.float16 and device.type != "cuda":
+        raise ValueError("float16 autocast needs a CUDA device; use torch.bfloat16 on CPU")
+    return device, None if dtype in (None, torch.float32) else dtype
 
-    Raises:
-        ValueError: ``tile_size`` under 17 pixels, or an overlap outside ``[1, tile_size / 2]``.
-    """
-    if tile_size is not None and tile_size < 2 * _OUTPUT_STRIDE + 1:
-        raise ValueError(f"tile_size must be at least 17 pixels, got {tile_size}")
-    if tile_overlap is None:
-        half = (tile_size // 2) if tile_size is not None else 256
-        tile_overlap = min(256, half // _OUTPUT_STRIDE * _OUTPUT_STRIDE)
-    if tile_overlap < 1 or (tile_size is not None and tile_overlap > tile_size // 2):
-        raise ValueError(
-            f"tile_overlap must be in [1, tile_size / 2], got {tile_overlap} for tile_size "
-            f"{tile_size}"
+
+def _protocol(model: nn.Module, overrides: dict[str, Any], crf: Any) -> EvalProtocol:
+    """The model's protocol with the caller's overrides (and a CRF preset named by ``crf``)."""
+    unknown = sorted(set(overrides) - set(PROTOCOL_OVERRIDES))
+    if unknown:
+        raise TypeError(
+            f"Segmenter got unexpected arguments {', '.join(unknown)}; the protocol's settings "
+            f"are {', '.join(PROTOCOL_OVERRIDES)}"
         )
-    return -(-tile_overlap // _OUTPUT_STRIDE) * _OUTPUT_STRIDE
+    changes = {k: v for k, v in overrides.items() if v is not None or k == "pad_to"}
+    if isinstance(crf, str) and crf in PRESETS:
+        changes["crf"] = crf
+    return dataclasses.replace(protocol_of(model), **changes)
 
 
-def _tiles(length: int, size: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Tiles along one axis: ``(start, end, keep_start, keep_end)``.
-
-    Starts are multiples of the output stride, so every tile sees the same sampling grid as the
-    whole image; the last tile ends at the image edge. Consecutive tiles hand over at the middle
-    of their overlap.
-    """
-    if length <= size:
-        return [(0, length, 0, length)]
-    step = (size - overlap) // _OUTPUT_STRIDE * _OUTPUT_STRIDE
-    starts = list(range(0, length - size, step))
-    last = -(-(length - size) // _OUTPUT_STRIDE) * _OUTPUT_STRIDE  # cover the end, 8-aligned
-    if not starts or starts[-1] < last:
-        starts.append(min(last, length - 1))
-    ends = [min(s + size, length) for s in starts]
-    tiles = []
-    for i, (start, end) in enumerate(zip(starts, ends)):
-        keep_start = 0 if i == 0 else (starts[i] + ends[i - 1]) // 2
-        keep_end = length if i == len(starts) - 1 else (starts[i + 1] + end) // 2
-        tiles.append((start, end, keep_start, keep_end))
-    return tiles
+def _make_crf(crf: Any, backend: str, protocol: EvalProtocol) -> Optional[DenseCRF]:
+    """The dense CRF: a given one, the protocol's preset (True), a preset or a file; or None."""
+    if isinstance(crf, DenseCRF):
+        if backend != "auto" and crf.backend != backend:
+            raise ValueError(
+                f"crf_backend={backend!r} does not apply to a DenseCRF made with backend "
+                f"{crf.backend!r}; pass crf=True (or a preset) with crf_backend, or build the "
+                "DenseCRF with the backend you want"
+            )
+        return crf
+    if crf is True:
+        return DenseCRF.from_preset(protocol.crf, backend=backend)
+    if isinstance(crf, (str, os.PathLike)):
+        return DenseCRF.from_spec(os.fspath(crf), backend=backend)
+    if crf is None or crf is False:
+        return None
+    raise TypeError(f"crf must be a DenseCRF, True, a preset name or a file, got {crf!r}")

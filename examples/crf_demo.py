@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from deeplabv2 import atomic_write
 from deeplabv2.crf import DenseCRF
 from deeplabv2.crf.synthetic import coarse_probs
 from deeplabv2.data.classes import voc_palette
-from deeplabv2.weights import atomic_write
 
 
 def colourize(labels: np.ndarray) -> np.ndarray:

@@ -44,10 +44,9 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -58,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from deeplabv2 import MultiScale, Segmenter
+from deeplabv2 import MultiScale, PretrainedInfo, Segmenter, atomic_write
 from deeplabv2.data import (
     CAFFE_MEAN_BGR,
     Cityscapes,
@@ -67,15 +66,13 @@ from deeplabv2.data import (
     VOCSegmentation,
 )
 from deeplabv2.data.classes import resolve_class_names
+from deeplabv2.distributed import Ranks, start, stop
 from deeplabv2.evaluate import evaluate
 from deeplabv2.interp import resize_bilinear
-from deeplabv2.models import DeepLabV2, get_model, save_weights
+from deeplabv2.models import DeepLabV2, get_model, list_models, save_weights
 from deeplabv2.msc import MultiScaleOutput
-from deeplabv2.weights import EvalProtocol, atomic_write
 
-MODELS = ("deeplab_v2_resnet101", "deeplab_v2_vgg16", "deeplab_largefov_vgg16")
 DATASETS = ("voc", "folder", "cocostuff164k", "cocostuff10k", "cityscapes")
-CRF_PRESETS = {"deeplab_v2_resnet101": "resnet101-voc"}
 
 
 @dataclass
@@ -112,8 +109,8 @@ class Config:
     skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model not in list_models():
+            raise ValueError(f"model must be one of {list_models()}, got {self.model!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.loss not in ("caffe", "nearest"):
@@ -305,17 +302,20 @@ def branch_losses(output: Any, labels: torch.Tensor, config: Config, scales: Seq
 
 
 def build_model(config: Config) -> nn.Module:
-    """The network with its initialisation, class names and test protocol."""
+    """The network with its initialisation, class names and test protocol (the family's, with
+    the training mean), and what it has seen: the initialisation's lineage plus this run."""
     if config.model == "deeplab_v2_resnet101" and list(config.blocks) != [3, 4, 23, 3]:
         model: nn.Module = DeepLabV2(num_classes=config.num_classes, blocks=tuple(config.blocks))
     else:
         model = get_model(config.model, pretrained=config.init, num_classes=config.num_classes)
-        model.weights_info = {}  # the head is new: the initialisation's protocol does not apply
+    init = model.pretrained_info
     model.class_names = config.names()
-    protocol = EvalProtocol(
-        crf=CRF_PRESETS.get(config.model, "vgg16-voc"), mean_bgr=tuple(config.mean_bgr)
+    model.pretrained_info = PretrainedInfo(
+        source="examples/train.py",
+        classes=model.class_names,
+        protocol=replace(model.default_protocol, mean_bgr=tuple(config.mean_bgr)),
+        lineage=(init.lineage if init is not None else ()) + (f"{config.dataset} (this run)",),
     )
-    model.weights_info["protocol"] = protocol.as_dict()
     return model
 
 
@@ -376,10 +376,17 @@ class Run:
     train_set: TrainSet
     val_set: Any
     device: torch.device
-    rank: int = 0
-    world: int = 1
+    ranks: Ranks = Ranks()
     last_checkpoint: Optional[int] = None
     logger: Any = None
+
+    @property
+    def rank(self) -> int:
+        return self.ranks.rank
+
+    @property
+    def world(self) -> int:
+        return self.ranks.world
 
     @property
     def scales(self) -> tuple[float, ...]:
@@ -522,29 +529,21 @@ class Logger:
 
 
 def setup(config: Config, data_root: str, out: Path) -> Run:
-    """Process group, device, model, optimiser and data of a run."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    if config.batch_size % (world * config.accumulate):
+    """Process group (under ``torchrun``), device, model, optimiser and data of a run."""
+    ranks = start()
+    if config.batch_size % (ranks.world * config.accumulate):
         raise ValueError(
-            f"batch_size {config.batch_size} is not divisible by {world} ranks x "
+            f"batch_size {config.batch_size} is not divisible by {ranks.world} ranks x "
             f"{config.accumulate} accumulation steps"
         )
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+    device = ranks.device(None)  # this rank's GPU, else the CPU
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     model = build_model(config).to(device).train()
     groups = param_groups(model, config)
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     net: nn.Module = MultiScale(model) if config.msc else model
-    if distributed:
+    if ranks.distributed:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device] if device.type == "cuda" else None
         )
@@ -558,9 +557,8 @@ def setup(config: Config, data_root: str, out: Path) -> Run:
         train_set=TrainSet(dataset(config, data_root, config.split), config),
         val_set=dataset(config, data_root, config.val_split, config.val_limit),
         device=device,
-        rank=rank,
-        world=world,
-        logger=Logger(out) if rank == 0 else None,
+        ranks=ranks,
+        logger=Logger(out) if ranks.rank == 0 else None,
     )
 
 
@@ -612,9 +610,7 @@ def train(
     finally:
         if run.logger is not None:
             run.logger.close()
-        if run.world > 1:
-            dist.barrier()
-            dist.destroy_process_group()
+        stop(run.ranks)
 
 
 def main() -> None:
@@ -629,7 +625,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     parser.add_argument("--accumulate", type=int)
     parser.add_argument("--init", help="registry name of the network or a weights file")
-    parser.add_argument("--model", choices=MODELS)
+    parser.add_argument("--model", choices=list_models())
     parser.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast")
     args = parser.parse_args()
     names = ("max_iter", "lr", "batch_size", "accumulate", "amp", "init", "model")

@@ -33,12 +33,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from deeplabv2 import ConfusionMatrix, Segmenter
+from deeplabv2 import ConfusionMatrix, Segmenter, atomic_write
 from deeplabv2.crf import PRESETS, CRFParams, DenseCRF
-from deeplabv2.crf._torch import mean_field
+from deeplabv2.crf.backends.torch import mean_field
 from deeplabv2.data import VOCSegmentation
 from deeplabv2.models import load_model
-from deeplabv2.weights import atomic_write
 
 DEFAULT_GRID = {"bi_w": [3, 4, 5], "bi_xy_std": [50, 67, 80], "bi_rgb_std": [3, 4, 5]}
 
@@ -200,7 +199,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--weights", default="voc12")
     parser.add_argument("--cache", type=Path, help="folder for cached probs (with --data)")
-    parser.add_argument("--msc", action="store_true")
+    parser.add_argument(
+        "--single-scale", action="store_true", help="no MSC (default: the weights' protocol)"
+    )
     parser.add_argument("--method", choices=("grid", "gradient", "both"), default="grid")
     parser.add_argument("--holdout", type=float, default=0.5, help="held-out fraction (0.5)")
     parser.add_argument("--start", default="resnet101-voc", help="preset or parameter file")
@@ -220,7 +221,7 @@ def main() -> None:
         items = synthetic_items(args.synthetic, seed=0)
     elif args.data and args.cache:
         dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
-        segmenter = Segmenter(load_model(args.weights), scales=None if args.msc else ())
+        segmenter = Segmenter(load_model(args.weights), scales=() if args.single_scale else None)
         items = load_cached(cache_probabilities(segmenter, dataset, args.cache))
     else:
         parser.error("pass --data and --cache, or --synthetic N")

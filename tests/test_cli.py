@@ -153,6 +153,7 @@ def test_eval_scores_equal_numpy(tmp_path, voc_safetensors, capsys) -> None:
     root = write_voc(tmp_path / "voc")
     out = tmp_path / "results.json"
     argv = ["eval", "--data", str(root), "--weights", str(voc_safetensors), "--out", str(out)]
+    argv += ["--single-scale"]
     assert main([*argv, "--quiet"]) == 0
     results = json.loads(out.read_text())
     printed = capsys.readouterr().out
@@ -179,6 +180,7 @@ def test_eval_with_crf_and_decoding_workers_equals_inline(tmp_path, voc_safetens
         out = tmp_path / f"r{crf_workers}.json"
         argv = ["eval", "--data", str(root), "--weights", str(voc_safetensors), "--crf"]
         argv += ["--crf-workers", crf_workers, "--workers", workers, "--crf-backend", "torch"]
+        argv += ["--single-scale"]
         assert main([*argv, "--limit", "2", "--out", str(out), "--quiet"]) == 0
         scores.append(json.loads(out.read_text()))
     assert scores[0]["mean_iou"] == pytest.approx(scores[1]["mean_iou"], abs=1e-6)

@@ -16,19 +16,20 @@ from deeplabv2.cli import main
 from deeplabv2.errors import OutputExistsError
 from deeplabv2.interp import upsample_logits
 from deeplabv2.models import DeepLabV2, deeplab_largefov_vgg16, save_weights
+from deeplabv2.protocol import PretrainedInfo
 
 from .conftest import randomize_batchnorm
 
 onnx = pytest.importorskip("onnx", reason="needs the export extra")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra")
-export = pytest.importorskip("deeplabv2.export")
+export = pytest.importorskip("deeplabv2.cli.export")
 
 
 @pytest.fixture(scope="module")
 def named_model(tiny_deeplab_module):
     model = tiny_deeplab_module
     model.class_names = ("background", "cat", "dog", "sky", "tree")
-    model.weights_info = {"source": "test"}
+    model.pretrained_info = PretrainedInfo(source="test")
     return model
 
 
@@ -49,7 +50,7 @@ def relative_error(got: np.ndarray, expected: torch.Tensor) -> float:
 
 
 def test_logits_match_pytorch_at_any_size(named_model, tmp_path: Path) -> None:
-    report = export.export_onnx(named_model, tmp_path / "m.onnx")
+    report = export.export_onnx(named_model, tmp_path / "m.onnx", msc=False)
     assert report.path == tmp_path / "m.onnx" and report.path.is_file()
     assert [shape for shape, _ in report.errors] == list(export.VERIFY_SHAPES)
     assert report.max_relative_error <= 1e-4
@@ -64,7 +65,7 @@ def test_logits_match_pytorch_at_any_size(named_model, tmp_path: Path) -> None:
 
 
 def test_metadata_describes_input_and_classes(named_model, tmp_path: Path) -> None:
-    path = export.export_onnx(named_model, tmp_path / "m.onnx", verify=False).path
+    path = export.export_onnx(named_model, tmp_path / "m.onnx", msc=False, verify=False).path
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(props["deeplabv2.class_names"]) == list(named_model.class_names)
     pre = json.loads(props["deeplabv2.preprocessing"])

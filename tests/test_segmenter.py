@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,9 @@ from deeplabv2 import MultiScale
 from deeplabv2.crf import DenseCRF
 from deeplabv2.data import to_caffe_input
 from deeplabv2.interp import upsample_logits
-from deeplabv2.segmenter import Segmenter, _tiles
-from deeplabv2.weights.registry import PORT_PROTOCOL, RELEASE_PROTOCOL
+from deeplabv2.protocol import PORT_PROTOCOL, RELEASE_PROTOCOL, PretrainedInfo
+from deeplabv2.segmenter import Segmenter
+from deeplabv2.tiling import tile_layout
 
 
 class SmallFieldNet(nn.Module):
@@ -102,16 +105,16 @@ def test_larger_images_pad_to_the_next_8k_plus_1(tiny_deeplab) -> None:
 
 
 def test_the_weights_protocol_is_followed(tiny_deeplab, photo) -> None:
-    tiny_deeplab.weights_info = {"protocol": PORT_PROTOCOL.as_dict()}
+    tiny_deeplab.pretrained_info = PretrainedInfo(protocol=PORT_PROTOCOL)
     try:
         seg = Segmenter(tiny_deeplab)
         assert seg.net.mode == "pytorch" and seg.pad_to is None
         assert Segmenter(tiny_deeplab, pad_to=513, msc_mode="caffe").net.mode == "caffe"
-        vgg = {"protocol": {**RELEASE_PROTOCOL.as_dict(), "crf": "vgg16-voc"}}
-        tiny_deeplab.weights_info = vgg
+        vgg = dataclasses.replace(RELEASE_PROTOCOL, crf="vgg16-voc")
+        tiny_deeplab.pretrained_info = PretrainedInfo(protocol=vgg)
         assert Segmenter(tiny_deeplab, crf=True).crf.params.bi_xy_std == 65  # the VGG preset
     finally:
-        tiny_deeplab.weights_info = {}
+        tiny_deeplab.pretrained_info = None
 
 
 def test_batches_equal_one_at_a_time(tiny_deeplab, voc_photos) -> None:
@@ -157,7 +160,7 @@ def test_tiling_equals_whole_image_for_a_small_receptive_field() -> None:
     model = SmallFieldNet()
     whole = Segmenter(model, scales=(), tile_size=None).predict(image, return_probs=True)
     tiled_seg = Segmenter(model, scales=(), tile_size=64, tile_overlap=32)
-    assert len(_tiles(150, 64, 32)) > 2  # really tiled, in both directions
+    assert len(tile_layout(150, 64, 32)) > 2  # really tiled, in both directions
     tiled = tiled_seg.predict(image, return_probs=True)
     torch.testing.assert_close(tiled.probs, whole.probs, atol=1e-6, rtol=1e-5)
     assert torch.equal(tiled.labels, whole.labels)
@@ -165,7 +168,7 @@ def test_tiling_equals_whole_image_for_a_small_receptive_field() -> None:
 
 def test_tiles_cover_the_axis_once() -> None:
     for length in (100, 129, 1000, 1031):
-        tiles = _tiles(length, 257, 64)
+        tiles = tile_layout(length, 257, 64)
         kept = np.zeros(length, int)
         for start, end, keep0, keep1 in tiles:
             assert start % 8 == 0 and end - start <= 257 and start <= keep0 < keep1 <= end

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from skimage import data as skdata
 
 from deeplabv2 import MultiScale, Segmenter
-from deeplabv2._predict_io import save_labels
+from deeplabv2.cli.writers import save_labels
 from deeplabv2.data import VOCSegmentation
 from deeplabv2.models import deeplab_largefov_vgg16, deeplab_v2_resnet101
 from deeplabv2.msc import MultiScaleOutput

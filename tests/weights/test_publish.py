@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deeplabv2.publish import publish
+from deeplabv2.cli.publish import publish
 from deeplabv2.weights import sha256sum
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data.classes import overlay, voc_palette
-from ._files import atomic_write
+from .._files import atomic_write
+from ..data.classes import overlay, voc_palette
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -2,17 +2,18 @@
 
 The folder is the one ``save_pretrained`` writes (``model.safetensors``, ``config.json``, a
 model card), made by the same functions, with the registry entry's description, licence and
-metrics; the upload is the one ``push_to_hub`` makes (one commit).
+metrics; the upload is the one ``push_to_hub`` makes (one commit). :func:`publish`, and
+``deeplabv2 publish``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .convert import convert
-from .models.hub_mixin import (
+from ..models.hub_mixin import (
     CARD_NAME,
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -20,10 +21,10 @@ from .models.hub_mixin import (
     upload_folder,
     write_folder,
 )
-from .weights import get_weights
-from .weights import sha256sum
+from ..weights import get_weights, sha256sum
+from .convert import convert
 
-__all__ = ["publish"]
+__all__ = ["add_parser", "publish", "run"]
 
 
 def publish(
@@ -89,3 +90,31 @@ def publish(
         )
         plan["uploaded"] = True
     return plan
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``publish`` and its options."""
+    parser = commands.add_parser("publish", help="convert and upload weights to the HF Hub")
+    parser.add_argument("name", help="registry name, e.g. voc12 or deeplab_v2_vgg16.voc12")
+    parser.add_argument("src", help="the release file (e.g. train_iter_20000.caffemodel)")
+    parser.add_argument("--out", required=True, help="directory for model.safetensors/README.md")
+    parser.add_argument("--repo-id", help="Hub repository (default: the registry's)")
+    parser.add_argument("--upload", action="store_true", help="really upload (default: dry run)")
+    parser.add_argument("--force", action="store_true", help="overwrite files in --out")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 publish``; the exit code."""
+    plan = publish(
+        args.name, args.src, args.out, repo_id=args.repo_id, upload=args.upload, force=args.force
+    )
+    if plan["uploaded"]:
+        print(f"uploaded to https://huggingface.co/{plan['repo_id']} at {plan['revision']}")
+        print(f"pin in the registry: hf_revision={plan['revision']!r}, sha256={plan['sha256']!r}")
+    else:
+        print(f"dry run: would upload to {plan['repo_id']}:")
+        for name, path in plan["files"].items():
+            print(f"  {name} <- {path}")
+        print(f"  sha256 {plan['sha256']}; pass --upload to publish")
+    return 0

@@ -7,10 +7,13 @@ with ``h = deeplabv2.models.output_size(H)``, or with ``probabilities=True`` the
 logits zoomed to ``(H, W)`` as the release does it. BatchNorm is folded into the convolutions.
 The metadata (``metadata_props``) records the architecture, class names, preprocessing, test
 protocol, scales and the library version. Needs ``pip install 'deeplabv2[export]'``.
+
+:func:`export_onnx` (also :func:`deeplabv2.export_onnx`), and ``deeplabv2 export``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import io
@@ -21,25 +24,28 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
-from .errors import ExportVerificationError
-from .interp import upsample_logits
-from .models import FrozenBatchNorm2d, fold_batchnorm
-from .msc import MultiScale
-from .protocol import protocol_of
-from .version import __version__
-from ._files import atomic_write, check_destination
+from .._files import atomic_write, check_destination
+from ..errors import ExportVerificationError
+from ..interp import upsample_logits
+from ..models import FrozenBatchNorm2d, fold_batchnorm, load_model
+from ..msc import MultiScale
+from ..protocol import protocol_of
+from ..version import __version__
+from .options import add_model_option, add_scale_options, scales_override
 
 __all__ = [
     "ExportReport",
     "ExportVerificationError",
+    "add_parser",
     "export_onnx",
     "onnx_metadata",
     "require_extra",
+    "run",
 ]
 
 INSTALL_HINT = "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'deeplabv2[export]'"
@@ -82,7 +88,7 @@ class _Graph(nn.Module):
         return torch.softmax(upsample_logits(logits, image.shape[-2:]), dim=1)
 
 
-def require_extra(verify: bool = True):
+def require_extra(verify: bool = True) -> Any:
     """The ``onnx`` module; ImportError naming the ``export`` extra when it (or, to ``verify``,
     onnxruntime) is not installed."""
     try:
@@ -139,7 +145,7 @@ def export_onnx(
     model: nn.Module,
     path: Union[str, os.PathLike],
     *,
-    msc: Union[bool, Sequence[float]] = False,
+    msc: Union[None, bool, Sequence[float]] = None,
     probabilities: bool = False,
     opset: Optional[int] = None,
     verify: bool = True,
@@ -151,8 +157,10 @@ def export_onnx(
     Args:
         model: a DeepLab network (any of :mod:`deeplabv2.models`), with its weights.
         path: the ``.onnx`` file to write (refused if it exists, unless ``force``).
-        msc: multi-scale inputs with max fusion inside the graph: True for the weights'
-            protocol scales (0.5 and 0.75 for the release), or the extra scales.
+        msc: multi-scale inputs with max fusion inside the graph: None (the default) or True
+            for the weights' protocol scales (0.5 and 0.75 for the release's weights, as
+            ``deeplabv2.Segmenter`` runs them), False or ``()`` for the input alone, or the
+            extra scales.
         probabilities: output the softmax at the input's size instead of stride-8 logits.
         opset: the ONNX opset (default: the exporter's).
         verify: run the file in onnxruntime at :data:`VERIFY_SHAPES` and compare with PyTorch
@@ -165,45 +173,13 @@ def export_onnx(
     """
     onnx = require_extra(verify)
     target = check_destination(Path(path), force, ".onnx")
-    protocol = protocol_of(model)
-    scales: Optional[tuple[float, ...]] = None
-    if msc is True:
-        scales = tuple(protocol.scales)
-    elif msc:
-        scales = tuple(float(s) for s in msc)
-    network = copy.deepcopy(model).float().cpu().eval()
-    if any(isinstance(m, FrozenBatchNorm2d) for m in network.modules()):  # ResNet; VGG has none
-        network = fold_batchnorm(network, inplace=True)
-    if scales:
-        network = MultiScale(network, scales, mode=protocol.msc_mode).eval()
-    graph = _Graph(network, probabilities).eval()
+    scales = _scales(model, msc)
+    graph = _Graph(_exported_network(model, scales), probabilities).eval()
     min_side = _min_side(model, scales)
-    batch = torch.export.Dim("batch", min=1)
-    height = torch.export.Dim("height", min=min_side)
-    width = torch.export.Dim("width", min=min_side)
-    example = torch.zeros(1, 3, max(min_side, 65), max(min_side, 65))
     metadata = onnx_metadata(model, scales, probabilities)
 
     def write(tmp: str) -> None:
-        with _quiet():
-            program = torch.onnx.export(
-                graph,
-                (example,),
-                dynamo=True,
-                input_names=["image"],
-                output_names=["probabilities" if probabilities else "logits"],
-                dynamic_shapes={"image": {0: batch, 2: height, 3: width}},
-                opset_version=opset,
-                external_data=False,
-                verbose=False,
-            )
-        proto = program.model_proto
-        dims = proto.graph.input[0].type.tensor_type.shape.dim
-        if any(not dims[i].dim_param for i in (0, 2, 3)):
-            raise ExportVerificationError(
-                "the exporter fixed the input's batch or size instead of keeping them dynamic "
-                f"({[d.dim_param or d.dim_value for d in dims]}): the file was not written"
-            )
+        proto = _onnx_proto(graph, min_side, opset)
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -220,6 +196,55 @@ def export_onnx(
     opsets: list[int] = []
     atomic_write(target, write, force=force)
     return ExportReport(target, opsets[0], tuple(errors))
+
+
+def _scales(
+    model: nn.Module, msc: Union[None, bool, Sequence[float]]
+) -> Optional[tuple[float, ...]]:
+    """The extra input scales ``msc`` asks for: the protocol's (None, True), these, or none."""
+    if msc is None or msc is True:
+        return tuple(protocol_of(model).scales) or None
+    if msc:
+        return tuple(float(s) for s in msc)
+    return None
+
+
+def _exported_network(model: nn.Module, scales: Optional[tuple[float, ...]]) -> nn.Module:
+    """A float32 CPU copy of the network, BatchNorm folded, in multi-scale when ``scales``."""
+    network = copy.deepcopy(model).float().cpu().eval()
+    if any(isinstance(m, FrozenBatchNorm2d) for m in network.modules()):  # ResNet; VGG has none
+        network = fold_batchnorm(network, inplace=True)
+    if scales:
+        network = MultiScale(network, scales, mode=protocol_of(model).msc_mode).eval()
+    return network
+
+
+def _onnx_proto(graph: _Graph, min_side: int, opset: Optional[int]) -> Any:
+    """The ``onnx.ModelProto`` of ``graph``, for any batch and any size from ``min_side``."""
+    batch = torch.export.Dim("batch", min=1)
+    height = torch.export.Dim("height", min=min_side)
+    width = torch.export.Dim("width", min=min_side)
+    example = torch.zeros(1, 3, max(min_side, 65), max(min_side, 65))
+    with _quiet():
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["probabilities" if graph.probabilities else "logits"],
+            dynamic_shapes={"image": {0: batch, 2: height, 3: width}},
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
+    proto = program.model_proto
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if any(not dims[i].dim_param for i in (0, 2, 3)):
+        raise ExportVerificationError(
+            "the exporter fixed the input's batch or size instead of keeping them dynamic "
+            f"({[d.dim_param or d.dim_value for d in dims]}): the file was not written"
+        )
+    return proto
 
 
 def _verify(path: str, graph: nn.Module, tolerance: float) -> list[tuple[tuple[int, ...], float]]:
@@ -263,3 +288,41 @@ def _quiet():
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``export`` and its options."""
+    parser = commands.add_parser("export", help="export a network to ONNX (verified)")
+    parser.add_argument("out", metavar="OUT.onnx", help="the file to write")
+    parser.add_argument("--weights", required=True, help="registry name, file or hf-hub:...")
+    parser.add_argument("--format", default="onnx", choices=("onnx",), help="onnx (the only one)")
+    add_scale_options(parser)
+    parser.add_argument(
+        "--probabilities", action="store_true", help="output softmax at input size, not logits"
+    )
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_model_option(parser, "the network (default: from the weights)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 export``; the exit code."""
+    require_extra(verify=not args.no_verify)  # before loading any weights
+    model = load_model(args.weights, model=args.model)
+    report = export_onnx(
+        model,
+        args.out,
+        msc=scales_override(args),
+        probabilities=args.probabilities,
+        opset=args.opset,
+        verify=not args.no_verify,
+        force=args.force,
+    )
+    print(f"wrote {report.path} (ONNX opset {report.opset}, {model.num_classes} classes)")
+    for shape, error in report.errors:
+        print(f"  onnxruntime vs PyTorch at input {shape}: max relative error {error:.1e}")
+    if not report.errors:
+        print(f"  not verified (--no-verify); the check runs at {list(VERIFY_SHAPES)}")
+    return 0

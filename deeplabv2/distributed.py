@@ -1,4 +1,9 @@
-"""One process or many (``torchrun``): rank, device and sharding for predict and eval."""
+"""One process or many (``torchrun``): rank, device and sharding.
+
+Used by ``deeplabv2 predict``, ``deeplabv2 eval``, :func:`deeplabv2.evaluate.evaluate` and the
+training example (``examples/train.py``): :func:`start` joins the process group ``torchrun``
+sets up (if any), :class:`Ranks` says where this process stands, :func:`stop` leaves.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ class Ranks:
 
     @property
     def distributed(self) -> bool:
+        """Whether there are several processes."""
         return self.world > 1
 
     def shard(self, count: int) -> range:

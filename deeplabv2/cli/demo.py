@@ -8,26 +8,30 @@ and, with the CRF on, the overlays before and after it. Runs on the CPU (or ``de
 
 from __future__ import annotations
 
+import argparse
 import html
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from .data.classes import overlay, voc_palette
-from .models import load_model
-from .protocol import protocol_of
-from .segmenter import Segmenter
+from ..data.classes import overlay, voc_palette
+from ..models import load_model
+from ..protocol import protocol_of
+from ..segmenter import Segmenter
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "INSTALL_HINT",
+    "add_parser",
     "build_demo",
     "example_photos",
     "legend_html",
+    "run",
     "segment",
 ]
 
@@ -36,7 +40,7 @@ INSTALL_HINT = "the demo needs Gradio: pip install 'deeplabv2[demo]'"
 DEFAULT_WEIGHTS = ("deeplab_v2_resnet101.voc12", "deeplab_v2_resnet101.cocostuff164k")
 
 
-def _gradio():
+def _gradio() -> Any:
     try:
         import gradio
     except ImportError as exc:
@@ -90,7 +94,7 @@ def segment(
     the CRF; None when ``crf`` is off) and ``legend`` (HTML), and ``labels``.
     """
     image = np.ascontiguousarray(np.asarray(image)[..., :3]).astype(np.uint8)
-    scales = None if msc else ()
+    scales = None if msc else ()  # None: the weights' protocol
     segmenter = Segmenter(model, scales=scales, crf=crf or None, device=device)
     probs = segmenter.probabilities(image)
     before = segmenter.prediction(probs).labels.numpy()
@@ -126,7 +130,7 @@ def build_demo(
     models: Optional[Mapping[str, nn.Module]] = None,
     examples: Sequence[Any] = (),
     device: Union[str, torch.device] = "cpu",
-):
+) -> Any:
     """The Gradio app.
 
     Args:
@@ -144,7 +148,7 @@ def build_demo(
     if not choices:
         raise ValueError("the demo needs at least one weights name, file or model")
 
-    def run(image: Optional[np.ndarray], name: str, msc: bool, crf: bool):
+    def respond(image: Optional[np.ndarray], name: str, msc: bool, crf: bool) -> tuple:
         if image is None:
             raise gr.Error("upload an image or pick an example first")
         model = cache.get(name)
@@ -153,7 +157,7 @@ def build_demo(
         protocol = protocol_of(model)
         note = (
             f"{name}: {model.num_classes} classes; "
-            + (f"MSC {list(protocol.scales)} + 1.0" if msc else "single scale")
+            + (f"MSC {list(protocol.scales)} + 1.0" if msc and protocol.scales else "single scale")
             + (f", CRF ({protocol.crf})" if crf else "")
         )
         return (
@@ -164,6 +168,11 @@ def build_demo(
             note,
         )
 
+    return _layout(gr, choices, examples, respond)
+
+
+def _layout(gr: Any, choices: Sequence[str], examples: Sequence[Any], respond: Callable) -> Any:
+    """The page: input, weights menu, MSC and CRF switches; overlay, legend, before/after."""
     with gr.Blocks(title="DeepLab v2", analytics_enabled=False) as demo:
         gr.Markdown(
             "# DeepLab v2\nSemantic segmentation with the Caffe release's network "
@@ -174,7 +183,7 @@ def build_demo(
                 image = gr.Image(label="photo", type="numpy", sources=["upload"])
                 name = gr.Dropdown(choices, value=choices[0], label="weights")
                 with gr.Row():
-                    msc = gr.Checkbox(label="multi-scale (MSC)", value=False)
+                    msc = gr.Checkbox(label="the weights' multi-scale testing (MSC)", value=True)
                     crf = gr.Checkbox(label="dense CRF", value=False)
                 button = gr.Button("Segment", variant="primary", elem_id="segment")
                 if examples:
@@ -187,6 +196,33 @@ def build_demo(
             before = gr.Image(label="before the CRF", visible=False, elem_id="before")
             after = gr.Image(label="after the CRF", visible=False, elem_id="after")
         button.click(
-            run, [image, name, msc, crf], [result, legend, before, after, note], api_name="segment"
+            respond,
+            [image, name, msc, crf],
+            [result, legend, before, after, note],
+            api_name="segment",
         )
     return demo
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``demo`` and its options."""
+    parser = commands.add_parser("demo", help="a web demo in the browser (Gradio)")
+    parser.add_argument(
+        "--weights", action="append", help="weights name or file to offer (repeatable)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
+    parser.add_argument("--share", action="store_true", help="a public gradio.live link")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 demo``: serve the app until interrupted; the exit code."""
+    _gradio()  # the extra, before anything else
+    with tempfile.TemporaryDirectory(prefix="deeplabv2-demo-") as tmp:
+        app = build_demo(
+            args.weights or DEFAULT_WEIGHTS, examples=example_photos(tmp), device=args.device
+        )
+        app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0

@@ -1,0 +1,76 @@
+"""``deeplabv2 eval``: the scores (mIoU and co.) on a VOC-format dataset, in one process or
+sharded across ``torchrun`` ranks (rank 0 prints and writes them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..data.voc import VOCSegmentation
+from ..distributed import start, stop
+from ..evaluate import evaluate
+from ..weights.files import atomic_write, check_destination
+from .options import add_options, build_segmenter, check, speed
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``eval`` and its options."""
+    parser = commands.add_parser("eval", help="mIoU on a VOC-format dataset")
+    parser.add_argument("--data", required=True, help="dataset root (e.g. VOCdevkit/VOC2012)")
+    parser.add_argument("--split", default="val", help="split name or list file (val)")
+    parser.add_argument("--out", help="write the scores as JSON here")
+    parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument(
+        "--strict-labels",
+        action="store_true",
+        help="fail on label values that are neither a class nor 255 (default: warn once)",
+    )
+    add_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _percent(value: Optional[float]) -> str:
+    return "   n/a" if value is None else f"{100 * value:6.2f}"
+
+
+def _print_scores(results: dict) -> None:
+    names = results["per_class_iou"]
+    width = max(len(n) for n in names)
+    for name, iou in names.items():
+        print(f"{name:<{width}}  {_percent(iou)} %")
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
+        print(f"{key:<{width}}  {_percent(results[key])} %")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 eval``; the exit code."""
+    check(args)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_destination(out, args.force)
+    dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
+    ranks = start()
+    try:
+        device = ranks.device(args.device)
+        results = evaluate(
+            build_segmenter(args, device),
+            dataset,
+            progress=not args.quiet,
+            strict_labels=args.strict_labels,
+            ranks=ranks,
+            **speed(args, device),
+        )
+        if ranks.rank != 0:
+            return 0
+        _print_scores(results)
+        if out is not None:
+            text = json.dumps(results, indent=2, allow_nan=False)
+            atomic_write(out, lambda tmp: Path(tmp).write_text(text), force=args.force)
+            print(f"wrote {out}")
+        return 0
+    finally:
+        stop(ranks)

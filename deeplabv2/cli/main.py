@@ -1,0 +1,72 @@
+"""The ``deeplabv2`` command: the parser of every verb, the dispatch and the exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Optional
+
+from ..version import __version__
+from . import convert, demo, export, predict, publish, weights
+from . import eval as eval_  # the verb's module, not the builtin
+
+__all__ = ["VERBS", "build_parser", "main"]
+
+#: The verbs' modules, in the order ``deeplabv2 --help`` lists them.
+VERBS = (predict, eval_, convert, weights, export, demo, publish)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``deeplabv2``: global options, then one subparser per verb."""
+    parser = _Parser(prog="deeplabv2", description="DeepLab v2 (Caffe-faithful) in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"deeplabv2 {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for verb in VERBS:
+        verb.add_parser(commands)
+    return parser
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that ``finally`` blocks clean up as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit code.
+
+    0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An
+    interrupted or terminated run removes its temporary files and leaves finished outputs.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("deeplabv2: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("deeplabv2: terminated", file=sys.stderr)
+        return 143
+    except Exception as error:  # noqa: BLE001 - one clear line unless --verbose
+        if args.verbose:
+            raise
+        print(f"deeplabv2 {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,227 @@
+"""What ``deeplabv2 predict`` and ``deeplabv2 eval`` share: their options, the checks run before
+anything is loaded, the :class:`~deeplabv2.Segmenter` the options describe, and the batch size
+and worker counts; plus the ``--model`` option of every verb that takes one."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Optional, Union
+
+import torch
+
+from ..crf import BACKENDS, DenseCRF, backend_help
+from ..data.images import DEFAULT_MAX_PIXELS
+from ..models import list_models, load_model
+from ..pipeline import default_crf_workers
+from ..protocol import RELEASE_PROTOCOL
+from ..segmenter import Segmenter
+from ..tiling import tile_overlap_for
+
+__all__ = [
+    "add_model_option",
+    "add_options",
+    "add_scale_options",
+    "build_segmenter",
+    "check",
+    "protocol_overrides",
+    "scales_override",
+    "speed",
+]
+
+_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def add_model_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--model NAME``, one of the networks' builder names."""
+    parser.add_argument("--model", choices=list_models(), help=help_text)
+
+
+def add_scale_options(group: argparse._ActionsContainer) -> None:
+    """``--single-scale`` / ``--msc``: the one override of the weights' multi-scale testing
+    every verb that runs the network shares (default: the weights' protocol)."""
+    scales = group.add_mutually_exclusive_group()
+    scales.add_argument(
+        "--single-scale",
+        action="store_true",
+        help="the input at 1.0 only (default: the weights' protocol, MSC for the release's)",
+    )
+    scales.add_argument(
+        "--msc",
+        action="store_true",
+        help="multi-scale inputs (1, 0.75, 0.5) even where the weights' protocol has none",
+    )
+
+
+def scales_override(args: argparse.Namespace) -> Optional[tuple[float, ...]]:
+    """The extra scales the options ask for, or None to keep the weights' protocol."""
+    if args.single_scale:
+        return ()
+    return RELEASE_PROTOCOL.scales if args.msc else None
+
+
+def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """What the user overrode of the weights' test protocol, and nothing else."""
+    overrides: dict[str, Any] = {}
+    scales = scales_override(args)
+    if scales is not None:
+        overrides["scales"] = scales
+    if args.msc_mode is not None:
+        overrides["msc_mode"] = args.msc_mode
+    if args.pad_to != "auto":
+        overrides["pad_to"] = args.pad_to
+    return overrides
+
+
+def _pad_to(value: str) -> Union[int, None, str]:
+    if value in ("auto", "none"):
+        return None if value == "none" else value
+    try:
+        side = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected N (8k + 1, e.g. 513) or none, got {value!r}"
+        ) from None
+    if side < 1 or (side - 1) % 8:
+        raise argparse.ArgumentTypeError(f"--pad-to must be of the form 8k + 1, got {side}")
+    return side
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``predict`` and ``eval`` share."""
+    parser.add_argument(
+        "--weights",
+        default="voc12",
+        help="registry name (deeplabv2 weights), local file or hf-hub:... (voc12)",
+    )
+    add_model_option(
+        parser, "the network (default: the one the weights are for; a bare name is ResNet-101's)"
+    )
+    _add_protocol_options(parser.add_argument_group("test protocol (default: the weights' own)"))
+    _add_speed_options(parser.add_argument_group("speed"))
+    parser.add_argument(
+        "--tile-size", type=int, default=1025, help="tile images with a longer side (1025)"
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        help="overlap of neighbouring tiles in pixels (default: min(256, tile size / 2))",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,}: 25 megapixels)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_protocol_options(group: argparse._ArgumentGroup) -> None:
+    add_scale_options(group)
+    group.add_argument(
+        "--msc-mode", choices=("caffe", "pytorch"), help="resizing of the MSC inputs"
+    )
+    group.add_argument(
+        "--pad-to",
+        type=_pad_to,
+        default="auto",
+        metavar="N|none",
+        help="pad images with the mean to NxN (8k + 1; the release: 513), none: unpadded "
+        "(default: the weights' protocol)",
+    )
+    group.add_argument("--flip", action="store_true", help="average with the flipped image")
+    group.add_argument(
+        "--crf", action="store_true", help="refine with the dense CRF (the weights' preset)"
+    )
+    group.add_argument(
+        "--crf-params",
+        metavar="FILE|PRESET",
+        help="the CRF's parameters: a JSON file (examples/tune_crf.py) or a preset "
+        "(resnet101-voc, vgg16-voc); implies --crf (default: the weights' preset)",
+    )
+    group.add_argument(
+        "--crf-backend",
+        default="auto",
+        choices=BACKENDS,
+        help=backend_help(),
+    )
+
+
+def _add_speed_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
+    group.add_argument(
+        "--batch-size", type=int, help="images through the network at once (GPU 8, CPU 1)"
+    )
+    group.add_argument(
+        "--workers", type=int, help="image decoding processes (GPU: up to 8, CPU: 0)"
+    )
+    group.add_argument(
+        "--crf-workers",
+        type=int,
+        help="CRF processes on the CPU (0: inline; default: 0 on 2 cores or fewer, else about "
+        "half the spare cores, up to 4)",
+    )
+    group.add_argument(
+        "--dtype", choices=tuple(_DTYPES), default="float32", help="autocast precision"
+    )
+
+
+def check(args: argparse.Namespace) -> None:
+    """Validate the options before anything is loaded (usage errors cost no model load)."""
+    tile_overlap_for(args.tile_size, args.tile_overlap)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
+    for name in ("batch_size", "workers", "crf_workers"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name == "batch_size" else 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            raise ValueError(
+                f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)"
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {args.device}: no CUDA GPU is available here; use --device cpu"
+            )
+    if args.crf_params is not None:
+        DenseCRF.from_spec(args.crf_params)  # a missing or malformed file fails here
+    if args.dtype == "float16" and (args.device or "cuda")[:4] != "cuda":
+        raise ValueError("--dtype float16 needs a CUDA device; use bfloat16 on the CPU")
+
+
+def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter:
+    """Load the weights; the Segmenter the options describe, on ``device``: the weights' own
+    protocol with what the user overrode."""
+    model = load_model(args.weights, args.model)
+    return Segmenter(
+        model,
+        crf=args.crf_params if args.crf_params is not None else (args.crf or None),
+        crf_backend=args.crf_backend,
+        flip=args.flip,
+        device=device,
+        dtype=_DTYPES[args.dtype],
+        tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
+        max_pixels=args.max_pixels,
+        progress=not args.quiet,
+        **protocol_overrides(args),
+    )
+
+
+def speed(args: argparse.Namespace, device: torch.device) -> dict[str, int]:
+    """Batch size and worker counts; on the CPU the network leaves the CRF workers' cores."""
+    cuda = device.type == "cuda"
+    workers = args.workers
+    if workers is None:
+        workers = min(8, (os.cpu_count() or 2) // 2) if cuda else 0
+    crf_workers = args.crf_workers
+    if crf_workers is None:
+        crf_workers = default_crf_workers(device)
+    if not cuda and (args.crf or args.crf_params) and crf_workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - crf_workers))
+    return {"batch_size": args.batch_size or (8 if cuda else 1), "workers": workers,
+            "crf_workers": crf_workers}  # fmt: skip

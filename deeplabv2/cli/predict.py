@@ -1,0 +1,155 @@
+"""``deeplabv2 predict``: segment image files, write label PNGs (and overlays, probabilities).
+
+Runs in one process or under ``torchrun`` (each rank on its own GPU, or the CPU, with its shard
+of the images), batched, with decoding in worker processes. An image that fails (unreadable,
+too small or large, out of memory) is skipped and reported; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..data.images import load_image
+from ..distributed import Ranks, start, stop
+from ..errors import ImageError
+from ..pipeline import Result, stream
+from ..weights.files import check_destination
+from . import writers
+from .options import add_options, build_segmenter, check, speed
+
+__all__ = ["add_parser", "per_image_failure", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``predict`` and its options."""
+    parser = commands.add_parser("predict", help="segment images, write label PNGs")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
+    parser.add_argument("--probs", action="store_true", help="also write <name>_probs.npy")
+    add_options(parser)
+    parser.set_defaults(run=run)
+
+
+def per_image_failure(error: BaseException) -> Optional[str]:
+    """What to report for an error that spoils one image only; None for anything else."""
+    if isinstance(error, (ImageError, OSError)):
+        return str(error)
+    out_of_memory = isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(error, RuntimeError)
+        and ("out of memory" in str(error) or "can't allocate memory" in str(error))
+    )
+    if out_of_memory:
+        return "out of memory; try a smaller --tile-size, fewer scales (no --msc) or --device cpu"
+    return None
+
+
+class _Images:
+    """``index -> (RGB, path)`` of the input files, for the decoding workers."""
+
+    def __init__(self, paths: list[Path], max_pixels: Optional[int]) -> None:
+        self.paths, self.max_pixels = paths, max_pixels
+
+    def __call__(self, index: int) -> tuple[np.ndarray, str]:
+        return load_image(self.paths[index], max_pixels=self.max_pixels), str(self.paths[index])
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Path], Path, list[list[Path]]]:
+    """The input files, the output folder and every input's output files, all checked before
+    anything is loaded or written (so a run never stops half-way over an existing file)."""
+    check(args)
+    paths = writers.collect_images(args.inputs)
+    if not paths:
+        raise ValueError("no images found in the given files/folders")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the outputs")
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        raise ValueError("several inputs share a file name; their outputs would collide")
+    outputs = [writers.output_paths(out, p.stem, args.overlay, args.probs) for p in paths]
+    for files in outputs:  # every output is checked before any is written
+        for file in files:
+            check_destination(file, args.force)
+    return paths, out, outputs
+
+
+def _write(result: Result, files: list[Path], args: argparse.Namespace) -> None:
+    labels = result.prediction.labels.numpy()
+    writers.save_labels(files[0], labels, args.force)
+    if args.overlay:
+        writers.save_overlay(files[1], result.image, labels, args.force)
+    if args.probs:
+        writers.save_probs(files[-1], result.prediction.probs.numpy(), args.force)
+
+
+def _segment(
+    args: argparse.Namespace, ranks: Ranks, paths: list[Path], outputs: list[list[Path]]
+) -> list[str]:
+    """Segment this rank's shard of ``paths`` and write the outputs; the failures."""
+    device = ranks.device(args.device)
+    segmenter = build_segmenter(args, device)
+    indices = ranks.shard(len(paths))
+    failures = []
+    with tqdm(
+        total=len(indices), desc="predict", unit="image", disable=args.quiet or ranks.rank != 0
+    ) as bar:
+        results = stream(
+            segmenter,
+            _Images(paths, args.max_pixels),
+            indices,
+            return_probs=args.probs,
+            tolerant=(ImageError, OSError),
+            on_network_error=lambda error: per_image_failure(error) is not None,
+            progress=bar,
+            **speed(args, device),
+        )
+        for result in results:
+            path = paths[result.index]
+            error = result.error
+            if error is None:
+                try:
+                    _write(result, outputs[result.index], args)
+                except OSError as write_error:
+                    error = write_error
+            if error is not None:
+                reason = per_image_failure(error)
+                if reason is None:
+                    raise error
+                failures.append(reason if str(path) in reason else f"{path}: {reason}")
+    return failures
+
+
+def _total(ranks: Ranks, value: int) -> int:
+    """``value`` summed over the ranks."""
+    if not ranks.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(tensor)
+    return int(tensor.item())
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 predict``; the exit code (1 if any image failed)."""
+    paths, out, outputs = _plan(args)
+    ranks = start()
+    try:
+        if ranks.distributed:
+            dist.barrier()  # no rank writes before every rank has checked
+        failures = _segment(args, ranks, paths, outputs)
+        for failure in failures:
+            print(f"deeplabv2 predict: skipped {failure}", file=sys.stderr)
+        failed = _total(ranks, len(failures))
+        if ranks.rank == 0:
+            print(f"wrote {len(paths) - failed} of {len(paths)} segmentations to {out}")
+        return 1 if failed else 0
+    finally:
+        stop(ranks)

@@ -1,0 +1,256 @@
+"""Streaming segmentation of many images: decode in worker processes, batch the network, run
+the CRF where it is fastest, and hand each result back as soon as it is done.
+
+Used by :func:`deeplabv2.evaluate.evaluate` and ``deeplabv2 predict``:
+
+* decoding and preprocessing run in ``torch.utils.data.DataLoader`` workers (``workers``), with
+  pinned memory and non-blocking copies when the network runs on CUDA;
+* images that share a network input size (all of them under the release's 513 padding) go
+  through the network ``batch_size`` at a time;
+* the CRF runs on the network's device when that is a GPU (native backend), else in
+  ``crf_workers`` CPU processes that overlap the network (``0``: in this process).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from .crf import DenseCRF
+from .segmenter import Prediction, Segmenter
+
+__all__ = ["Result", "default_crf_workers", "stream"]
+
+
+def default_crf_workers(device: torch.device) -> int:
+    """CRF processes worth starting: none on a GPU (the CRF runs there) or on a machine of two
+    cores or fewer (the network already uses them: measured slower, docs/benchmarks.md),
+    else about half the spare cores, up to four."""
+    cores = os.cpu_count() or 1
+    if device.type != "cpu" or cores <= 2:
+        return 0
+    return min(4, (cores - 1) // 2)
+
+
+@dataclass
+class Result:
+    """One image's outcome: its prediction, or why it has none (``error``)."""
+
+    index: int
+    extra: Any
+    prediction: Optional[Prediction] = None
+    image: Optional[np.ndarray] = None
+    error: Optional[BaseException] = None
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """``load(index) -> (rgb, extra)`` for the chosen indices; failures are returned, not
+    raised, when ``tolerant`` (the caller reports them per image)."""
+
+    def __init__(
+        self,
+        load: Callable[[int], tuple[np.ndarray, Any]],
+        indices: Sequence[int],
+        tolerant: tuple[type[BaseException], ...],
+    ) -> None:
+        self.load, self.indices, self.tolerant = load, list(indices), tolerant
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[int, Any, Any, Optional[BaseException]]:
+        index = self.indices[position]
+        try:
+            rgb, extra = self.load(index)
+        except self.tolerant as error:
+            return index, None, None, error
+        return index, torch.from_numpy(np.ascontiguousarray(rgb)), extra, None
+
+
+def _crf_task(crf: DenseCRF, image: np.ndarray, probs: np.ndarray, want_probs: bool) -> np.ndarray:
+    """Worker: the CRF of one image, one thread (returns probs, or labels when enough)."""
+    torch.set_num_threads(1)
+    q = crf(image, probs)
+    return q if want_probs else q.argmax(0).astype(np.int64)
+
+
+class _Stream:
+    """The state of one :func:`stream`: images waiting in groups of one network input size,
+    and CRF jobs queued in the worker pool. Each method yields the results it finishes."""
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        batch_size: int,
+        crf_workers: int,
+        return_probs: bool,
+        on_network_error: Callable[[BaseException], bool],
+        progress: Any,
+    ) -> None:
+        self.segmenter, self.batch_size, self.crf_workers = segmenter, batch_size, crf_workers
+        self.return_probs, self.on_network_error = return_probs, on_network_error
+        self.progress = progress
+        self.pool: Optional[ProcessPoolExecutor] = None
+        if segmenter.crf is not None and segmenter.device.type != "cuda" and crf_workers > 0:
+            context = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(crf_workers, mp_context=context)
+        self.pending: deque[tuple[Future, Result]] = deque()
+        self.groups: dict[tuple, list[tuple[int, torch.Tensor, Any]]] = {}
+
+    def done(self, result: Result) -> Result:
+        """A finished result (the progress bar advances)."""
+        if self.progress is not None:
+            self.progress.update(1)
+        return result
+
+    def add(self, index: int, image: torch.Tensor, extra: Any) -> Iterator[Result]:
+        """A decoded image: checked, grouped by input size; a full group (or a tiled image,
+        alone) goes through the network, as does the largest group when too many wait."""
+        h, w = image.shape[:2]
+        try:
+            self.segmenter.check_size(h, w)
+        except Exception as size_error:  # noqa: BLE001 - sorted by on_network_error
+            if not self.on_network_error(size_error):
+                raise
+            yield self.done(Result(index, extra, error=size_error))
+            return
+        tiled = self.segmenter.tiled(h, w)
+        key = ("tile", index) if tiled else self.segmenter.input_size(h, w)
+        group = self.groups.setdefault(key, [])
+        group.append((index, image, extra))
+        if tiled or len(group) >= self.batch_size:
+            yield from self.run(self.groups.pop(key))
+        elif sum(len(g) for g in self.groups.values()) > 4 * self.batch_size:
+            largest = max(self.groups, key=lambda k: len(self.groups[k]))
+            yield from self.run(self.groups.pop(largest))
+
+    def flush(self) -> Iterator[Result]:
+        """The images still waiting in groups, then the CRF jobs still queued."""
+        for key in list(self.groups):
+            yield from self.run(self.groups.pop(key))
+        while self.pending:
+            yield from self.finish_crf()
+
+    def run(self, items: list[tuple[int, torch.Tensor, Any]]) -> Iterator[Result]:
+        """The network on images of one input size; a failing batch is retried one by one."""
+        images = [image for _, image, _ in items]
+        try:
+            probs = self.segmenter.probabilities_batch(images, self.batch_size)
+        except Exception as error:  # noqa: BLE001 - sorted by on_network_error
+            if len(items) > 1 and self.on_network_error(error):
+                for item in items:  # find the image(s) that fail, keep the rest
+                    yield from self.run([item])
+                return
+            if not self.on_network_error(error):
+                raise
+            index, image, extra = items[0]
+            yield self.done(Result(index, extra, image=image.numpy(), error=error))
+            return
+        for (index, image, extra), p in zip(items, probs):
+            yield from self.after_network(Result(index, extra, image=image.numpy()), p)
+
+    def after_network(self, result: Result, probs: torch.Tensor) -> Iterator[Result]:
+        """The CRF (inline, or queued for a worker) and the prediction of one image."""
+        segmenter = self.segmenter
+        if segmenter.crf is None:
+            result.prediction = segmenter.prediction(probs, self.return_probs)
+            yield self.done(result)
+        elif self.pool is None:
+            refined = segmenter.refine(result.image, probs)
+            result.prediction = segmenter.prediction(refined, self.return_probs)
+            yield self.done(result)
+        else:
+            job = self.pool.submit(
+                _crf_task, segmenter.crf, result.image, probs.cpu().numpy(), self.return_probs
+            )
+            self.pending.append((job, result))
+            while len(self.pending) > 2 * self.crf_workers:  # bound the memory of queued jobs
+                yield from self.finish_crf()
+
+    def finish_crf(self) -> Iterator[Result]:
+        """Wait for the oldest queued CRF job; its result."""
+        future, result = self.pending.popleft()
+        try:
+            refined = torch.from_numpy(future.result())
+        except Exception as error:  # noqa: BLE001 - sorted by on_network_error
+            if not self.on_network_error(error):
+                raise
+            result.error = error
+            yield self.done(result)
+            return
+        if self.return_probs:
+            result.prediction = self.segmenter.prediction(refined, True)
+        else:
+            result.prediction = Prediction(refined, None, self.segmenter.class_names)
+        yield self.done(result)
+
+    def close(self) -> None:
+        """Stop the CRF workers (queued jobs are cancelled)."""
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def stream(
+    segmenter: Segmenter,
+    load: Callable[[int], tuple[np.ndarray, Any]],
+    indices: Sequence[int],
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    crf_workers: int = 0,
+    return_probs: bool = False,
+    tolerant: tuple[type[BaseException], ...] = (),
+    on_network_error: Optional[Callable[[BaseException], bool]] = None,
+    progress: Any = None,
+) -> Iterator[Result]:
+    """Segment ``load(i)`` for every ``i`` of ``indices``; yields a :class:`Result` each.
+
+    Args:
+        segmenter: the settings (protocol, MSC, CRF, device, precision).
+        load: ``index -> (H, W, 3) uint8 RGB, extra``; runs in the worker processes.
+        indices: what to segment (e.g. this rank's shard).
+        batch_size: images through the network at once (those of one input size).
+        workers: decoding processes (0: in this process).
+        crf_workers: CRF processes on the CPU (0: in this process); unused on a GPU.
+        return_probs: keep the (refined) probabilities in each prediction.
+        tolerant: exception types of ``load`` reported per image instead of raised.
+        on_network_error: decides whether an exception of the network or the CRF is a
+            per-image failure (True: reported in the result) or is raised; a batch that fails
+            is retried image by image first.
+        progress: a tqdm bar to advance (or None).
+
+    Results come in the order they finish (not necessarily ``indices``' order).
+    """
+    loader = torch.utils.data.DataLoader(
+        _Decoded(load, indices, tolerant),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=segmenter.device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
+    state = _Stream(
+        segmenter,
+        batch_size,
+        crf_workers,
+        return_probs,
+        on_network_error or (lambda error: False),
+        progress,
+    )
+    try:
+        for index, image, extra, error in loader:
+            if error is not None:
+                yield state.done(Result(index, extra, error=error))
+            else:
+                yield from state.add(index, image, extra)
+        yield from state.flush()
+    finally:
+        state.close()
