@@ -29,15 +29,28 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _MAPPINGS: dict[str, CheckpointMapping] = {}
 
 
+def _add(table: dict[str, Any], name: str, value: Any, what: str) -> None:
+    if name in table:
+        raise ValueError(f"{what} {name!r} is registered already")
+    table[name] = value
+
+
+def _get(table: dict[str, Any], name: str, what: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown {what} {name!r}; available: {', '.join(sorted(table))}"
+        ) from None
+
+
 def register_model(builder: _Builder) -> _Builder:
     """Register a builder function under its own name (a decorator).
 
     Raises:
         ValueError: a builder of that name is registered already.
     """
-    if builder.__name__ in _MODELS:
-        raise ValueError(f"a model builder {builder.__name__!r} is registered already")
-    _MODELS[builder.__name__] = builder
+    _add(_MODELS, builder.__name__, builder, "a model builder")
     return builder
 
 
@@ -47,23 +60,14 @@ def list_models() -> list[str]:
 
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model by name, e.g. ``get_model("deeplab_v2_resnet101")``."""
-    try:
-        builder = _MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
-    return builder(**kwargs)
+    """Build a registered model by name, e.g. ``get_model("deeplab_v2_resnet101")`` (a
+    ValueError listing the names for an unknown one)."""
+    return _get(_MODELS, name, "model")(**kwargs)
 
 
 def register_mapping(mapping: CheckpointMapping) -> CheckpointMapping:
-    """Register how the family ``mapping.architecture`` reads checkpoints.
-
-    Raises:
-        ValueError: a mapping for that architecture is registered already.
-    """
-    if mapping.architecture in _MAPPINGS:
-        raise ValueError(f"a checkpoint mapping for {mapping.architecture!r} is registered already")
-    _MAPPINGS[mapping.architecture] = mapping
+    """Register how the family ``mapping.architecture`` reads checkpoints (once per family)."""
+    _add(_MAPPINGS, mapping.architecture, mapping, "a checkpoint mapping for")
     return mapping
 
 
@@ -73,14 +77,6 @@ def list_mappings() -> list[CheckpointMapping]:
 
 
 def get_mapping(architecture: str) -> CheckpointMapping:
-    """The checkpoint mapping of ``architecture`` (a builder name).
-
-    Raises:
-        ValueError: no family of that name is registered.
-    """
-    try:
-        return _MAPPINGS[architecture]
-    except KeyError:
-        raise ValueError(
-            f"unknown architecture {architecture!r}; known: {', '.join(_MAPPINGS)}"
-        ) from None
+    """The checkpoint mapping of ``architecture`` (a builder name); a ValueError listing the
+    known ones for another name."""
+    return _get(_MAPPINGS, architecture, "architecture")

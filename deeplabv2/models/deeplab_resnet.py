@@ -30,8 +30,6 @@ from ..protocol import PORT_PROTOCOL, RELEASE_PROTOCOL
 from ..weights import Weights, register_weights
 from ..weights.sources import (
     COCO_PIXELS,
-    COCOSTUFF_PIXELS,
-    HF_OWNER,
     IMAGENET,
     PAPER,
     RELEASE_LICENSE,
@@ -331,20 +329,76 @@ _VAL_WARNING = (
     "them for test-server submissions only, and 'voc12' for anything evaluated on val"
 )
 
-register_weights(
-    Weights(
-        architecture="deeplab_v2_resnet101",
-        tag="voc12",
+
+def _release(tag: str, member: str, lineage: tuple[str, ...], **fields: Any) -> Weights:
+    """A trained ResNet-101 of the release's zip (VOC 2012 classes, the release's protocol)."""
+    return Weights(
+        architecture=RESNET101.architecture,
+        tag=tag,
         num_classes=21,
         categories=VOC_CLASSES,
+        url=_RESNET_ZIP,
+        url_member=member,
+        num_params=44_048_532,
+        ops=188.886,
+        file_size=176.7,
+        license=RELEASE_LICENSE,
+        lineage=lineage,
+        **fields,
+    )
+
+
+def _backbone(tag: str, **fields: Any) -> Weights:
+    """A ResNet-101 initialisation (no head)."""
+    return Weights.initialisation(
+        RESNET101.architecture, tag, num_params=42_500_160, file_size=170.5, **fields
+    )
+
+
+def _port(tag: str, iterations: str, file: str, **fields: Any) -> Weights:
+    """A COCO-Stuff model trained by the PyTorch port (its protocol, 182 classes)."""
+    return Weights(
+        architecture=RESNET101.architecture,
+        tag=tag,
+        num_classes=182,
+        categories=COCOSTUFF_CLASSES,
+        description=(
+            f"DeepLab v2 ResNet-101 (MSC) trained on COCO-Stuff {tag[len('cocostuff') :]} by the "
+            f"PyTorch port kazuto1011/deeplab-pytorch ({iterations} iterations), converted."
+        ),
+        url=_PORT + file,
+        protocol=PORT_PROTOCOL,
+        num_params=55_919_384,
+        ops=239.037,
+        file_size=224.2,
+        license=_PORT_LICENSE,
+        lineage=(IMAGENET, COCO_PIXELS, f"COCO-Stuff {tag[len('cocostuff') :]} (pixel labels)"),
+        **fields,
+    )
+
+
+def _port_scores(
+    accuracy: float, mean_accuracy: float, miou: float, fwiou: float
+) -> dict[str, Any]:
+    return {
+        "pixel accuracy": accuracy,
+        "mean accuracy": mean_accuracy,
+        "mIoU": miou,
+        "FWIoU": fwiou,
+        "source": _PORT_README,
+    }
+
+
+register_weights(
+    _release(
+        "voc12",
+        "train_iter_20000.caffemodel",
+        (IMAGENET, COCO_PIXELS, VOC_TRAINAUG),
         description=(
             "DeepLab v2 ResNet-101 (MSC, ASPP-L) trained on PASCAL VOC 2012 trainaug "
             "(10,582 images) from the MS-COCO initialisation: the release's "
             "train_iter_20000.caffemodel (not train2_iter_20000, which also saw VOC val)."
         ),
-        url=_RESNET_ZIP,
-        url_member="train_iter_20000.caffemodel",
-        hf_repo=f"{HF_OWNER}/deeplab_v2_resnet101.voc12",
         metrics={
             "VOC2012-val": {
                 "mIoU": 76.35,
@@ -352,21 +406,15 @@ register_weights(
                 "source": PAPER + " (ResNet-101, MSC, COCO pretraining)",
             }
         },
-        num_params=44_048_532,
-        ops=188.886,
-        file_size=176.7,
         docs="Evaluate with MSC (0.5, 0.75, 1.0) on 513x513 mean-padded inputs.",
-        license=RELEASE_LICENSE,
-        lineage=(IMAGENET, COCO_PIXELS, VOC_TRAINAUG),
     ),
     default=True,
 )
 register_weights(
-    Weights(
-        architecture="deeplab_v2_resnet101",
-        tag="voc12-trainval",
-        num_classes=21,
-        categories=VOC_CLASSES,
+    _release(
+        "voc12-trainval",
+        "train2_iter_20000.caffemodel",
+        (IMAGENET, COCO_PIXELS, VOC_TRAINAUG_VAL),
         description=(
             "DeepLab v2 ResNet-101 (MSC, ASPP-L) trained on VOC 2012 trainaug + val: the "
             "release's train2_iter_20000.caffemodel (the PyTorch port's convert.py writes it "
@@ -374,47 +422,27 @@ register_weights(
             "deeplabv2_resnet101_msc-vocaug-20000.pth is the port's own training on trainaug, "
             "another model). For VOC test-server submissions only."
         ),
-        url=_RESNET_ZIP,
-        url_member="train2_iter_20000.caffemodel",
-        hf_repo=f"{HF_OWNER}/deeplab_v2_resnet101.voc12-trainval",
-        metrics={},
-        num_params=44_048_532,
-        ops=188.886,
-        file_size=176.7,
         docs="Trained on VOC val: never evaluate it there.",
-        license=RELEASE_LICENSE,
         warning=_VAL_WARNING,
-        lineage=(IMAGENET, COCO_PIXELS, VOC_TRAINAUG_VAL),
-    ),
+    )
 )
 register_weights(
-    Weights(
-        architecture="deeplab_v2_resnet101",
-        tag="coco-init",
-        num_classes=None,
-        categories=(),
+    _backbone(
+        "coco-init",
         description=(
             "The release's MS-COCO pretrained ResNet-101 (init.caffemodel), the starting "
             "point of DeepLab v2's VOC training; backbone only, the head is initialised."
         ),
         url=_RESNET_ZIP,
         url_member="init.caffemodel",
-        hf_repo=f"{HF_OWNER}/deeplab_v2_resnet101.coco-init",
-        backbone_only=True,
-        protocol=None,
-        num_params=42_500_160,
-        file_size=170.5,
         docs="Backbone initialisation for training; pass num_classes.",
         license=RELEASE_LICENSE,
         lineage=(IMAGENET, COCO_PIXELS),
-    ),
+    )
 )
 register_weights(
-    Weights(
-        architecture="deeplab_v2_resnet101",
-        tag="imagenet",
-        num_classes=None,
-        categories=(),
+    _backbone(
+        "imagenet",
         description=(
             "MSRA's ResNet-101 trained on ImageNet (ResNet-101-model.caffemodel of He et al., "
             "the layer names DeepLab v2 keeps, plus fc1000): the initialisation for training "
@@ -422,96 +450,45 @@ register_weights(
         ),
         url=_MSRA,
         url_member="ResNet-101-model.caffemodel",
-        hf_repo=f"{HF_OWNER}/deeplab_v2_resnet101.imagenet",
-        backbone_only=True,
-        protocol=None,
-        num_params=42_500_160,
-        file_size=170.5,
         docs="Download ResNet-101-model.caffemodel from the page by hand (it is behind a "
         "OneDrive link); pass num_classes.",
         license="MIT (KaimingHe/deep-residual-networks); ImageNet's terms apply to the data",
         manual_download=True,
         lineage=(IMAGENET,),
-    ),
+    )
 )
 register_weights(
-    Weights(
-        architecture="deeplab_v2_resnet101",
-        tag="torchvision-imagenet",
-        num_classes=None,
-        categories=(),
+    _backbone(
+        "torchvision-imagenet",
         description=(
             "torchvision's ResNet-101 ImageNet weights (IMAGENET1K_V1) mapped onto this network: "
             "an approximation, since torchvision puts the stride on the 3x3 convolution and "
             "DeepLab on the first 1x1; conv1 is rescaled to the Caffe input convention."
         ),
         url=_TORCHVISION,
-        hf_repo=f"{HF_OWNER}/deeplab_v2_resnet101.torchvision-imagenet",
-        backbone_only=True,
-        protocol=None,
-        num_params=42_500_160,
-        file_size=170.5,
         docs="Initialisation for training when the MSRA file cannot be had; pass num_classes.",
         license="BSD-3-Clause (torchvision); ImageNet's terms apply to the data",
         lineage=(IMAGENET,),
-    ),
+    )
 )
 register_weights(
-    Weights(
-        architecture="deeplab_v2_resnet101",
-        tag="cocostuff164k",
-        num_classes=182,
-        categories=COCOSTUFF_CLASSES,
-        description=(
-            "DeepLab v2 ResNet-101 (MSC) trained on COCO-Stuff 164k by the PyTorch port "
-            "kazuto1011/deeplab-pytorch (100k iterations), converted."
-        ),
-        url=_PORT + "deeplabv2_resnet101_msc-cocostuff164k-100000.pth",
-        hf_repo=f"{HF_OWNER}/deeplab_v2_resnet101.cocostuff164k",
-        protocol=PORT_PROTOCOL,
+    _port(
+        "cocostuff164k",
+        "100k",
+        "deeplabv2_resnet101_msc-cocostuff164k-100000.pth",
         metrics={
-            "COCO-Stuff-164k-val": {
-                "pixel accuracy": 66.8,
-                "mean accuracy": 51.2,
-                "mIoU": 39.1,
-                "FWIoU": 51.5,
-                "source": _PORT_README,
-            },
-            "COCO-Stuff-164k-val+CRF": {
-                "pixel accuracy": 67.6,
-                "mean accuracy": 51.5,
-                "mIoU": 39.7,
-                "FWIoU": 52.3,
-                "source": _PORT_README,
-            },
+            "COCO-Stuff-164k-val": _port_scores(66.8, 51.2, 39.1, 51.5),
+            "COCO-Stuff-164k-val+CRF": _port_scores(67.6, 51.5, 39.7, 52.3),
         },
-        num_params=55_919_384,
-        ops=239.037,
-        file_size=224.2,
         docs="Output i is COCO-Stuff label i (0..181, 255 ignored) of the 164k PNG labels.",
-        license=_PORT_LICENSE,
-        lineage=(IMAGENET, COCO_PIXELS, COCOSTUFF_PIXELS + " 164k"),
-    ),
+    )
 )
 register_weights(
-    Weights(
-        architecture="deeplab_v2_resnet101",
-        tag="cocostuff10k",
-        num_classes=182,
-        categories=COCOSTUFF_CLASSES,
-        description=(
-            "DeepLab v2 ResNet-101 (MSC) trained on COCO-Stuff 10k by the PyTorch port "
-            "kazuto1011/deeplab-pytorch (20k iterations), converted."
-        ),
-        url=_PORT + "deeplabv2_resnet101_msc-cocostuff10k-20000.pth",
-        hf_repo=f"{HF_OWNER}/deeplab_v2_resnet101.cocostuff10k",
-        protocol=PORT_PROTOCOL,
+    _port(
+        "cocostuff10k",
+        "20k",
+        "deeplabv2_resnet101_msc-cocostuff10k-20000.pth",
         metrics={"COCO-Stuff-10k-test": {"mIoU": 34.8, "mIoU+CRF": 35.6, "source": _PORT_README}},
-        num_params=55_919_384,
-        ops=239.037,
-        file_size=224.2,
         docs="Output i is COCO-Stuff label i (0..181, 255 ignored), as the port trains it.",
-        license=_PORT_LICENSE,
-        lineage=(IMAGENET, COCO_PIXELS, COCOSTUFF_PIXELS + " 10k"),
-    ),
+    )
 )

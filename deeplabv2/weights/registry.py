@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from ..data.transforms import CAFFE_MEAN_BGR, CaffePreprocess
 from ..protocol import RELEASE_PROTOCOL, EvalProtocol
+from .sources import HF_OWNER
 
 __all__ = [
     "DEFAULT_ARCHITECTURE",
@@ -44,7 +45,8 @@ class Weights:
         url: the original release file (a ``.caffemodel`` inside a zip, or a ``.pth``).
         url_member: the file inside ``url`` when it is a zip archive (a glob pattern where the
             exact name is not known, e.g. ``train_iter_*.caffemodel``).
-        hf_repo, hf_filename, hf_revision: the converted safetensors on the Hugging Face Hub;
+        hf_repo, hf_filename, hf_revision: the converted safetensors on the Hugging Face Hub
+            (``hf_repo`` default: ``<HF_OWNER>/<architecture>.<tag>``);
             ``hf_revision`` is the pinned 40-character commit, None until they are published
             (then the original source is used).
         sha256: checksum of the file the loader reads (the HF file when ``hf_revision`` is set,
@@ -90,6 +92,22 @@ class Weights:
     def __post_init__(self) -> None:
         if self.hf_revision is not None and len(self.hf_revision) != 40:
             raise ValueError(f"{self.name}: hf_revision must be a 40-character commit sha")
+        if not self.hf_repo:
+            object.__setattr__(self, "hf_repo", f"{HF_OWNER}/{self.name}")
+
+    @classmethod
+    def initialisation(cls, architecture: str, tag: str, **fields: Any) -> Weights:
+        """An entry for a backbone initialisation: no head, no classes, no test protocol
+        (the head is built for the task: pass ``num_classes``)."""
+        return cls(
+            architecture=architecture,
+            tag=tag,
+            num_classes=None,
+            categories=(),
+            backbone_only=True,
+            protocol=None,
+            **fields,
+        )
 
     @property
     def name(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 __all__ = [
     "COCO_PIXELS",
-    "COCOSTUFF_PIXELS",
     "HF_OWNER",
     "IMAGENET",
     "PAPER",
@@ -25,6 +24,5 @@ PAPER = "Chen et al., DeepLab, TPAMI 2017 (arXiv:1606.00915)"
 # Training stages of a lineage (``Weights.lineage``), each with its data and kind of labels.
 IMAGENET = "ImageNet (image labels)"
 COCO_PIXELS = "MS-COCO (pixel labels)"
-COCOSTUFF_PIXELS = "COCO-Stuff (pixel labels)"
 VOC_TRAINAUG = "VOC 2012 trainaug (pixel labels)"
 VOC_TRAINAUG_VAL = "VOC 2012 trainaug + val (pixel labels)"
