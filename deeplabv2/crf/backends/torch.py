@@ -37,31 +37,10 @@ def mean_field(
     params: CRFParams,
     weights: Optional[Tensor] = None,
     compatibility: Optional[Tensor] = None,
+    *,
+    batched: Optional[bool] = None,
 ) -> Tensor:
-    """Mean-field inference for a batch: all images at once on a GPU, one by one on the CPU.
-
-    On the CPU one image's working set (lattices and marginals) stays in cache, which makes
-    batches several times slower per image than a loop (benchmarks/crf.py); see
-    :func:`mean_field_batch` for the arguments, shapes and dtypes.
-    """
-    if probs.device.type == "cpu" and probs.shape[0] > 1:
-        return torch.cat(
-            [
-                mean_field_batch(image[i : i + 1], probs[i : i + 1], params, weights, compatibility)
-                for i in range(len(probs))
-            ]
-        )
-    return mean_field_batch(image, probs, params, weights, compatibility)
-
-
-def mean_field_batch(
-    image: Tensor,
-    probs: Tensor,
-    params: CRFParams,
-    weights: Optional[Tensor] = None,
-    compatibility: Optional[Tensor] = None,
-) -> Tensor:
-    """Mean-field inference for a batch of equal-size images, all at once.
+    """Mean-field inference for a batch of equal-size images.
 
     Args:
         image: ``(B, 3, H, W) uint8`` RGB images.
@@ -72,12 +51,25 @@ def mean_field_batch(
             weights, e.g. to learn them (both kernels then run, whatever their weight).
         compatibility: optional ``(C, C)`` tensor used instead of ``params.compatibility``
             (densecrf's convention, symmetrised; Potts is ``-I``), e.g. to learn it.
+        batched: all images at once (True) or one by one (False); None: all at once on a GPU,
+            one by one on the CPU, where one image's working set (lattices and marginals) stays
+            in cache, which makes batches several times slower per image than a loop
+            (benchmarks/crf.py).
 
     Returns:
         ``(B, C, H, W) float32`` marginals after ``params.iterations`` updates (all kernels
         applied to the same ``Q``, no damping), differentiable with respect to ``probs``,
         ``weights`` and ``compatibility``.
     """
+    if batched is None:
+        batched = probs.device.type != "cpu"
+    if not batched and probs.shape[0] > 1:
+        return torch.cat(
+            [
+                mean_field(image[i : i + 1], probs[i : i + 1], params, weights, compatibility)
+                for i in range(len(probs))
+            ]
+        )
     b, c, h, w = probs.shape
     if compatibility is None:
         matrix = compatibility_matrix(params, c)
@@ -104,6 +96,12 @@ def mean_field_batch(
             energy = -unary - message @ compatibility.T
         q = torch.softmax(energy, dim=-1)
     return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+def mean_field_batch(*args, **kwargs) -> Tensor:
+    """:func:`mean_field` with ``batched=True``: all the images at once, on every device (the
+    same arguments)."""
+    return mean_field(*args, batched=True, **kwargs)
 
 
 def _kernels(

@@ -10,28 +10,9 @@ callers must pass arrays of the documented shapes.
 * :mod:`.inference`: splat, blur, slice and the fused mean-field update.
 """
 
-from .construction import (
-    coordinate_range,
-    fold_normalisation,
-    gather_lists,
-    neighbours,
-    pack_keys,
-    simplices,
-    unique_vertices,
-)
-from .inference import blur, slice_into, splat, splat_scatter, update
+from . import construction, inference
+from .construction import *  # noqa: F403
+from .inference import *  # noqa: F403
 
-__all__ = [
-    "blur",
-    "coordinate_range",
-    "fold_normalisation",
-    "gather_lists",
-    "neighbours",
-    "pack_keys",
-    "simplices",
-    "slice_into",
-    "splat",
-    "splat_scatter",
-    "unique_vertices",
-    "update",
-]
+#: the kernels that each module names in its ``__all__``
+__all__ = construction.__all__ + inference.__all__

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .jit import CHUNK, jit, pjit, prange
+from .jit import CHUNK, chunks, jit, pjit, prange, span
 
 __all__ = [
     "coordinate_range",
@@ -46,9 +46,8 @@ def simplices(features, scale, rem0, rank, bary):
     d1 = d + 1
     inv_dp1 = np.float32(1.0 / d1)
     dp1 = np.float32(d1)
-    for chunk in prange((p_count + CHUNK - 1) // CHUNK):
-        first = chunk * CHUNK
-        count = min(p_count, first + CHUNK) - first
+    for chunk in prange(chunks(p_count)):
+        first, count = span(chunk, p_count)
         scaled = np.empty((d, CHUNK), np.float32)
         elevated = np.empty((d1, CHUNK), np.float32)
         v = np.empty((d1, CHUNK), np.float32)
@@ -115,9 +114,10 @@ def pack_keys(rem0, rank, offsets, strides, keys):
     step = np.int64(0)
     for k in range(d):
         step += strides[k]
-    for chunk in prange((p_count + CHUNK - 1) // CHUNK):
+    for chunk in prange(chunks(p_count)):
+        first, count = span(chunk, p_count)
         by_rank = np.empty(d1, np.int64)
-        for p in range(chunk * CHUNK, min(p_count, (chunk + 1) * CHUNK)):
+        for p in range(first, first + count):
             base = np.int64(0)
             by_rank[:] = 0
             for k in range(d):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .jit import CHUNK, jit, pjit, prange
+from .jit import CHUNK, chunks, inline, jit, pjit, prange, span
 
 __all__ = ["blur", "slice_into", "splat", "splat_scatter", "update"]
 
@@ -19,6 +19,14 @@ _LN2_LO = np.float32(-2.12194440e-4)
 _EXP_FLOOR = np.float32(-70.0)
 
 
+@inline
+def _add_scaled(row, w, src, count):
+    """``row[j] += w * src[j]`` for the first ``count`` channels: the inner loop of splat and
+    slice."""
+    for j in range(count):
+        row[j] += w * src[j]
+
+
 @jit
 def splat_scatter(vertex, weight, values, lattice):
     """``lattice[vertex[p, k]] += weight[p, k] values[p]`` for the points ``p`` in order, on
@@ -29,10 +37,7 @@ def splat_scatter(vertex, weight, values, lattice):
     for p in range(vertex.shape[0]):
         src = values[p]
         for k in range(vertex.shape[1]):
-            w = weight[p, k]
-            row = lattice[vertex[p, k]]
-            for j in range(c):
-                row[j] += w * src[j]
+            _add_scaled(lattice[vertex[p, k]], weight[p, k], src, c)
 
 
 @pjit
@@ -56,10 +61,7 @@ def splat(start, point, weight, values, lattice):
         for j in range(c):
             row[j] = w * src[j]
         for i in range(first + 1, end):
-            w = weight[i]
-            src = values[point[i]]
-            for j in range(c):
-                row[j] += w * src[j]
+            _add_scaled(row, weight[i], values[point[i]], c)
     lattice[m, :] = 0.0
 
 
@@ -88,33 +90,31 @@ def _accumulate(message, first, count, vertex, weight, lattice):
         p = first + s
         row = message[s]
         for k in range(vertex.shape[1]):
-            w = weight[p, k]
-            src = lattice[vertex[p, k]]
-            for j in range(lanes):
-                row[j] += w * src[j]
+            _add_scaled(row, weight[p, k], lattice[vertex[p, k]], lanes)
 
 
 @pjit
 def slice_into(vertex, weight, lattice, out):
     """``out[p] = sum_k weight[p, k] lattice[vertex[p, k]]``."""
     n = vertex.shape[0]
-    for chunk in prange((n + CHUNK - 1) // CHUNK):
-        first = chunk * CHUNK
-        rows = out[first : first + CHUNK]
+    for chunk in prange(chunks(n)):
+        first, count = span(chunk, n)
+        rows = out[first : first + count]
         rows[:] = 0.0
-        _accumulate(rows, first, rows.shape[0], vertex, weight, lattice)
+        _accumulate(rows, first, count, vertex, weight, lattice)
 
 
 @jit
-def _energies(message, unary_t, compat, first, count, transposed, energy):
+def _energies(message, unary_t, compat, first, count, energy):
     """``energy (C, S)``: the negative energy of the points ``first .. first+count`` (columns),
-    from their messages ``(S, C')`` (rows); ``transposed (C, S)`` is scratch space."""
+    from their messages ``(S, C')`` (rows)."""
     c = energy.shape[0]
     if compat.shape[0] == 0:  # Potts: message - unary
         for j in range(c):
             for s in range(count):
                 energy[j, s] = message[s, j] - unary_t[j, first + s]
         return
+    transposed = np.empty_like(energy)
     for j in range(c):
         for s in range(count):
             transposed[j, s] = message[s, j]
@@ -161,10 +161,12 @@ def _scale_and_sum(row, power, total, count):
 
 
 @jit
-def _softmax_columns(energy, bits, top, total, count):
+def _softmax_columns(energy, total, count):
     """Softmax of each of the first ``count`` columns of ``energy (C, S)``, unnormalised in
-    place; ``total`` receives the reciprocal of each column's sum. ``bits (C, S) int32``."""
-    c = energy.shape[0]
+    place; ``total (S,)`` receives the reciprocal of each column's sum."""
+    c, lanes = energy.shape
+    bits = np.empty((c, lanes), np.int32)
+    top = np.empty(lanes, np.float32)
     power = bits.view(np.float32)  # 2^t, built from its bits so that the loops vectorise
     top[:count] = energy[0, :count]
     for j in range(1, c):
@@ -195,19 +197,15 @@ def update(unary_t, vertex1, weight1, lattice1, vertex2, weight2, lattice2, comp
     """
     c, n = unary_t.shape
     lanes = q.shape[1]
-    for chunk in prange((n + CHUNK - 1) // CHUNK):
-        first = chunk * CHUNK
-        count = min(n, first + CHUNK) - first
+    for chunk in prange(chunks(n)):
+        first, count = span(chunk, n)
         message = np.zeros((CHUNK, lanes), np.float32)
         energy = np.empty((c, CHUNK), np.float32)
-        scratch = np.empty((c, CHUNK), np.float32)
-        bits = np.empty((c, CHUNK), np.int32)
-        top = np.empty(CHUNK, np.float32)
         total = np.empty(CHUNK, np.float32)
         _accumulate(message, first, count, vertex1, weight1, lattice1)
         _accumulate(message, first, count, vertex2, weight2, lattice2)
-        _energies(message, unary_t, compat, first, count, scratch, energy)
-        _softmax_columns(energy, bits, top, total, count)
+        _energies(message, unary_t, compat, first, count, energy)
+        _softmax_columns(energy, total, count)
         if final.shape[0] == 0:
             for s in range(count):
                 p = first + s
