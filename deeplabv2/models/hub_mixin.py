@@ -9,6 +9,8 @@ A model folder (local or a Hub repository) holds three files:
 * ``README.md``: a model card with ``library_name: deeplabv2``, tags, licence and metrics.
 
 ``deeplabv2 publish`` writes and uploads release weights through the same functions.
+Uploads run under the network time limit of :mod:`deeplabv2.weights.network` and fail in one
+line (``TimeoutError``, ``ConnectionError``, ``PermissionError`` for HTTP 401/403).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 from .._files import atomic_write, check_destination
 from ..errors import WeightsFormatError, WeightsMismatchError
 from ..version import __version__
-from ..weights import hf_download, sha256sum
+from ..weights import hf_download, network, sha256sum
 
 __all__ = [
     "CARD_NAME",
@@ -215,20 +217,28 @@ def upload_folder(
     commit_message: str = "Upload a deeplabv2 model",
     create_pr: bool = False,
     api: Any = None,
+    timeout: Optional[float] = None,
 ) -> Optional[str]:
-    """Create ``repo_id`` if needed and upload the folder in one commit; returns its commit sha."""
-    if api is None:
-        from huggingface_hub import HfApi
+    """Create ``repo_id`` if needed and upload the folder in one commit; returns its commit sha.
 
-        api = HfApi(token=token, library_name="deeplabv2", library_version=__version__)
+    ``api``: a ``huggingface_hub.HfApi`` (its endpoint, token and headers are used) or None;
+    any other object with ``create_repo`` and ``upload_folder`` is called as it is, without the
+    time limit. ``timeout``: the network time limit in seconds (default
+    ``DEEPLABV2_NETWORK_TIMEOUT``, else 10; see :mod:`deeplabv2.weights.network`).
+
+    Raises:
+        TimeoutError, ConnectionError, PermissionError (HTTP 401/403: no token or no write
+            access), RuntimeError: one line naming the repository and the host.
+    """
+    from huggingface_hub import HfApi
+
+    patterns = [WEIGHTS_NAME, CONFIG_NAME, CARD_NAME]
+    options = dict(commit_message=commit_message, create_pr=create_pr, allow_patterns=patterns)
+    if api is None or type(api) is HfApi:
+        limits = {"api": api, "token": token, "timeout": timeout, "private": private}
+        return network.upload(os.fspath(directory), repo_id, **limits, **options)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=str(directory),
-        repo_id=repo_id,
-        commit_message=commit_message,
-        create_pr=create_pr,
-        allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
-    )
+    commit = api.upload_folder(folder_path=str(directory), repo_id=repo_id, **options)
     return getattr(commit, "oid", None)
 
 
@@ -369,11 +379,21 @@ class HubMixin:
         commit_message: str = "Upload a deeplabv2 model",
         create_pr: bool = False,
         api: Any = None,
+        timeout: Optional[float] = None,
         **card: Any,
     ) -> Optional[str]:
         """:meth:`save_pretrained` into a temporary folder and upload it to ``repo_id`` in one
         commit (the repository is created if needed); ``card`` goes to :meth:`save_pretrained`.
-        Returns the commit sha."""
+        Returns the commit sha.
+
+        The upload is :func:`upload_folder`'s: ``timeout`` is its network time limit (default
+        ``DEEPLABV2_NETWORK_TIMEOUT``, else 10 s), and it raises the same one-line errors. The
+        temporary folder is removed whatever happens: success, failure, time limit, Ctrl-C.
+        """
+        from huggingface_hub import HfApi
+
+        if api is None or type(api) is HfApi:
+            network.network_timeout(timeout)  # a bad value fails before anything is written
         with tempfile.TemporaryDirectory(prefix="deeplabv2-push-") as tmp:
             self.save_pretrained(tmp, **card)
             return upload_folder(
@@ -384,4 +404,5 @@ class HubMixin:
                 commit_message=commit_message,
                 create_pr=create_pr,
                 api=api,
+                timeout=timeout,
             )

@@ -3,6 +3,10 @@
 Loading order: an explicit local file > the Hugging Face Hub cache (``HF_HUB_OFFLINE`` and
 ``local_files_only`` respected; a pinned commit in the cache needs no network) > download. Weights
 not yet published on the Hub come from their original release file, cached by torch.hub.
+
+Every download runs under the network time limit of :mod:`deeplabv2.weights.network`
+(``DEEPLABV2_NETWORK_TIMEOUT``, 10 s: connect, no answer, less than 10 KiB per window), in a
+helper process; a failed download leaves no partial file.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Optional, Union
@@ -19,14 +22,12 @@ import torch
 
 from .._files import atomic_write
 from ..errors import WeightsFormatError, WeightsUnavailableError
+from . import network
 from .registry import Weights, get_weights
 
 __all__ = ["discard", "hf_download", "resolve_weights", "sha256sum"]
 
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
-# Seconds one network request may take before the weights count as unavailable: one short
-# attempt, no retries (HF_HUB_ETAG_TIMEOUT, when set, is used for the Hub instead).
-_TIMEOUT = 5.0
 
 
 def sha256sum(path: Union[str, os.PathLike]) -> str:
@@ -72,21 +73,38 @@ def discard(path: Union[str, os.PathLike]) -> None:
         path.unlink()
 
 
-def _unavailable(what: str, where: str, error: BaseException) -> WeightsUnavailableError:
+def _unavailable(what: str, where: str, reason: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"cannot load {what}: it is not in the local cache and could not be downloaded from "
-        f"{where} ({type(error).__name__}: {error}). Download the file on a machine with network "
-        "access and pass its path instead: pretrained='/path/to/file.safetensors' (CLI: "
-        "--weights PATH; .safetensors, .pth and .caffemodel are accepted)."
+        f"{where} ({reason}). Download the file on a machine with network access and pass its "
+        "path instead: pretrained='/path/to/file.safetensors' (CLI: --weights PATH; "
+        ".safetensors, .pth and .caffemodel are accepted)."
     )
 
 
-def _hub_timeout() -> float:
-    value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
-    try:
-        return float(value) if value else _TIMEOUT
-    except ValueError:
-        return _TIMEOUT
+def _error_reason(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def _hub_reason(failure: network.NetworkFailure) -> str:
+    """Why a Hub download failed, in words that say what to do."""
+    if failure.kind == "http" and failure.status in (401, 403):
+        return (
+            f"{failure.host} answered HTTP {failure.status}: the repository is private or gated, "
+            "or does not exist; log in with `hf auth login` or set HF_TOKEN to a token that may "
+            "read it"
+        )
+    if failure.kind == "http" and failure.status == 404:
+        return f"{failure.host} answered HTTP 404: no such repository, revision or file"
+    return failure.describe()
+
+
+def _hub_storage(repo_id: str, cache_dir: Optional[Union[str, os.PathLike]]) -> Path:
+    from huggingface_hub import constants
+
+    default = getattr(constants, "HF_HUB_CACHE", None) or constants.HUGGINGFACE_HUB_CACHE
+    root = cache_dir if cache_dir is not None else default
+    return Path(root) / f"models--{repo_id.replace('/', '--')}"
 
 
 def hf_download(
@@ -95,71 +113,87 @@ def hf_download(
     revision: Optional[str],
     cache_dir: Optional[Union[str, os.PathLike]],
     local_files_only: bool,
+    *,
+    timeout: Optional[float] = None,
 ) -> str:
     """A file of a Hub repository in the Hub cache, fetched if needed.
 
     Offline (``local_files_only`` or ``HF_HUB_OFFLINE``) only the cache is read. Otherwise one
-    short request (no retries) asks the Hub first, so that a machine without network fails in
-    seconds; if it fails, a copy already in the cache is used, else WeightsUnavailableError.
+    request (no retries) asks the Hub first, so that a machine without network fails within the
+    network time limit (``timeout`` seconds, else ``DEEPLABV2_NETWORK_TIMEOUT``, else 10 s; see
+    :mod:`deeplabv2.weights.network`); if it fails, a copy already in the cache is used, else
+    WeightsUnavailableError. A download that fails or is interrupted leaves no partial file.
+
+    Raises:
+        WeightsUnavailableError: not in the cache and not downloadable.
+        ValueError: a bad ``timeout`` or ``DEEPLABV2_NETWORK_TIMEOUT``.
     """
-    from huggingface_hub import (
-        get_hf_file_metadata,
-        hf_hub_download,
-        hf_hub_url,
-        try_to_load_from_cache,
-    )
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
     from ..version import __version__
 
     what = f"{filename} of the Hugging Face Hub repository {repo_id}" + (
         f" at revision {revision}" if revision else ""
     )
-    offline = local_files_only or _offline()
-    if not offline:
-        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
-        if isinstance(cached, str) and revision is not None and len(revision) == 40:
-            return cached  # a pinned commit never changes: no request needed
+    endpoint = constants.ENDPOINT.rstrip("/")
+    where = f"{endpoint}/{repo_id}"
+    if local_files_only or _offline():
         try:
-            get_hf_file_metadata(
-                hf_hub_url(repo_id, filename, revision=revision), timeout=_hub_timeout()
-            )
-        except Exception as error:  # noqa: BLE001 - network, HTTP and auth errors alike
-            if isinstance(cached, str):
-                return cached
-            raise _unavailable(what, f"https://huggingface.co/{repo_id}", error) from None
+            return hf_hub_download(
+                repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=True,
+                library_name="deeplabv2", library_version=__version__,
+            )  # fmt: skip
+        except Exception as error:  # huggingface_hub raises many types for the same situation
+            raise _unavailable(what, where, _error_reason(error)) from None
+    seconds = network.network_timeout(timeout)
+    cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+    if isinstance(cached, str) and revision is not None and len(revision) == 40:
+        return cached  # a pinned commit never changes: no request needed
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    params = {
+        "repo_id": repo_id,
+        "filename": filename,
+        "revision": revision,
+        "cache_dir": os.fspath(cache_dir) if cache_dir is not None else None,
+        "endpoint": endpoint,
+        "library_name": "deeplabv2",
+        "library_version": __version__,
+        "progress": not are_progress_bars_disabled(),
+    }
+    blobs = _hub_storage(repo_id, cache_dir) / "blobs"
+    partial = set(blobs.glob("*.incomplete"))  # someone else's: never touched
     try:
-        return hf_hub_download(
-            repo_id,
-            filename,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=offline,
-            library_name="deeplabv2",
-            library_version=__version__,
-        )
-    except Exception as error:  # huggingface_hub raises many types for the same situation
-        raise _unavailable(what, f"https://huggingface.co/{repo_id}", error) from None
+        return network.run(
+            "hf_download", params, seconds=seconds, host=network.host_of(endpoint),
+            env={"HF_ENDPOINT": endpoint},
+        )  # fmt: skip
+    except BaseException as error:
+        for path in set(blobs.glob("*.incomplete")) - partial:  # a failed or stopped download's
+            path.unlink(missing_ok=True)
+        if not isinstance(error, network.NetworkFailure):
+            raise
+        if error.stage == "metadata" and isinstance(cached, str):
+            return cached
+        raise _unavailable(what, where, _hub_reason(error)) from None
 
 
-def _download(url: str, target: Path, progress: bool) -> None:
-    """``url`` -> ``target`` (atomic; one attempt, :data:`_TIMEOUT` seconds per request)."""
-    from tqdm import tqdm
+def _download(url: str, target: Path, progress: bool, seconds: float) -> None:
+    """``url`` -> ``target``: atomic (no partial file, even on Ctrl-C); one attempt under the
+    network time limit of ``seconds`` (:mod:`deeplabv2.weights.network`)."""
+    from ..version import __version__
 
-    with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:  # noqa: S310 - http(s) only
-        size = int(response.headers.get("Content-Length") or 0) or None
+    def fetch(tmp: str) -> None:
+        params = {
+            "url": url,
+            "path": tmp,
+            "progress": progress,
+            "desc": target.name,
+            "user_agent": f"deeplabv2/{__version__}",
+        }
+        network.run("url_download", params, seconds=seconds, host=network.host_of(url))
 
-        def write(tmp: str) -> None:
-            with (
-                open(tmp, "wb") as sink,
-                tqdm(
-                    total=size, unit="B", unit_scale=True, desc=target.name, disable=not progress
-                ) as bar,
-            ):
-                while chunk := response.read(1 << 20):
-                    sink.write(chunk)
-                    bar.update(len(chunk))
-
-        atomic_write(target, write, force=True)
+    atomic_write(target, fetch, force=True)
 
 
 def _cache_name(url: str) -> str:
@@ -223,7 +257,9 @@ def _extract(archive: Path, pattern: str, target: Path, limit: int) -> None:
         ) from None
 
 
-def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> Path:
+def _url_download(
+    weights: Weights, local_files_only: bool, progress: bool, timeout: Optional[float] = None
+) -> Path:
     """The original release file of ``weights`` in torch.hub's cache (downloaded if needed)."""
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     archive = checkpoints / _cache_name(weights.url)
@@ -236,12 +272,16 @@ def _url_download(weights: Weights, local_files_only: bool, progress: bool) -> P
             raise _unavailable(
                 f"the {weights.name!r} weights",
                 weights.url,
-                FileNotFoundError(f"{archive} (offline mode)"),
+                _error_reason(FileNotFoundError(f"{archive} (offline mode)")),
             )
+        seconds = network.network_timeout(timeout)
+        what = f"the {weights.name!r} weights"
         try:
-            _download(weights.url, archive, progress)
-        except OSError as error:  # urllib raises URLError, HTTPError, timeouts...
-            raise _unavailable(f"the {weights.name!r} weights", weights.url, error) from None
+            _download(weights.url, archive, progress, seconds)
+        except network.NetworkFailure as failure:
+            raise _unavailable(what, weights.url, failure.describe()) from None
+        except OSError as error:  # the cache folder cannot be written
+            raise _unavailable(what, weights.url, _error_reason(error)) from None
     if weights.url_member is not None:
         _extract(archive, weights.url_member, target, member_limit(weights))
     return target
@@ -260,7 +300,9 @@ def _manual(weights: Weights) -> Path:
     return target
 
 
-def _fetch(weights: Weights, cache_dir, local_files_only: bool, progress: bool) -> Path:
+def _fetch(
+    weights: Weights, cache_dir, local_files_only: bool, progress: bool, timeout: Optional[float]
+) -> Path:
     """The file of a registry entry, fetched if needed and checked against its SHA-256."""
     if weights.manual_download:
         path = _manual(weights)
@@ -268,11 +310,11 @@ def _fetch(weights: Weights, cache_dir, local_files_only: bool, progress: bool) 
         path = Path(
             hf_download(
                 weights.hf_repo, weights.hf_filename, weights.hf_revision, cache_dir,
-                local_files_only,
+                local_files_only, timeout=timeout,
             )
         )  # fmt: skip
     else:
-        path = _url_download(weights, local_files_only, progress)
+        path = _url_download(weights, local_files_only, progress, timeout)
     if weights.sha256 is not None:
         digest = sha256sum(path)
         if digest != weights.sha256:
@@ -292,6 +334,7 @@ def resolve_weights(
     cache_dir: Optional[Union[str, os.PathLike]] = None,
     local_files_only: bool = False,
     progress: bool = True,
+    timeout: Optional[float] = None,
 ) -> tuple[Path, Optional[Weights], bool]:
     """Where the weights named by ``pretrained`` are on disk, fetching and verifying them.
 
@@ -303,6 +346,9 @@ def resolve_weights(
         cache_dir: Hugging Face Hub cache directory (default: the Hub's own).
         local_files_only: never use the network.
         progress: show a progress bar while downloading from a URL.
+        timeout: the network time limit in seconds (connect, no answer, less than 10 KiB per
+            window; see :mod:`deeplabv2.weights.network`); default ``DEEPLABV2_NETWORK_TIMEOUT``,
+            else 10 s.
 
     Returns:
         ``(file, registry entry or None, whether the file is a cache entry)``: a cache entry
@@ -311,7 +357,7 @@ def resolve_weights(
     Raises:
         WeightsUnavailableError: not on disk and cannot be downloaded.
         WeightsFormatError: a downloaded file whose SHA-256 is wrong (it is removed).
-        ValueError: an unknown name.
+        ValueError: an unknown name, or a bad ``timeout`` / ``DEEPLABV2_NETWORK_TIMEOUT``.
     """
     if pretrained is True:
         pretrained = "DEFAULT"
@@ -327,10 +373,12 @@ def resolve_weights(
         if len(parts) < 2 or not all(parts[:2]):
             raise ValueError(f"expected 'hf-hub:<owner>/<repo>[/<filename>]', got {pretrained!r}")
         filename = "/".join(parts[2:]) or "model.safetensors"
-        path = hf_download("/".join(parts[:2]), filename, None, cache_dir, local_files_only)
+        path = hf_download(
+            "/".join(parts[:2]), filename, None, cache_dir, local_files_only, timeout=timeout
+        )
         return Path(path), None, True
     looks_like_path = pretrained.lower().endswith(_SUFFIXES) or os.sep in pretrained
     if os.path.exists(pretrained) or looks_like_path:
         return Path(pretrained), None, False  # reading it says precisely what is wrong with it
     weights = get_weights(pretrained, architecture)  # a ValueError listing the names if unknown
-    return _fetch(weights, cache_dir, local_files_only, progress), weights, True
+    return _fetch(weights, cache_dir, local_files_only, progress, timeout), weights, True

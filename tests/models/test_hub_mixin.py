@@ -136,3 +136,51 @@ def test_refusals(tuned, tmp_path: Path) -> None:
         DeepLabVGG16.from_pretrained(folder)
     with pytest.raises(ValueError, match="neither a directory nor a Hub repository id"):
         DeepLabVGG16.from_pretrained(str(tmp_path / "nowhere"))
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """This test's temporary files go to a folder of their own, to see that none is left."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("error", [RuntimeError("the Hub is down"), KeyboardInterrupt()])
+def test_push_to_hub_removes_its_temporary_folder_whatever_happens(tuned, private_tmp, error):
+    written = []
+
+    class Api:
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            pass
+
+        def upload_folder(self, folder_path, **kwargs):
+            written.append(sorted(p.name for p in Path(folder_path).iterdir()))
+            raise error
+
+    with pytest.raises(type(error)):
+        tuned.push_to_hub("me/roads", api=Api())
+    assert written == [["README.md", "config.json", "model.safetensors"]]
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_push_to_hub_takes_a_network_time_limit(tuned, private_tmp, monkeypatch) -> None:
+    class Api:  # the caller's own client: used as it is
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            pass
+
+        def upload_folder(self, folder_path, repo_id, commit_message, create_pr, allow_patterns):
+            return SimpleNamespace(oid="b" * 40)
+
+    assert tuned.push_to_hub("me/roads", api=Api(), timeout=3) == "b" * 40
+    # a bad limit is refused before anything is written or sent
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="timeout= must be a number of seconds"):
+        tuned.push_to_hub("me/roads", timeout=0)
+    monkeypatch.setenv("DEEPLABV2_NETWORK_TIMEOUT", "ten")
+    with pytest.raises(ValueError, match="DEEPLABV2_NETWORK_TIMEOUT must be .*got 'ten'"):
+        tuned.push_to_hub("me/roads")
+    assert list(private_tmp.iterdir()) == []

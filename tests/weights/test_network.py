@@ -1,0 +1,598 @@
+"""Every network call has a connect and a read timeout, fails in one clear line, and leaves
+nothing behind: uploads (``upload_folder`` / ``push_to_hub``), ``hf-hub:`` downloads and
+release-URL downloads, each against local servers on 127.0.0.1 started by the test (threads that
+stop themselves): one that accepts and never answers, one that sends a byte per second, one that
+answers 401, and a closed port.
+
+The limit is ``DEEPLABV2_NETWORK_TIMEOUT`` (or ``timeout=``), 1 s here, so that every test ends
+within a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+import torch
+
+from deeplabv2.errors import WeightsUnavailableError
+from deeplabv2.models.hub_mixin import upload_folder
+from deeplabv2.weights import Weights, registry, resolve_weights
+
+VARIABLE = "DEEPLABV2_NETWORK_TIMEOUT"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# The most a test may take: the helper process starts (about 0.5 s), then a second or two of
+# limits (huggingface_hub may ask the same server for its agent registry first); with room for
+# a busy machine.
+FEW_SECONDS = 8.0
+
+
+class LocalServer:
+    """A minimal HTTP server on 127.0.0.1 for one test, run by threads that stop by themselves
+    (at :meth:`close`, or after :attr:`LIFETIME` seconds at the latest).
+
+    Modes: ``silent`` reads requests and never answers; ``drip`` answers one byte per second
+    from the status line on; ``body-drip`` sends the headers of a response at once (to HEAD as
+    the Hub does, with commit and ETag) and then its body one byte per second; ``401`` answers
+    every request with 401 Unauthorized; ``ok`` answers at once: ``content`` to HEAD and GET,
+    and the Hub's answers to the requests of an upload of ``me/roads``.
+    """
+
+    LIFETIME = 30.0
+    BODY = 100_000
+
+    def __init__(self, mode: str, content: bytes = b"") -> None:
+        self.mode, self.content = mode, content
+        self.stopped = threading.Event()
+        self.deadline = time.monotonic() + self.LIFETIME
+        self.requests: list[str] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def running(self) -> bool:
+        return not self.stopped.is_set() and time.monotonic() < self.deadline
+
+    def close(self) -> None:
+        self.stopped.set()
+        for thread in list(self.threads):
+            thread.join(timeout=5)
+        assert not any(thread.is_alive() for thread in self.threads), "a server thread hangs"
+
+    def _accept(self) -> None:
+        with self.listener:
+            while self.running():
+                try:
+                    connection, _ = self.listener.accept()
+                except socket.timeout:
+                    continue
+                thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
+                self.threads.append(thread)
+                thread.start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(0.1)
+            while self.running():
+                request = self._read_request(connection)
+                if request is None or not self._answer(connection, request):
+                    return
+
+    def _read_request(self, connection: socket.socket) -> Optional[tuple[str, bytes]]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self._recv(connection)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = self._recv(connection)
+            if not chunk:
+                return None
+            body += chunk
+        self.requests.append(lines[0])
+        return lines[0], body
+
+    def _recv(self, connection: socket.socket) -> bytes:
+        while self.running():
+            try:
+                return connection.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return b""
+        return b""
+
+    def _answer(self, connection: socket.socket, request: tuple[str, bytes]) -> bool:
+        """Answer one request; False closes the connection."""
+        method, path = request[0].split(" ")[:2]
+        if self.mode == "silent":
+            self.stopped.wait(max(0.0, self.deadline - time.monotonic()))
+            return False
+        if self.mode == "401":
+            body = b'{"error": "Invalid username or password."}'
+            connection.sendall(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            return False
+        headers = (
+            f'HTTP/1.1 200 OK\r\nContent-Length: {self.BODY}\r\nETag: "{"e" * 64}"\r\n'
+            f"X-Repo-Commit: {COMMIT}\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        if self.mode == "drip":
+            self._drip(connection, headers + b"x" * self.BODY)
+            return False
+        if self.mode == "ok":
+            connection.sendall(self._ok(method, path, request[1]))
+            return True
+        assert self.mode == "body-drip", self.mode
+        connection.sendall(headers)
+        if method == "HEAD":
+            return True
+        self._drip(connection, b"x" * self.BODY)
+        return False
+
+    def _ok(self, method: str, path: str, body: bytes) -> bytes:
+        """The answer of a file server, and of the Hub to an upload of ``me/roads``."""
+        import hashlib
+        import json
+
+        status, data = "200 OK", self.content
+        headers = {
+            "ETag": f'"{hashlib.sha256(self.content).hexdigest()}"',
+            "X-Repo-Commit": COMMIT,
+            "Content-Type": "application/octet-stream",
+        }
+        if method == "POST":
+            headers["Content-Type"] = "application/json"
+            if path == "/api/repos/create":
+                answer: object = {"url": f"{self.url}/me/roads", "name": "me/roads"}
+            elif path == "/api/validate-yaml":  # the model card's metadata
+                answer = {"errors": [], "warnings": []}
+            elif path.startswith("/api/models/me/roads/preupload/"):
+                files = json.loads(body)["files"]
+                answer = {
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                        for f in files
+                    ]
+                }
+            elif path.startswith("/api/models/me/roads/commit/"):
+                answer = {"commitUrl": f"{self.url}/me/roads/commit/{'c' * 40}",
+                          "commitOid": "c" * 40}  # fmt: skip
+            else:
+                status, answer = "404 Not Found", {"error": "not here"}
+            data = json.dumps(answer).encode()
+        elif not path.endswith((".safetensors", ".zip")):
+            status, data = "404 Not Found", b"{}"
+        head = f"HTTP/1.1 {status}\r\nContent-Length: {len(data)}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        return head.encode() + b"\r\n" + (b"" if method == "HEAD" else data)
+
+    def _drip(self, connection: socket.socket, data: bytes) -> None:
+        for index in range(len(data)):
+            if not self.running():
+                return
+            try:
+                connection.sendall(data[index : index + 1])
+            except OSError:
+                return  # the client is gone
+            self.stopped.wait(1.0)
+
+
+def closed_port_url() -> str:
+    """The address of a port nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def unreachable():
+    """The address of a host that does not answer connection attempts (a dropped SYN, as from a
+    host that is down or firewalled): a port whose accept queue is full."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    filler, probe = socket.socket(), socket.socket()
+    try:
+        filler.connect(address)  # fills the queue: nothing accepts it
+        probe.settimeout(0.3)
+        try:
+            probe.connect(address)
+        except socket.timeout:
+            yield f"http://127.0.0.1:{address[1]}"
+        else:
+            pytest.skip("this system does not leave a connection to a full queue pending")
+    finally:
+        for sock in (probe, filler, listener):
+            sock.close()
+
+
+@pytest.fixture
+def serve():
+    """``serve(mode)`` starts a :class:`LocalServer`; all are stopped after the test."""
+    servers: list[LocalServer] = []
+
+    def start(mode: str, content: bytes = b"") -> LocalServer:
+        servers.append(LocalServer(mode, content))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def child_processes() -> set[int]:
+    """The running children of this process (Linux; an empty set where /proc cannot say)."""
+    pids: set[int] = set()
+    try:
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+            pids.update(int(pid) for pid in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return pids
+
+
+@pytest.fixture
+def one_second(monkeypatch):
+    """Every network limit at 1 s; the Hub reachable (not offline); no helper process left."""
+    monkeypatch.setenv(VARIABLE, "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    before = child_processes()
+    yield
+    assert child_processes() <= before, "a helper process was left running"
+
+
+def timed(call: Callable[[], object], expected: type[BaseException]) -> tuple[str, float]:
+    """Run ``call``, which must raise ``expected``; its message (one line) and the seconds."""
+    start = time.perf_counter()
+    with pytest.raises(expected) as error:
+        call()
+    elapsed = time.perf_counter() - start
+    message = str(error.value)
+    assert "\n" not in message, message
+    return message, elapsed
+
+
+# -- hf-hub: downloads ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hub_at(monkeypatch, tmp_path):
+    """Point the Hub at a server; returns a function that loads ``hf-hub:owner/repo``."""
+    import huggingface_hub.constants
+
+    def load(url: str) -> Callable[[], object]:
+        # what HF_ENDPOINT=url sets when huggingface_hub is imported
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
+        template = f"{url}/{{repo_id}}/resolve/{{revision}}/{{filename}}"
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        return lambda: resolve_weights("hf-hub:owner/repo", cache_dir=tmp_path / "cache")
+
+    return load
+
+
+def no_partial_download(cache: Path) -> None:
+    leftovers = [p for p in cache.rglob("*") if p.is_file() and "incomplete" in p.name]
+    assert leftovers == [], leftovers
+    blobs = [p for p in cache.rglob("blobs/*") if p.is_file()]
+    assert blobs == [], f"a partial file was kept: {blobs}"
+
+
+def test_hub_download_from_a_server_that_answers_in_time(one_second, serve, hub_at, monkeypatch):
+    monkeypatch.setenv(VARIABLE, "5")  # nothing is slow here: no need to be strict
+    content = b"weights" * 10_000
+    server = serve("ok", content)
+    path = hub_at(server.url)()[0]
+    assert path.read_bytes() == content
+    assert path.parent.name == COMMIT and path.name == "model.safetensors"
+
+
+@pytest.mark.parametrize("mode", ["silent", "drip"])
+def test_hub_download_from_a_server_that_never_answers_ends_after_the_timeout(
+    one_second, serve, hub_at, tmp_path, mode
+):
+    server = serve(mode)
+    message, elapsed = timed(hub_at(server.url), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    assert server.requests, "the server was asked"
+    assert server.host in message and "1 s" in message and VARIABLE in message, message
+    assert "owner/repo" in message and "pass its path instead" in message
+    no_partial_download(tmp_path / "cache")
+
+
+def test_hub_download_whose_body_drips_stops_and_keeps_no_partial_file(
+    one_second, serve, hub_at, tmp_path
+):
+    server = serve("body-drip")
+    message, elapsed = timed(hub_at(server.url), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    assert any(line.startswith("GET ") for line in server.requests), server.requests
+    assert server.host in message and VARIABLE in message, message
+    assert "less than" in message  # the stall rule, not a read timeout
+    no_partial_download(tmp_path / "cache")
+
+
+def test_hub_download_answered_401_says_to_log_in(one_second, serve, hub_at, tmp_path):
+    server = serve("401")
+    message, elapsed = timed(hub_at(server.url), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS
+    assert server.host in message and "HTTP 401" in message, message
+    assert "hf auth login" in message and "HF_TOKEN" in message, message
+
+
+def test_hub_download_from_a_closed_port_names_the_host(one_second, hub_at, tmp_path):
+    url = closed_port_url()
+    message, elapsed = timed(hub_at(url), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS
+    assert url.removeprefix("http://") in message and "refused" in message.lower(), message
+
+
+def test_hub_download_from_an_unreachable_host_ends_after_the_timeout(
+    one_second, unreachable, hub_at
+):
+    message, elapsed = timed(hub_at(unreachable), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    host = unreachable.removeprefix("http://")
+    assert f"could not connect to {host} within 1 s; set {VARIABLE}" in message, message
+
+
+# -- release-URL downloads --------------------------------------------------------------------
+
+
+@pytest.fixture
+def release_at(monkeypatch, tmp_path):
+    """A registry entry whose release file is on a server; returns a function that loads it and
+    the torch.hub checkpoint folder."""
+    home = tmp_path / "torch-home"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(home / "hub"))
+
+    def load(url: str) -> Callable[[], object]:
+        entry = Weights(
+            architecture="deeplab_v2_resnet101",
+            tag="test-network",
+            num_classes=21,
+            categories=(),
+            description="test entry",
+            url=f"{url}/release/prototxt_and_model.zip",
+            url_member="train_iter_20000.caffemodel",
+        )
+        monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
+        return lambda: resolve_weights(entry.name, progress=False)
+
+    load.checkpoints = home / "hub" / "checkpoints"
+    return load
+
+
+def nothing_in(folder: Path) -> None:
+    assert not folder.exists() or list(folder.iterdir()) == [], list(folder.iterdir())
+
+
+def test_release_download_from_a_server_that_answers_in_time(
+    one_second, serve, release_at, monkeypatch
+):
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("prototxt_and_model/train_iter_20000.caffemodel", b"caffe" * 1000)
+    server = serve("ok", archive.getvalue())
+    monkeypatch.setenv(VARIABLE, "5")
+    path = release_at(server.url)()[0]
+    assert path.read_bytes() == b"caffe" * 1000
+    assert path.parent == release_at.checkpoints
+
+
+@pytest.mark.parametrize("mode", ["silent", "drip", "body-drip"])
+def test_release_download_from_a_stalled_server_ends_and_keeps_no_partial_file(
+    one_second, serve, release_at, mode
+):
+    server = serve(mode)
+    message, elapsed = timed(release_at(server.url), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    assert server.requests, "the server was asked"
+    assert server.host in message and "1 s" in message and VARIABLE in message, message
+    assert "prototxt_and_model.zip" in message and "pass its path instead" in message
+    nothing_in(release_at.checkpoints)
+
+
+def test_release_download_answered_401_says_so(one_second, serve, release_at):
+    server = serve("401")
+    message, _ = timed(release_at(server.url), WeightsUnavailableError)
+    assert f"{server.host} answered HTTP 401" in message, message
+    nothing_in(release_at.checkpoints)
+
+
+def test_release_download_from_a_closed_port_names_the_host(one_second, release_at):
+    url = closed_port_url()
+    message, elapsed = timed(release_at(url), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS
+    assert f"cannot connect to {url.removeprefix('http://')}" in message, message
+    nothing_in(release_at.checkpoints)
+
+
+def test_release_download_from_an_unreachable_host_ends_after_the_timeout(
+    one_second, unreachable, release_at
+):
+    message, elapsed = timed(release_at(unreachable), WeightsUnavailableError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    host = unreachable.removeprefix("http://")
+    assert f"could not connect to {host} within 1 s; set {VARIABLE}" in message, message
+    nothing_in(release_at.checkpoints)
+
+
+# -- uploads ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """A small model folder (the three files ``upload_folder`` sends)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"\0" * 4096)
+    (folder / "config.json").write_text("{}")
+    (folder / "README.md").write_text("# test\n")
+    return folder
+
+
+def upload_to(url: str, folder: Path, **options) -> Callable[[], object]:
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=url, token="hf_test_token")
+    return lambda: upload_folder(folder, "me/roads", api=api, **options)
+
+
+def test_upload_to_a_server_that_answers_in_time_returns_the_commit(
+    one_second, serve, folder, monkeypatch
+):
+    monkeypatch.setenv(VARIABLE, "5")
+    server = serve("ok")
+    assert upload_to(server.url, folder)() == "c" * 40
+    posts = [line.split(" ")[1] for line in server.requests if line.startswith("POST")]
+    assert posts[0] == "/api/repos/create" and posts[-1] == "/api/models/me/roads/commit/main"
+    assert "/api/models/me/roads/preupload/main" in posts
+
+
+@pytest.mark.parametrize("mode", ["silent", "drip"])
+def test_upload_to_a_server_that_never_answers_times_out(one_second, serve, folder, mode):
+    server = serve(mode)
+    message, elapsed = timed(upload_to(server.url, folder), TimeoutError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    assert any(line.startswith("POST /api/repos/create") for line in server.requests)
+    assert "me/roads" in message and server.host in message, message
+    assert "1 s" in message and VARIABLE in message and "timeout=" in message, message
+
+
+def test_upload_answered_401_says_how_to_log_in(one_second, serve, folder):
+    server = serve("401")
+    message, _ = timed(upload_to(server.url, folder), PermissionError)
+    assert "no token or no write access; run `hf auth login` or pass a token" in message
+    assert "me/roads" in message and server.host in message, message
+
+
+def test_upload_to_a_closed_port_is_a_connection_error(one_second, folder):
+    url = closed_port_url()
+    message, elapsed = timed(upload_to(url, folder), ConnectionError)
+    assert elapsed < FEW_SECONDS
+    assert f"cannot connect to {url.removeprefix('http://')}" in message, message
+
+
+def test_upload_to_an_unreachable_host_ends_after_the_timeout(one_second, unreachable, folder):
+    message, elapsed = timed(upload_to(unreachable, folder), TimeoutError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    host = unreachable.removeprefix("http://")
+    assert f"could not connect to {host} within 1 s; set {VARIABLE}" in message, message
+
+
+def test_upload_timeout_option_overrides_the_variable(serve, folder, monkeypatch):
+    monkeypatch.setenv(VARIABLE, "30")
+    server = serve("silent")
+    message, elapsed = timed(upload_to(server.url, folder, timeout=1), TimeoutError)
+    assert elapsed < FEW_SECONDS, f"took {elapsed:.1f} s"
+    assert "1 s" in message and "timeout=" in message, message
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from deeplabv2.models import deeplab_largefov_vgg16
+
+    return deeplab_largefov_vgg16(num_classes=2).eval()
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """Temporary files of this test go to a folder of its own, to check that none is left."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["silent", "401", "closed"])
+def test_push_to_hub_removes_its_temporary_folder_when_the_upload_fails(
+    one_second, serve, small_model, private_tmp, mode
+):
+    from huggingface_hub import HfApi
+
+    url = closed_port_url() if mode == "closed" else serve(mode).url
+    api = HfApi(endpoint=url, token="hf_test_token")
+    expected = {"silent": TimeoutError, "401": PermissionError, "closed": ConnectionError}
+    timed(lambda: small_model.push_to_hub("me/roads", api=api), expected[mode])
+    assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+def test_ctrl_c_during_an_upload_stops_it_and_removes_the_temporary_folder(
+    serve, small_model, private_tmp, monkeypatch
+):
+    """Ctrl-C while the upload waits for a server that never answers (limit 30 s): the wait
+    ends at once, the helper process is gone and so is the temporary folder."""
+    from huggingface_hub import HfApi
+
+    monkeypatch.setenv(VARIABLE, "30")
+    before = child_processes()
+    api = HfApi(endpoint=serve("silent").url, token="hf_test_token")
+    main = threading.get_ident()
+    timer = threading.Timer(3.0, signal.pthread_kill, args=(main, signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            small_model.push_to_hub("me/roads", api=api)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 3.0 + FEW_SECONDS
+    assert list(private_tmp.iterdir()) == []
+    assert child_processes() <= before
+
+
+# -- the setting --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3", "nan", "inf"])
+def test_a_bad_value_of_the_variable_is_a_clear_error(monkeypatch, hub_at, folder, value):
+    monkeypatch.setenv(VARIABLE, value)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    url = closed_port_url()
+    for call in (hub_at(url), upload_to(url, folder)):
+        with pytest.raises(ValueError, match=f"{VARIABLE}.*seconds") as error:
+            call()
+        assert repr(value) in str(error.value)
+
+
+def test_the_default_is_ten_seconds(monkeypatch):
+    from deeplabv2.weights import network
+
+    monkeypatch.delenv(VARIABLE, raising=False)
+    assert network.network_timeout() == 10.0
+    monkeypatch.setenv(VARIABLE, "2.5")
+    assert network.network_timeout() == 2.5
+    assert network.network_timeout(7) == 7.0  # an explicit option wins
