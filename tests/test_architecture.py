@@ -142,3 +142,30 @@ def test_no_module_is_very_long():
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > limits.get(name, 420)
     ]
     assert not long, "\n".join(long)
+
+
+def code_lines(function: ast.AST) -> int:
+    """Lines of a function without its docstring."""
+    body = function.body
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(body) > 1:
+        body = body[1:]
+    return body[-1].end_lineno - body[0].lineno + 2  # + the signature's first line
+
+
+def test_no_function_is_very_long():
+    """Functions stay short: at most about 60 lines of code (docstrings not counted), unless
+    their docstring says why (``long:``)."""
+    long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                reason = "long:" in (ast.get_docstring(node) or "")
+                if code_lines(node) > 60 and not reason:
+                    long.append(f"{name}.{node.name}: {code_lines(node)} lines")
+    assert not long, "\n".join(long)
+
+
+def test_the_line_count_skips_only_the_docstring():
+    source = 'def f():\n    """Doc\n    string."""\n' + "    x = 1\n" * 70
+    assert code_lines(ast.parse(source).body[0]) == 71
