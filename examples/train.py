@@ -27,24 +27,39 @@ Initialisations (``init``): a registry name of the network (``coco-init``, ``ima
 ``torchvision-imagenet``...), a local file, or null.
 
 Every ``checkpoint_every`` iterations ``<out>/checkpoint.safetensors`` (model) and
-``<out>/checkpoint.pt`` (optimizer, iteration, RNG) are written atomically by rank 0;
-``--resume`` continues bit-exactly. A non-finite loss or gradient stops the run with a message
-naming the iteration and the last good checkpoint (``skip_nonfinite`` skips such steps
-instead); no file with non-finite weights is ever written. The final model is
-``<out>/final.safetensors`` (with its class names and test protocol), loadable with the
-network's builder. Validation (every ``val_every`` iterations and at the end) is
+``<out>/resume.safetensors`` (model, optimizer and RNG tensors; iteration, optimizer settings,
+Python RNG and config as JSON in its metadata) are written atomically by rank 0; ``--resume``
+continues bit-exactly from the latter, which is read without any pickle. A ``checkpoint.pt``
+(the pickle of older versions) is refused unless ``--convert-checkpoint`` is given, and even
+then it is read with ``torch.load(weights_only=True)`` (tensors and plain containers only). A
+non-finite loss or gradient stops the run with a message naming the iteration and the last good
+checkpoint (``skip_nonfinite`` skips such steps instead, prints a summary and fails the run if
+every step or the last one was skipped); no file with non-finite weights is ever written. The
+final model is ``<out>/final.safetensors`` (with its class names and test protocol), loadable
+with the network's builder. Validation (every ``val_every`` iterations and at the end) is
 ``deeplabv2.evaluate.evaluate`` with the release's protocol, sharded across ranks. Losses (per
 branch), learning rate and validation mIoU go to ``<out>/log.jsonl`` and, when ``tensorboard``
-is installed, to ``<out>/tensorboard``.
+is installed, to ``<out>/tensorboard``; ``metrics.json`` and ``log.jsonl`` are strict JSON
+(``null`` for a non-finite number).
+
+Under ``torchrun`` the ranks exchange an error flag where they would wait for each other: when
+one rank fails (its data, its loss, a file it writes), every rank stops there, the error is
+printed once (by the lowest failed rank) and every process exits non-zero; the process group has
+a bounded timeout (``--dist-timeout``) as a last resort.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import hashlib
+import inspect
 import json
 import math
+import os
 import random
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -54,6 +69,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
@@ -67,12 +84,59 @@ from deeplabv2.data import (
 )
 from deeplabv2.data.classes import resolve_class_names
 from deeplabv2.distributed import Ranks, start, stop
+from deeplabv2.errors import DeepLabV2Error
 from deeplabv2.evaluate import evaluate
 from deeplabv2.interp import resize_bilinear
 from deeplabv2.models import DeepLabV2, get_model, list_models, save_weights
 from deeplabv2.msc import MultiScaleOutput
 
 DATASETS = ("voc", "folder", "cocostuff164k", "cocostuff10k", "cityscapes")
+RESUME_FILE = "resume.safetensors"  # what --resume reads: no pickle
+RESUME_FORMAT = "deeplabv2-train-resume/1"
+LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickle of older versions (--convert-checkpoint)
+DIST_TIMEOUT_S = 600.0  # the process group's timeout: a collective waits at most this long
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used: unreadable, not a JSON object, unknown keys, or a
+    value of the wrong type or out of range."""
+
+
+class CheckpointError(ValueError):
+    """Nothing (usable) to resume from: no resume file, an older pickle, a foreign file."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+class PeerFailure(RuntimeError):
+    """Another rank failed; that rank prints its error, this one stops too."""
+
+    def __init__(self, failed: Sequence[int]) -> None:
+        self.failed = list(failed)
+        super().__init__(
+            f"rank {', '.join(map(str, self.failed))} failed (its error is printed by that rank)"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_list(value: Any, kind: type) -> bool:
+    """A list of strings (``str``), integers (``int``) or finite numbers (``float``)."""
+    if not isinstance(value, list):
+        return False
+    if kind is str:
+        return all(isinstance(v, str) for v in value)
+    if kind is int:
+        return all(_is_int(v) for v in value)
+    return all(_is_number(v) and math.isfinite(v) for v in value)
 
 
 @dataclass
@@ -109,24 +173,90 @@ class Config:
     skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
+        """Refuse values of the wrong type or out of range (:class:`ConfigError`)."""
+
+        def fail(name: str, rule: str) -> None:
+            raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
         if self.model not in list_models():
-            raise ValueError(f"model must be one of {list_models()}, got {self.model!r}")
+            raise ConfigError(f"model must be one of {list_models()}, got {self.model!r}")
         if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+            raise ConfigError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.loss not in ("caffe", "nearest"):
-            raise ValueError(f"loss must be 'caffe' or 'nearest', got {self.loss!r}")
-        if len(self.mean_bgr) != 3:
-            raise ValueError(f"mean_bgr needs 3 values (B, G, R), got {self.mean_bgr}")
+            raise ConfigError(f"loss must be 'caffe' or 'nearest', got {self.loss!r}")
+        for name in ("split", "val_split"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                fail(name, "a split name or list file")
+        if self.init is not None and not isinstance(self.init, str):
+            fail("init", "a registry name, a file or null")
+        names = self.class_names
+        if not (names is None or isinstance(names, str) or _is_list(names, str)):
+            fail("class_names", '"voc", "cocostuff", a file, a list of names or null')
+        if not (_is_list(self.mean_bgr, float) and len(self.mean_bgr) == 3):
+            raise ConfigError(f"mean_bgr needs 3 values (B, G, R), got {self.mean_bgr}")
+        if not (_is_list(self.blocks, int) and len(self.blocks) == 4 and min(self.blocks) >= 1):
+            fail("blocks", "4 block counts >= 1")
+        factors = self.scale_factors
+        if not (_is_list(factors, float) and factors and all(0 < v <= 4 for v in factors)):
+            fail("scale_factors", "a non-empty list of factors in (0, 4]")
+        integers = {"num_classes": 1, "max_iter": 1, "batch_size": 1, "accumulate": 1,
+                    "crop_size": 1, "seed": 0, "checkpoint_every": 1, "val_every": 1}  # fmt: skip
+        for name, low in integers.items():  # the lowest value of each
+            if not (_is_int(getattr(self, name)) and getattr(self, name) >= low):
+                fail(name, f"an integer >= {low}")
+        if self.val_limit is not None and not (_is_int(self.val_limit) and self.val_limit >= 1):
+            fail("val_limit", "an integer >= 1 or null")
+        if not _is_int(self.ignore_index) or 0 <= self.ignore_index < self.num_classes:
+            fail("ignore_index", f"an integer that is not a class index (>= {self.num_classes})")
+        if self.batch_size % self.accumulate:
+            raise ConfigError(
+                f"batch_size {self.batch_size} is not divisible by accumulate {self.accumulate}"
+            )
+        # numbers: "(low, high]" or "[low, high]"
+        numbers = {"lr": (0.0, 1.0, "("), "momentum": (0.0, 0.999, "["),
+                   "weight_decay": (0.0, 0.1, "["), "power": (0.0, 10.0, "[")}  # fmt: skip
+        for name, (low, high, bracket) in numbers.items():
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value <= high) or (
+                value < low if bracket == "[" else value <= low
+            ):
+                fail(name, f"a number in {bracket}{low:g}, {high:g}]")
+        for name in ("flip", "msc", "amp", "skip_nonfinite"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "true or false")
 
     @classmethod
     def load(cls, path: Optional[str], overrides: dict) -> Config:
-        values = json.loads(Path(path).read_text()) if path else {}
+        """The settings of the JSON file ``path`` (if any) with ``overrides`` (None: unset).
+
+        Raises:
+            ConfigError: an unreadable file, invalid JSON, not a JSON object, unknown keys, or
+                values of the wrong type or out of range.
+        """
+        values: Any = {}
+        if path:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise ConfigError(f"cannot read the config {path}: {error}") from None
+            try:
+                values = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{path}: not valid JSON ({error})") from None
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f'{path}: a config is a JSON object of settings ({{"lr": 0.00025, ...}}), '
+                    f"got a JSON {type(values).__name__}"
+                )
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}" if path else str(error)) from None
 
     def names(self) -> tuple[str, ...]:
         """The class names (empty if unknown); their count must be ``num_classes``."""
@@ -137,10 +267,6 @@ class Config:
         if len(names) != self.num_classes:
             raise ValueError(f"{len(names)} class names for num_classes={self.num_classes}")
         return names
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or a gradient became NaN or infinite."""
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -361,6 +487,72 @@ def all_finite(model: nn.Module) -> bool:
     return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
 
 
+# -- ranks: failing together ------------------------------------------------------------------
+
+
+def start_ranks(timeout_s: float = DIST_TIMEOUT_S) -> Ranks:
+    """Join ``torchrun``'s process group (if any) with a bounded timeout, then
+    :func:`deeplabv2.distributed.start` (NCCL on GPUs, gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and dist.is_available() and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return start()
+
+
+def agree(ranks: Ranks, error: Optional[BaseException]) -> None:
+    """Tell every rank whether any rank failed, and stop them all if one did.
+
+    A collective operation: every rank calls it at the same point, with the exception it met
+    there (or None). If any rank failed, the lowest failed rank raises its own error (so it is
+    printed once) and every other rank raises :class:`PeerFailure`.
+    """
+    if not ranks.distributed:
+        if error is not None:
+            raise error
+        return
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    flags = torch.zeros(ranks.world, dtype=torch.int32, device=device)
+    flags[ranks.rank] = int(error is not None)
+    dist.all_reduce(flags)
+    failed = flags.nonzero().flatten().tolist()
+    if not failed:
+        return
+    if error is not None and failed[0] == ranks.rank:
+        raise error
+    raise PeerFailure(failed)
+
+
+@contextlib.contextmanager
+def checked(ranks: Ranks) -> Iterator[None]:
+    """Run the block on this rank alone, then :func:`agree` on whether it failed anywhere.
+
+    The block must not start a collective operation after anything that can fail (a rank that
+    failed would wait in :func:`agree` while the others wait in that operation).
+    """
+    error: Optional[Exception] = None
+    try:
+        yield
+    except Exception as caught:  # an interrupt is not caught: torchrun stops the others
+        error = caught
+    agree(ranks, error)
+
+
+def leave(ranks: Ranks, failed: bool) -> None:
+    """Leave the process group: after a barrier when the run succeeded, without one after a
+    failure (the other ranks stop by :func:`agree`, or when this process is gone)."""
+    if not failed:
+        stop(ranks)
+    elif ranks.distributed and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+def env_rank() -> int:
+    """This process's rank as ``torchrun`` set it (0 outside ``torchrun``)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 # -- one run ------------------------------------------------------------------------------------
 
 
@@ -379,6 +571,7 @@ class Run:
     ranks: Ranks = Ranks()
     last_checkpoint: Optional[int] = None
     logger: Any = None
+    skipped: list[int] = field(default_factory=list)  # iterations whose step was skipped
 
     @property
     def rank(self) -> int:
@@ -396,9 +589,14 @@ class Run:
 def train_step(run: Run, iteration: int) -> dict[str, float]:
     """One SGD step (all accumulation micro-batches); returns the losses for the log.
 
+    Under ``torchrun`` the ranks agree after loading their images and after the forward pass
+    (:func:`checked`), so one rank's failure there stops all of them instead of leaving them in
+    the gradients' all-reduce.
+
     Raises:
         NonFiniteLossError: the loss or a gradient is not finite (unless ``skip_nonfinite``,
             which skips the step).
+        PeerFailure: another rank failed.
     """
     config = run.config
     lr = poly_lr(config, iteration)
@@ -408,15 +606,17 @@ def train_step(run: Run, iteration: int) -> dict[str, float]:
     per_rank_images = config.batch_size // run.world
     sums: dict[str, float] = {}
     for micro in range(config.accumulate):
-        keys = batch_keys(len(run.train_set), config, iteration, micro, run.rank, run.world)
-        x, y = (torch.stack(t).to(run.device) for t in zip(*(run.train_set[k] for k in keys)))
-        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=config.amp):
-            output = run.net(x)
-        terms = branch_losses(output, y, config, run.scales)
-        if config.loss == "caffe":  # images are averaged over the whole (global) batch
-            loss = sum(t.sum() for t in terms.values()) / per_rank_images
-        else:
-            loss = sum(terms.values()) / config.accumulate
+        with checked(run.ranks):  # this rank's images
+            keys = batch_keys(len(run.train_set), config, iteration, micro, run.rank, run.world)
+            x, y = (torch.stack(t).to(run.device) for t in zip(*(run.train_set[k] for k in keys)))
+        with checked(run.ranks):  # DDP's own collectives come first in its forward
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=config.amp):
+                output = run.net(x)
+            terms = branch_losses(output, y, config, run.scales)
+            if config.loss == "caffe":  # images are averaged over the whole (global) batch
+                loss = sum(t.sum() for t in terms.values()) / per_rank_images
+            else:
+                loss = sum(terms.values()) / config.accumulate
         loss.backward()
         for name, value in terms.items():
             share = (
@@ -425,15 +625,18 @@ def train_step(run: Run, iteration: int) -> dict[str, float]:
             sums[name] = sums.get(name, 0.0) + float(share) / (
                 1 if config.loss == "caffe" else config.accumulate
             )
-    total = torch.tensor([sum(sums.values())], dtype=torch.float64)
+    grads_finite = all(
+        bool(torch.isfinite(p.grad).all()) for p in run.model.parameters() if p.grad is not None
+    )
+    # the loss and whether any rank's gradients are not finite, the same on every rank
+    device = "cuda" if run.world > 1 and dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor([sum(sums.values()), float(not grads_finite)], dtype=torch.float64)
+    total = total.to(device)
     if run.world > 1:
         dist.all_reduce(total)
-        total /= run.world
-    grads_finite = all(
-        torch.isfinite(p.grad).all() for p in run.model.parameters() if p.grad is not None
-    )
-    if not (math.isfinite(float(total)) and grads_finite):
-        what = "loss" if not math.isfinite(float(total)) else "gradient"
+    loss_value = float(total[0]) / run.world
+    if not math.isfinite(loss_value) or float(total[1]) > 0:
+        what = "loss" if not math.isfinite(loss_value) else "gradient"
         if not config.skip_nonfinite:
             last = (
                 f"the last good checkpoint is {run.out / 'checkpoint.safetensors'} "
@@ -441,66 +644,252 @@ def train_step(run: Run, iteration: int) -> dict[str, float]:
                 if run.last_checkpoint
                 else "no checkpoint was written yet"
             )
-            raise NonFiniteLossError(
-                f"iteration {iteration + 1}: the {what} is not finite (loss {float(total)}); "
+            error = NonFiniteLossError(
+                f"iteration {iteration + 1}: the {what} is not finite (loss {loss_value}); "
                 f"stopping: {last}. Lower the learning rate or check the initialisation, or set "
                 "skip_nonfinite to skip such steps"
             )
+            agree(run.ranks, error)  # every rank is here: the error is printed once
         run.optimizer.zero_grad(set_to_none=True)
-        return {"loss": float(total), "lr": lr, "skipped": 1.0}
+        return {"loss": loss_value, "lr": lr, "skipped": 1.0}
     run.optimizer.step()
-    return {"loss": float(total), "lr": lr, **{f"loss/{k}": v for k, v in sums.items()}}
+    return {"loss": loss_value, "lr": lr, **{f"loss/{k}": v for k, v in sums.items()}}
+
+
+# -- checkpoints: safetensors and JSON, never a pickle -----------------------------------------
+
+
+@dataclass
+class ResumeState:
+    """What ``--resume`` restores."""
+
+    iteration: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict  # an optimizer state dict
+    rng_torch: torch.Tensor
+    rng_cuda: list[torch.Tensor]
+    rng_python: tuple
+    skipped: list[int]
+
+
+def resume_state(run: Run, done: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata (JSON strings) of ``<out>/resume.safetensors``."""
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in
+               run.model.state_dict().items()}  # fmt: skip
+    optimizer = run.optimizer.state_dict()
+    plain: dict[str, dict] = {}
+    for index, entries in optimizer["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer/{index}/{name}"] = value.detach().cpu().contiguous()
+            else:
+                plain.setdefault(str(index), {})[name] = value
+    tensors["rng/torch"] = torch.get_rng_state()
+    if run.device.type == "cuda":
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{index}"] = state
+    metadata = {
+        "format": RESUME_FORMAT,
+        "iteration": json.dumps(done),
+        "optimizer": json.dumps(
+            {"param_groups": optimizer["param_groups"], "state": plain}, allow_nan=False
+        ),
+        "rng_python": json.dumps(random.getstate()),
+        "skipped": json.dumps(run.skipped),
+        "config": json.dumps(asdict(run.config)),
+    }
+    return tensors, metadata
 
 
 def save_checkpoint(run: Run, done: int) -> None:
-    """Model and optimiser state after ``done`` iterations (rank 0; never non-finite weights)."""
+    """Model (``checkpoint.safetensors``) and the resume state (``resume.safetensors``) after
+    ``done`` iterations, by rank 0; never non-finite weights."""
     if not all_finite(run.model):
         raise NonFiniteLossError(f"iteration {done}: the weights are not finite; nothing written")
     if run.rank == 0:
         save_weights(run.model, run.out / "checkpoint.safetensors", force=True, source="train.py")
-        state = {
-            "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "iteration": done,
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-            "config": asdict(run.config),
-        }
-        atomic_write(run.out / "checkpoint.pt", lambda tmp: torch.save(state, tmp), force=True)
+        tensors, metadata = resume_state(run, done)
+        atomic_write(
+            run.out / RESUME_FILE,
+            lambda tmp: save_file(tensors, tmp, metadata=metadata),
+            force=True,
+        )
     run.last_checkpoint = done
 
 
-def load_checkpoint(run: Run) -> int:
-    """Restore a run from ``<out>/checkpoint.pt``; returns the iteration to continue at."""
-    state = torch.load(run.out / "checkpoint.pt", weights_only=False)
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    run.last_checkpoint = state["iteration"]
-    return state["iteration"]
+def read_resume_file(path: Path) -> ResumeState:
+    """The state in a ``resume.safetensors`` (read without unpickling anything)."""
+    foreign = f"{path} is not a resume file written by examples/train.py"
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{foreign} ({error}); start again with another --out") from None
+    if metadata.get("format") != RESUME_FORMAT:
+        raise CheckpointError(
+            f"{foreign} (format {metadata.get('format')!r}, expected {RESUME_FORMAT!r})"
+        )
+    try:
+        optimizer = json.loads(metadata["optimizer"])
+        state: dict = {int(k): dict(v) for k, v in optimizer["state"].items()}
+        for key, tensor in tensors.items():
+            if key.startswith("optimizer/"):
+                _, index, name = key.split("/", 2)
+                state.setdefault(int(index), {})[name] = tensor
+        python = json.loads(metadata["rng_python"])
+        cuda = sorted((k for k in tensors if k.startswith("rng/cuda/")), key=lambda k: int(k[9:]))
+        return ResumeState(
+            iteration=int(json.loads(metadata["iteration"])),
+            model={k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")},
+            optimizer={"state": state, "param_groups": optimizer["param_groups"]},
+            rng_torch=tensors["rng/torch"],
+            rng_cuda=[tensors[k] for k in cuda],
+            rng_python=(python[0], tuple(python[1]), python[2]),
+            skipped=[int(i) for i in json.loads(metadata.get("skipped", "[]"))],
+        )
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise CheckpointError(f"{path}: an incomplete resume file ({error!r})") from None
+
+
+def read_legacy_checkpoint(path: Path) -> ResumeState:
+    """The state in an older version's ``checkpoint.pt``, read with ``weights_only=True``:
+    tensors and plain containers only, so a planted file cannot run code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for anything but plain data, or garbage
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"refused {path}: it is not a checkpoint of examples/train.py (it holds more than "
+            f"tensors and plain data: {first}); nothing in it was run. Start again with another "
+            "--out"
+        ) from None
+    try:
+        return ResumeState(
+            iteration=int(state["iteration"]),
+            model=dict(state["model"]),
+            optimizer=dict(state["optimizer"]),
+            rng_torch=state["rng"]["torch"],
+            rng_cuda=[],
+            rng_python=tuple(state["rng"]["python"]),
+            skipped=[],
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a checkpoint of examples/train.py (no {error})"
+        ) from None
+
+
+def load_checkpoint(run: Run, convert: bool = False) -> int:
+    """Restore a run from ``<out>/resume.safetensors`` (or, with ``convert``, an older
+    version's ``<out>/checkpoint.pt``); returns the iteration to continue at.
+
+    Raises:
+        CheckpointError: nothing to resume from, an older checkpoint without ``convert``, or a
+            file that train.py did not write (it is never unpickled).
+    """
+    path, legacy = run.out / RESUME_FILE, run.out / LEGACY_CHECKPOINT
+    if path.is_file():
+        state, source = read_resume_file(path), path
+    elif legacy.is_file():
+        if not convert:
+            raise CheckpointError(
+                f"{legacy} is a checkpoint of an older examples/train.py: a pickle, which this "
+                f"version does not load (unpickling a planted file can run code). If you wrote "
+                f"it yourself, add --convert-checkpoint to --resume: it is read once with "
+                f"torch.load(weights_only=True) (tensors and plain data only) and the run "
+                f"continues, writing {RESUME_FILE} from then on. Else start again with another "
+                "--out"
+            )
+        state, source = read_legacy_checkpoint(legacy), legacy
+    else:
+        raise CheckpointError(
+            f"--resume: no {path} to continue from (a run writes it every checkpoint_every "
+            "iterations and with --stop-at)"
+        )
+    try:
+        run.model.load_state_dict(state.model)
+        run.optimizer.load_state_dict(state.optimizer)
+        torch.set_rng_state(state.rng_torch)
+        if state.rng_cuda and run.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state.rng_cuda)
+        random.setstate(state.rng_python)
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as error:
+        detail = " ".join(str(error).split()) or repr(error)
+        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
+        raise CheckpointError(
+            f"{source} does not fit this run's model and optimizer ({detail}): was it written "
+            "with another config?"
+        ) from None
+    run.last_checkpoint = state.iteration
+    run.skipped = list(state.skipped)
+    return state.iteration
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+class GuardedDataset:
+    """A dataset whose read errors are kept instead of raised: the rank whose image fails still
+    joins the evaluation's collective reduction (with an image that scores nothing), and the
+    error is raised after it on every rank (:func:`agree`)."""
+
+    def __init__(self, base: Any) -> None:
+        self.base, self.error = base, None
+        self.split = getattr(base, "split", "")
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        if self.error is None:
+            try:
+                return self.base[index]
+            except Exception as error:
+                self.error = error
+        return np.zeros((65, 65, 3), np.uint8), np.full((65, 65), 255, np.int64), "(failed)"
 
 
 def validate(run: Run) -> dict:
     """Scores on the validation set with the library's evaluation (the release's protocol,
     single scale), sharded across the ranks; the model returns to training mode."""
     segmenter = Segmenter(run.model, scales=(), device=run.device)
-    scores = evaluate(segmenter, run.val_set, progress=False, crf_workers=0)
+    guarded = GuardedDataset(run.val_set)
+    scores = evaluate(segmenter, guarded, progress=False, crf_workers=0, ranks=run.ranks)
     run.model.train()
+    agree(run.ranks, guarded.error)
     return scores
 
 
 def train_steps(run: Run, start: int, end: int) -> Iterator[tuple[int, dict]]:
-    """Iterations ``start`` .. ``end - 1``, with checkpoints and validation on schedule."""
+    """Iterations ``start`` .. ``end - 1``, with validation, checkpoints and the log on
+    schedule."""
     config = run.config
     for iteration in range(start, end):
         record = train_step(run, iteration)
         done = iteration + 1
-        stopping = done == end and end < config.max_iter
-        if (done % config.checkpoint_every == 0 or stopping) and done < config.max_iter:
-            save_checkpoint(run, done)
+        if record.get("skipped"):
+            run.skipped.append(done)
         if done % config.val_every == 0 and done < config.max_iter:
             record["val/mean_iou"] = validate(run)["mean_iou"]
+        stopping = done == end and end < config.max_iter
+        with checked(run.ranks):  # rank 0 writes: a full disk stops every rank
+            if (done % config.checkpoint_every == 0 or stopping) and done < config.max_iter:
+                save_checkpoint(run, done)
+            if run.logger is not None:
+                run.logger.log(done, record)
         yield done, record
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (strict JSON's null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class Logger:
@@ -516,8 +905,9 @@ class Logger:
             self.writer = SummaryWriter(str(out / "tensorboard"))
 
     def log(self, iteration: int, record: dict) -> None:
+        line = json.dumps(json_safe({"iteration": iteration, **record}), allow_nan=False)
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"iteration": iteration, **record}) + "\n")
+            handle.write(line + "\n")
         if self.writer is not None:
             for key, value in record.items():
                 if value is not None:
@@ -528,97 +918,195 @@ class Logger:
             self.writer.close()
 
 
-def setup(config: Config, data_root: str, out: Path) -> Run:
-    """Process group (under ``torchrun``), device, model, optimiser and data of a run."""
-    ranks = start()
+def prepare(
+    config: Config,
+    data_root: str,
+    out: Path,
+    ranks: Ranks,
+    resume: bool = False,
+    convert: bool = False,
+) -> tuple[Run, int]:
+    """What each rank sets up alone: data, model, optimiser, resume state, output folder.
+
+    The data is read (its list files) before anything is created, so a wrong ``--data``
+    leaves no output folder. Returns the run and the iteration to start at.
+    """
     if config.batch_size % (ranks.world * config.accumulate):
-        raise ValueError(
+        raise ConfigError(
             f"batch_size {config.batch_size} is not divisible by {ranks.world} ranks x "
             f"{config.accumulate} accumulation steps"
         )
+    train_set = TrainSet(dataset(config, data_root, config.split), config)
+    val_set = dataset(config, data_root, config.val_split, config.val_limit)
+    if resume and not out.is_dir():
+        raise CheckpointError(f"--resume: {out} does not exist")
     device = ranks.device(None)  # this rank's GPU, else the CPU
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     model = build_model(config).to(device).train()
     groups = param_groups(model, config)
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    net: nn.Module = MultiScale(model) if config.msc else model
-    if ranks.distributed:
-        net = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device] if device.type == "cuda" else None
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return Run(
+    run = Run(
         config=config,
         out=out,
         model=model,
-        net=net,
+        net=MultiScale(model) if config.msc else model,
         optimizer=optimizer,
-        train_set=TrainSet(dataset(config, data_root, config.split), config),
-        val_set=dataset(config, data_root, config.val_split, config.val_limit),
+        train_set=train_set,
+        val_set=val_set,
         device=device,
         ranks=ranks,
-        logger=Logger(out) if ranks.rank == 0 else None,
+    )
+    first = load_checkpoint(run, convert) if resume else 0
+    out.mkdir(parents=True, exist_ok=True)
+    run.logger = Logger(out) if ranks.rank == 0 else None
+    return run, first
+
+
+def distribute(run: Run) -> None:
+    """Wrap the network in DistributedDataParallel (several ranks). The buffers (frozen
+    BatchNorm statistics) never change, so they are not synchronised in every forward pass:
+    the forward has no collective that a failed rank would leave the others waiting in."""
+    if not run.ranks.distributed:
+        return
+    parameters = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    quiet = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in parameters
+        else {"broadcast_buffers": False}
+    )
+    run.net = nn.parallel.DistributedDataParallel(
+        run.net, device_ids=[run.device] if run.device.type == "cuda" else None, **quiet
     )
 
 
 def train(
-    config: Config, data_root: str, out: Path, resume: bool = False, stop_at: Optional[int] = None
+    config: Config,
+    data_root: str,
+    out: Path,
+    resume: bool = False,
+    stop_at: Optional[int] = None,
+    convert_checkpoint: bool = False,
+    dist_timeout_s: float = DIST_TIMEOUT_S,
 ) -> dict:
     """Run (or resume) training; returns the final metrics (on rank 0; {} elsewhere).
 
     ``stop_at`` ends the run early after that many iterations with a checkpoint (e.g. to fit a
-    job's time limit); ``resume`` continues it with an identical result.
+    job's time limit); ``resume`` continues it with an identical result (``convert_checkpoint``
+    also accepts an older version's ``checkpoint.pt``, read with ``weights_only=True``).
+    The result's ``skipped_iterations`` lists the steps ``skip_nonfinite`` skipped.
+
+    Raises:
+        ConfigError, CheckpointError, FileNotFoundError, DatasetError: before training.
+        NonFiniteLossError: a non-finite loss, gradient or weights.
+        PeerFailure: another rank failed (under ``torchrun``; that rank raises the error).
     """
-    run = setup(config, data_root, out)
+    out = Path(out)
+    ranks = start_ranks(dist_timeout_s)
+    run: Optional[Run] = None
+    failed = True
     try:
-        start = load_checkpoint(run) if resume else 0
-        end = config.max_iter if stop_at is None else min(stop_at, config.max_iter)
-        history = []
-        with tqdm(initial=start, total=config.max_iter, desc="train", unit="it",
-                  disable=run.rank != 0) as bar:  # fmt: skip
-            for done, record in train_steps(run, start, end):
-                history.append({"iteration": done, **record})
-                if run.logger is not None:
-                    run.logger.log(done, record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-        if end < config.max_iter:
-            return {}
-        if not all_finite(run.model):
-            raise NonFiniteLossError("the final weights are not finite; nothing written")
-        scores = validate(run)
-        sums = [checksum(run.model)]
-        if run.world > 1:
-            gathered: list = [None] * run.world
-            dist.all_gather_object(gathered, sums[0])
-            sums = gathered
-        if run.rank != 0:
-            return {}
-        save_weights(run.model, out / "final.safetensors", force=True, source="train.py")
-        result = {
-            "iterations": config.max_iter,
-            "val": scores,
-            "history": history,
-            "rank_checksums": sums,
-            "config": asdict(config),
-        }
-        text = json.dumps(result, indent=2)
-        atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text), force=True)
-        run.logger.log(config.max_iter, {"val/mean_iou": scores["mean_iou"]})
+        with checked(ranks):
+            run, first = prepare(config, data_root, out, ranks, resume, convert_checkpoint)
+        distribute(run)
+        result = run_loop(run, first, stop_at)
+        failed = False
         return result
     finally:
-        if run.logger is not None:
+        if run is not None and run.logger is not None:
             run.logger.close()
-        stop(run.ranks)
+        leave(ranks, failed)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_loop(run: Run, start: int, stop_at: Optional[int]) -> dict:
+    """Iterations ``start`` .. the end (or ``stop_at``), then the final validation and files."""
+    config, out = run.config, run.out
+    end = config.max_iter if stop_at is None else min(stop_at, config.max_iter)
+    history = []
+    with tqdm(initial=start, total=config.max_iter, desc="train", unit="it",
+              disable=run.rank != 0) as bar:  # fmt: skip
+        for done, record in train_steps(run, start, end):
+            history.append({"iteration": done, **record})
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+    if end < config.max_iter:
+        return {}
+    with checked(run.ranks):
+        if not all_finite(run.model):
+            raise NonFiniteLossError("the final weights are not finite; nothing written")
+    scores = validate(run)
+    sums = [checksum(run.model)]
+    if run.world > 1:
+        gathered: list = [None] * run.world
+        dist.all_gather_object(gathered, sums[0])
+        sums = gathered
+    result: dict = {}
+    with checked(run.ranks):  # rank 0 writes: its failure stops every rank
+        if run.rank == 0:
+            save_weights(run.model, out / "final.safetensors", force=True, source="train.py")
+            result = {
+                "iterations": config.max_iter,
+                "val": scores,
+                "history": history,
+                "skipped_iterations": list(run.skipped),
+                "rank_checksums": sums,
+                "config": asdict(config),
+            }
+            text = json.dumps(json_safe(result), indent=2, allow_nan=False)
+            atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text), force=True)
+            run.logger.log(config.max_iter, {"val/mean_iou": scores["mean_iou"]})
+    return result
+
+
+def report(result: dict, out: Path) -> None:
+    """Print the final score and the skipped steps; exit non-zero if every step or the last
+    one was skipped (the weights are then the initial ones, or the run ended diverging)."""
+    miou = result["val"]["mean_iou"]
+    shown = "n/a" if miou is None else f"{100 * miou:.2f}%"
+    print(f"final mIoU {shown} -> {out}/final.safetensors")
+    skipped, total = result.get("skipped_iterations") or [], result["iterations"]
+    if not skipped:
+        return
+    listed = ", ".join(map(str, skipped[:20])) + (" ..." if len(skipped) > 20 else "")
+    print(
+        f"skipped {len(skipped)} of {total} steps (non-finite loss or gradient; "
+        f"skip_nonfinite): iterations {listed}",
+        file=sys.stderr,
+    )
+    if len(skipped) == total:
+        raise SystemExit(
+            "train.py: every step was skipped: the weights are the initial ones. Lower the "
+            "learning rate or check the data and the initialisation"
+        )
+    if total in skipped:
+        raise SystemExit(
+            "train.py: the last step's loss or gradient was not finite: the run ended diverging. "
+            "Lower the learning rate, or --resume from an earlier checkpoint"
+        )
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors only rank 0 prints (every rank parses the same)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if env_rank() == 0:
+            self.print_usage(sys.stderr)
+            self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="JSON config (examples/configs/*.json)")
     parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true", help=f"continue from <out>/{RESUME_FILE}")
+    parser.add_argument(
+        "--convert-checkpoint",
+        action="store_true",
+        help=f"with --resume: accept an older version's <out>/{LEGACY_CHECKPOINT} (read with "
+        "torch.load(weights_only=True): tensors and plain data only)",
+    )
     parser.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after N iterations")
     parser.add_argument("--max-iter", type=int, dest="max_iter")
     parser.add_argument("--lr", type=float)
@@ -627,19 +1115,47 @@ def main() -> None:
     parser.add_argument("--init", help="registry name of the network or a weights file")
     parser.add_argument("--model", choices=list_models())
     parser.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=DIST_TIMEOUT_S,
+        help=f"seconds a rank waits for the others in a collective ({DIST_TIMEOUT_S:g})",
+    )
+    args = parser.parse_args(argv)
+    if args.stop_at is not None and args.stop_at < 1:
+        parser.error(f"--stop-at must be >= 1, got {args.stop_at}")
+    if not (math.isfinite(args.dist_timeout) and args.dist_timeout > 0):
+        parser.error(
+            f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}"
+        )
+    if args.convert_checkpoint and not args.resume:
+        parser.error("--convert-checkpoint goes with --resume")
     names = ("max_iter", "lr", "batch_size", "accumulate", "amp", "init", "model")
-    config = Config.load(args.config, {k: getattr(args, k) for k in names})
+    try:
+        config = Config.load(args.config, {k: getattr(args, k) for k in names})
+    except ConfigError as error:
+        parser.error(str(error))
     if (args.out / "final.safetensors").exists() and not args.resume:
         parser.error(f"{args.out} already holds a finished run; choose another --out")
     try:
-        result = train(config, args.data, args.out, resume=args.resume, stop_at=args.stop_at)
-    except NonFiniteLossError as error:
+        result = train(
+            config,
+            args.data,
+            args.out,
+            resume=args.resume,
+            stop_at=args.stop_at,
+            convert_checkpoint=args.convert_checkpoint,
+            dist_timeout_s=args.dist_timeout,
+        )
+    except PeerFailure as failure:  # the failed rank printed the error
+        if env_rank() == 0:
+            print(f"train.py: stopped: {failure}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (NonFiniteLossError, ConfigError, CheckpointError, DeepLabV2Error,
+            FileNotFoundError) as error:  # fmt: skip
         raise SystemExit(f"train.py: {error}") from None
     if result:
-        miou = result["val"]["mean_iou"]
-        shown = "n/a" if miou is None else f"{100 * miou:.2f}%"
-        print(f"final mIoU {shown} -> {args.out}/final.safetensors")
+        report(result, args.out)
 
 
 if __name__ == "__main__":

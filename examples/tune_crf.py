@@ -16,6 +16,12 @@ no CRF, the starting CRF and every method's result on the held-out part is print
 chosen parameters are written to ``--out`` (JSON), which ``DenseCRF.from_file``,
 ``Segmenter(crf=path)`` and ``deeplabv2 predict|eval --crf-params FILE`` read.
 
+Options out of range are refused before anything is computed (``--holdout`` in (0, 1),
+``--synthetic`` and ``--limit`` >= 2, ``--steps`` >= 1, ``--lr`` in (0, 10], grid values finite
+and positive), and so is a split whose held-out part is empty; the data is checked before the
+cache folder is created. Learned parameters that are not finite or absurd (a kernel weight or a
+compatibility entry beyond 1000) stop the run with an error: such a file is never written.
+
     python examples/tune_crf.py --data VOCdevkit/VOC2012 --split val --limit 200 \
         --weights voc12 --cache runs/crf-cache --method both --out runs/crf.json
 """
@@ -37,9 +43,34 @@ from deeplabv2 import ConfusionMatrix, Segmenter, atomic_write
 from deeplabv2.crf import PRESETS, CRFParams, DenseCRF
 from deeplabv2.crf.backends.torch import mean_field
 from deeplabv2.data import VOCSegmentation
+from deeplabv2.errors import DatasetError
 from deeplabv2.models import load_model
 
 DEFAULT_GRID = {"bi_w": [3, 4, 5], "bi_xy_std": [50, 67, 80], "bi_rgb_std": [3, 4, 5]}
+MAX_WEIGHT = 1000.0  # a learned kernel weight or compatibility entry beyond this is absurd
+MAX_LR = 10.0  # Adam's step in the weights' softplus space: more only diverges
+
+
+class TuningError(ValueError):
+    """The gradient search diverged: its parameters are not finite or absurd."""
+
+
+def check_learned(params: CRFParams) -> CRFParams:
+    """``params`` if its kernel weights and compatibility entries are finite and at most
+    :data:`MAX_WEIGHT` in size; else :class:`TuningError` (they are not to be written)."""
+    values = {"pos_w": params.pos_w, "bi_w": params.bi_w}
+    if params.compatibility is not None:
+        for i, row in enumerate(params.compatibility):
+            values.update({f"compatibility[{i}][{j}]": v for j, v in enumerate(row)})
+    bad = {k: v for k, v in values.items() if not (math.isfinite(v) and abs(v) <= MAX_WEIGHT)}
+    if bad:
+        shown = ", ".join(f"{k}={v:g}" for k, v in list(bad.items())[:4])
+        raise TuningError(
+            f"the gradient search diverged ({shown}; at most {MAX_WEIGHT:g} is sensible): "
+            "lower --lr or --steps; nothing was written"
+        )
+    return params
+
 
 Item = tuple[np.ndarray, np.ndarray, np.ndarray]  # image (H, W, 3), probs (C, H, W), label
 
@@ -171,7 +202,7 @@ def gradient_search(
         probs = torch.from_numpy(np.stack([items[i][1] for i in indices]))
         labels = torch.from_numpy(np.stack([items[i][2] for i in indices])).long()
         batches.append((images.to(device), probs.to(device), labels.to(device)))
-    for _ in range(steps):
+    for step in range(steps):
         optimizer.zero_grad()
         loss = 0.0
         for images, probs, labels in batches:
@@ -182,53 +213,134 @@ def gradient_search(
                 log_q, labels, ignore_index=255, reduction="sum"
             )
         labelled = sum(int((labels != 255).sum()) for _, _, labels in batches)
-        (loss / max(1, labelled)).backward()
+        loss = loss / max(1, labelled)
+        if not torch.isfinite(loss):
+            raise TuningError(
+                f"the gradient search diverged: the loss of step {step + 1} is {float(loss)}; "
+                "lower --lr; nothing was written"
+            )
+        loss.backward()
         optimizer.step()
     pos_w, bi_w = (float(w) for w in torch.nn.functional.softplus(raw.detach()))
     learned_matrix = matrix.detach().cpu().tolist() if compatibility else start.compatibility
-    return replace(start, pos_w=pos_w, bi_w=bi_w, compatibility=learned_matrix)
+    entries = [pos_w, bi_w] + [v for row in learned_matrix or [] for v in row]
+    if not all(math.isfinite(v) for v in entries):  # CRFParams would refuse them less clearly
+        raise TuningError(
+            f"the gradient search diverged (pos_w={pos_w}, bi_w={bi_w}, or the compatibility "
+            "matrix is not finite): lower --lr; nothing was written"
+        )
+    return check_learned(replace(start, pos_w=pos_w, bi_w=bi_w, compatibility=learned_matrix))
 
 
-def main() -> None:
+def _holdout(text: str) -> float:
+    value = float(text)
+    if not (0 < value < 1):  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text}")
+    return value
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+
+    parse.__name__ = "int"  # argparse's "invalid int value" for a non-number
+    return parse
+
+
+def _lr(text: str) -> float:
+    value = float(text)
+    if not (0 < value <= MAX_LR):
+        raise argparse.ArgumentTypeError(f"must be a step size in (0, {MAX_LR:g}], got {text}")
+    return value
+
+
+def _positive(allow_zero: bool):
+    def parse(text: str) -> float:
+        value = float(text)
+        ok = value >= 0 if allow_zero else value > 0
+        if not (math.isfinite(value) and ok and value <= MAX_WEIGHT):
+            rule = "[0" if allow_zero else "(0"
+            raise argparse.ArgumentTypeError(f"must be in {rule}, {MAX_WEIGHT:g}], got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def split_items(items: list[Item], holdout: float) -> tuple[list[Item], list[Item]]:
+    """The tuning part and the held-out part (``holdout`` of the items, at least one each).
+
+    Raises:
+        ValueError: either part would be empty (never score on the tuning images).
+    """
+    cut = max(1, int(len(items) * (1 - holdout)))
+    tune, held_out = items[:cut], items[cut:]
+    if not held_out:
+        raise ValueError(
+            f"--holdout {holdout:g} of {len(items)} image(s) leaves no held-out image to score "
+            "on: use more images (--limit, --synthetic) or a larger --holdout"
+        )
+    return tune, held_out
+
+
+def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="VOC-format dataset root")
     parser.add_argument(
-        "--synthetic", type=int, help="use N generated images instead of a dataset (a demo)"
+        "--synthetic",
+        type=_at_least(2),
+        help="use N (>= 2) generated images instead of a dataset (a demo)",
     )
     parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--limit", type=_at_least(2), default=100)
     parser.add_argument("--weights", default="voc12")
     parser.add_argument("--cache", type=Path, help="folder for cached probs (with --data)")
     parser.add_argument(
         "--single-scale", action="store_true", help="no MSC (default: the weights' protocol)"
     )
     parser.add_argument("--method", choices=("grid", "gradient", "both"), default="grid")
-    parser.add_argument("--holdout", type=float, default=0.5, help="held-out fraction (0.5)")
+    parser.add_argument(
+        "--holdout", type=_holdout, default=0.5, help="held-out fraction, in (0, 1) (0.5)"
+    )
     parser.add_argument("--start", default="resnet101-voc", help="preset or parameter file")
-    parser.add_argument("--bi-w", type=float, nargs="+", default=DEFAULT_GRID["bi_w"])
-    parser.add_argument("--bi-xy-std", type=float, nargs="+", default=DEFAULT_GRID["bi_xy_std"])
-    parser.add_argument("--bi-rgb-std", type=float, nargs="+", default=DEFAULT_GRID["bi_rgb_std"])
-    parser.add_argument("--steps", type=int, default=40, help="gradient steps")
-    parser.add_argument("--lr", type=float, default=0.2, help="gradient step size (Adam)")
+    weight, std = _positive(allow_zero=True), _positive(allow_zero=False)
+    parser.add_argument("--bi-w", type=weight, nargs="+", default=DEFAULT_GRID["bi_w"])
+    parser.add_argument("--bi-xy-std", type=std, nargs="+", default=DEFAULT_GRID["bi_xy_std"])
+    parser.add_argument("--bi-rgb-std", type=std, nargs="+", default=DEFAULT_GRID["bi_rgb_std"])
+    parser.add_argument("--steps", type=_at_least(1), default=40, help="gradient steps")
+    parser.add_argument(
+        "--lr", type=_lr, default=0.2, help=f"gradient step size (Adam), in (0, {MAX_LR:g}]"
+    )
     parser.add_argument("--compatibility", action="store_true", help="also learn a matrix")
     parser.add_argument("--out", type=Path, help="write the chosen parameters (JSON) here")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.out is not None and args.out.exists() and not args.force:
         parser.error(f"{args.out} exists; pass --force to overwrite it")
+    try:
+        start = DenseCRF.from_spec(args.start).params
+    except (OSError, ValueError) as error:
+        parser.error(f"--start: {error}")
 
-    if args.synthetic:
+    if args.synthetic is not None:
         items = synthetic_items(args.synthetic, seed=0)
     elif args.data and args.cache:
-        dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
+        try:  # the data is checked before the cache folder is created
+            dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
+        except (OSError, DatasetError) as error:
+            parser.error(f"--data: {error}")
         segmenter = Segmenter(load_model(args.weights), scales=() if args.single_scale else None)
         items = load_cached(cache_probabilities(segmenter, dataset, args.cache))
     else:
         parser.error("pass --data and --cache, or --synthetic N")
-    cut = max(1, int(len(items) * (1 - args.holdout)))
-    tune, held_out = items[:cut], items[cut:] or items[:cut]
+    try:
+        tune, held_out = split_items(items, args.holdout)
+    except ValueError as error:
+        parser.error(str(error))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    start = DenseCRF.from_spec(args.start).params
     results: list[tuple[str, CRFParams]] = [("start", start)]
     if args.method in ("grid", "both"):
         grid = {"bi_w": args.bi_w, "bi_xy_std": args.bi_xy_std, "bi_rgb_std": args.bi_rgb_std}
@@ -239,7 +351,10 @@ def main() -> None:
         results.append(("grid", table[0][0]))
     if args.method in ("gradient", "both"):
         base = results[-1][1]
-        learned = gradient_search(tune, base, args.steps, args.lr, args.compatibility, device)
+        try:
+            learned = gradient_search(tune, base, args.steps, args.lr, args.compatibility, device)
+        except TuningError as error:
+            raise SystemExit(f"tune_crf.py: {error}") from None
         results.append(("gradient", learned))
     print(
         f"held-out mIoU ({len(held_out)} images): no CRF {100 * miou(held_out, None, device):.2f}%"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,11 +171,27 @@ def test_param_groups_and_poly_schedule(voc: Path, tmp_path: Path) -> None:
     assert {"loss/fused", "loss/x1", "loss/x0.75", "loss/x0.5", "lr"} <= set(log[0])
 
 
+def write_legacy_checkpoint(run_dir: Path) -> None:
+    """Turn a run's resume file into the pickled ``checkpoint.pt`` of older versions."""
+    state = train.read_resume_file(run_dir / "resume.safetensors")
+    legacy = {
+        "model": state.model,
+        "optimizer": state.optimizer,
+        "iteration": state.iteration,
+        "rng": {"torch": state.rng_torch, "python": state.rng_python},
+        "config": {},
+    }
+    torch.save(legacy, run_dir / "checkpoint.pt")
+    (run_dir / "resume.safetensors").unlink()
+
+
 def test_resume_reproduces_the_uninterrupted_run(voc: Path, tmp_path: Path) -> None:
     config = train.Config(**TINY)
     train.train(config, str(voc), tmp_path / "straight")
     assert train.train(config, str(voc), tmp_path / "split", stop_at=3) == {}
-    assert (tmp_path / "split" / "checkpoint.pt").exists()
+    assert (tmp_path / "split" / "resume.safetensors").exists()
+    assert not (tmp_path / "split" / "checkpoint.pt").exists()  # no pickle is written
+    shutil.copytree(tmp_path / "split", tmp_path / "legacy")
     train.train(config, str(voc), tmp_path / "split", resume=True)
     a = load_file(tmp_path / "straight" / "final.safetensors")
     b = load_file(tmp_path / "split" / "final.safetensors")
@@ -182,6 +199,48 @@ def test_resume_reproduces_the_uninterrupted_run(voc: Path, tmp_path: Path) -> N
     assert all(torch.equal(a[k], b[k]) for k in a)
     start = train.build_model(config).state_dict()
     assert not all(torch.equal(a[k], start[k]) for k in a)  # training changed the weights
+    # an older version's checkpoint.pt: refused with the way on, then converted exactly
+    write_legacy_checkpoint(tmp_path / "legacy")
+    with pytest.raises(train.CheckpointError, match="--convert-checkpoint"):
+        train.train(config, str(voc), tmp_path / "legacy", resume=True)
+    train.train(config, str(voc), tmp_path / "legacy", resume=True, convert_checkpoint=True)
+    c = load_file(tmp_path / "legacy" / "final.safetensors")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+class Planted:
+    """Unpickling this creates ``marker``: what a planted checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_resume_never_unpickles_a_planted_checkpoint(voc: Path, tmp_path: Path) -> None:
+    config = train.Config(**{**TINY, "msc": False})
+    marker = tmp_path / "marker"
+    out = tmp_path / "run"
+    out.mkdir()
+    planted = {"model": Planted(marker), "optimizer": {}, "iteration": 2, "rng": {}}
+    torch.save(planted, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="--convert-checkpoint") as error:
+        train.train(config, str(voc), out, resume=True)
+    assert "pickle" in str(error.value)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="refused") as error:  # weights_only=True refuses it
+        train.train(config, str(voc), out, resume=True, convert_checkpoint=True)
+    assert "nothing in it was run" in str(error.value)
+    assert not marker.exists()
+    # the same bytes under the new name are not a safetensors file
+    (out / "checkpoint.pt").rename(out / "resume.safetensors")
+    with pytest.raises(ValueError, match="not a resume file"):
+        train.train(config, str(voc), out, resume=True)
+    assert not marker.exists()
+    (out / "resume.safetensors").unlink()
+    with pytest.raises(ValueError, match="no .*resume.safetensors to continue from"):
+        train.train(config, str(voc), out, resume=True)
 
 
 def test_final_weights_load_into_the_full_model(voc: Path, tmp_path: Path) -> None:
@@ -305,3 +364,116 @@ def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
         train.Config.load(str(EXAMPLES / "configs" / f"{name}.json"), {})  # all valid
     with pytest.raises(ValueError, match="loss must be"):
         train.Config(loss="focal")
+
+
+QUICK = dict(TINY, msc=False, max_iter=2, checkpoint_every=100, val_limit=1)
+
+
+def test_config_refuses_a_json_list_and_values_out_of_range(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps([{"lr": 0.1}]))
+    with pytest.raises(ValueError, match="a config is a JSON object"):
+        train.Config.load(str(path), {})
+    path.write_text("{lr: 0.1")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        train.Config.load(str(path), {})
+    with pytest.raises(ValueError, match="cannot read the config"):
+        train.Config.load(str(tmp_path / "missing.json"), {})
+    bad = {
+        "lr": [-1, 0, 1e9, float("nan"), "0.1", True],
+        "max_iter": [0, -5, 2.5],
+        "batch_size": [0],
+        "accumulate": [0, 3],  # 3 does not divide batch_size 2
+        "momentum": [1.5, -0.1],
+        "weight_decay": [-1, float("inf")],
+        "power": [-1],
+        "crop_size": [0],
+        "checkpoint_every": [0],
+        "val_every": [0],
+        "val_limit": [0],
+        "scale_factors": [[], [0.5, -1], [float("nan")]],
+        "mean_bgr": [[1, 2], [1, 2, float("nan")]],
+        "blocks": [[1, 1], [1, 0, 1, 1]],
+        "ignore_index": [3],  # a class index
+        "skip_nonfinite": ["yes"],
+        "class_names": [7],
+        "seed": [-1],
+    }
+    for key, values in bad.items():
+        for value in values:
+            path.write_text(json.dumps({**TINY, key: value}))
+            with pytest.raises(ValueError, match=key):
+                train.Config.load(str(path), {})
+    train.Config(**TINY)  # the tests' own config is valid
+
+
+def test_bad_options_and_data_are_refused_before_any_output(voc, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(QUICK))
+    out = tmp_path / "run"
+    base = ["train.py", "--config", str(config), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*base, "--data", str(voc), "--lr", "1e9"])
+    with pytest.raises(SystemExit) as stopped:
+        train.main()
+    assert stopped.value.code == 2 and "lr must be a number in (0, 1]" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", [*base, "--data", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit) as stopped:
+        train.main()
+    assert "missing is not a directory" in str(stopped.value.code)
+    assert not out.exists()  # the data is checked before the output folder is made
+    with pytest.raises(FileNotFoundError):
+        train.train(train.Config(**QUICK), str(tmp_path / "missing"), out)
+    assert not out.exists()
+
+
+def poison(monkeypatch, iterations: set) -> None:
+    """Non-finite losses at the given (1-based) iterations of a run without accumulation."""
+    real = train.branch_losses
+    calls = []
+
+    def poisoned(output, labels, config, scales):
+        calls.append(1)
+        terms = real(output, labels, config, scales)
+        if len(calls) in iterations:
+            terms = {k: v * float("nan") for k, v in terms.items()}
+        return terms
+
+    monkeypatch.setattr(train, "branch_losses", poisoned)
+
+
+def strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "poisoned, code, message",
+    [
+        ({2}, None, "skipped 1 of 3 steps"),  # some skipped: a summary, success
+        ({3}, "the last step's loss", "skipped 1 of 3 steps"),  # ends diverging: a failure
+        ({1, 2, 3}, "every step was skipped", "skipped 3 of 3 steps"),
+    ],
+)
+def test_skipped_steps_are_summarised_and_json_stays_valid(
+    voc, tmp_path, monkeypatch, capsys, poisoned, code, message
+) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({**QUICK, "max_iter": 3, "skip_nonfinite": True}))
+    out = tmp_path / "run"
+    poison(monkeypatch, poisoned)
+    argv = ["train.py", "--config", str(config), "--data", str(voc), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    if code is None:
+        train.main()
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            train.main()
+        assert code in str(stopped.value.code)  # a message: exit status 1
+    assert message in capsys.readouterr().err
+    metrics = strict_json((out / "metrics.json").read_text())
+    assert metrics["skipped_iterations"] == sorted(poisoned)
+    assert [h["loss"] is None for h in metrics["history"]] == [i in poisoned for i in (1, 2, 3)]
+    log = [strict_json(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r.get("skipped") == 1.0 for r in log[:3]] == [i in poisoned for i in (1, 2, 3)]

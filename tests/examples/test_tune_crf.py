@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -59,3 +60,85 @@ def test_gradient_tuning_improves_a_bad_crf_and_the_file_round_trips(tmp_path, v
     crf = json.loads(out.read_text())["settings"]["crf"]
     assert crf["bi_w"] == pytest.approx(learned.bi_w) and crf["iterations"] == 5
     assert DenseCRF.from_file(path).params == learned
+
+
+# -- refused inputs: nothing is computed or written --------------------------------------------
+
+
+def run_main(monkeypatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["tune_crf.py", *argv])
+    tune_crf.main()
+
+
+QUICK = ("--synthetic", "4", "--method", "gradient", "--steps", "1")
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--holdout", "-1"),
+        ("--holdout", "1.5"),
+        ("--holdout", "0"),
+        ("--holdout", "1"),
+        ("--holdout", "nan"),
+        ("--lr", "1e9"),
+        ("--lr", "0"),
+        ("--lr", "nan"),
+        ("--steps", "0"),
+        ("--bi-w", "-1"),
+        ("--bi-xy-std", "0"),
+        ("--bi-rgb-std", "inf"),
+        ("--synthetic", "-3"),
+        ("--synthetic", "1"),
+    ],
+)
+def test_out_of_range_options_are_refused(option, tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "crf.json"
+    with pytest.raises(SystemExit) as stopped:
+        run_main(monkeypatch, *QUICK, *option, "--out", str(out))
+    assert stopped.value.code == 2
+    assert f"argument {option[0]}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_empty_held_out_part_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "crf.json"
+    with pytest.raises(SystemExit) as stopped:  # 4 images, a held-out fraction of almost 0
+        run_main(monkeypatch, *QUICK, "--holdout", "1e-17", "--out", str(out))
+    assert stopped.value.code == 2
+    assert "leaves no held-out image" in capsys.readouterr().err
+    assert not out.exists()
+    tune, held_out = tune_crf.split_items(tune_crf.synthetic_items(2, seed=0), 0.5)
+    assert len(tune) == len(held_out) == 1
+
+
+def test_a_missing_data_directory_is_refused_before_any_folder(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    with pytest.raises(SystemExit) as stopped:
+        run_main(monkeypatch, "--data", str(tmp_path / "missing"), "--cache", str(cache))
+    assert stopped.value.code == 2
+    assert "missing" in capsys.readouterr().err
+    assert not cache.exists()
+
+
+def test_absurd_learned_parameters_are_never_written(tmp_path, monkeypatch, capsys) -> None:
+    items = tune_crf.synthetic_items(2, seed=0)
+    bad = CRFParams(iterations=5, bi_w=0.05, bi_xy_std=8, bi_rgb_std=12, pos_w=0.05, pos_xy_std=1)
+    with pytest.raises(ValueError, match="diverged"):  # a step of 1e9 in the weights
+        tune_crf.gradient_search(items, bad, steps=1, lr=1e9, device="cpu")
+    with pytest.raises(ValueError, match="diverged"):
+        tune_crf.check_learned(CRFParams(bi_w=1e9))
+    with pytest.raises(ValueError, match="compatibility"):
+        tune_crf.check_learned(CRFParams(compatibility=[[-1.0, 5e3], [5e3, -1.0]]))
+    assert tune_crf.check_learned(bad) == bad
+    # the command line: a diverging search exits non-zero and writes nothing
+    start = bad.save(tmp_path / "bad.json")
+    out = tmp_path / "crf.json"
+    real = tune_crf.gradient_search
+    monkeypatch.setattr(
+        tune_crf, "gradient_search", lambda tune, base, steps, lr, *rest: real(tune, base, 1, 1e9)
+    )
+    with pytest.raises(SystemExit) as stopped:
+        run_main(monkeypatch, *QUICK, "--start", str(start), "--out", str(out))
+    assert "diverged" in str(stopped.value.code)
+    assert not out.exists()
