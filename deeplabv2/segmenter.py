@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from .errors import ImageSizeError
 from .interp import upsample_logits
 from .msc import MultiScale
 from .protocol import EvalProtocol, protocol_of
-from .tiling import OUTPUT_STRIDE, tile_overlap_for, tiled_logits
+from .tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for, tiled_logits
 
 __all__ = ["Prediction", "Segmenter", "padded_side"]
 
@@ -90,8 +91,10 @@ class Segmenter:
         dtype: ``None``/``torch.float32``, or ``torch.bfloat16``/``torch.float16`` for
             autocast mixed precision (float16 on CUDA only).
         tile_size: images with a side longer than this are segmented in overlapping tiles of
-            at most this size (:mod:`deeplabv2.tiling`), so memory stays bounded; None never
-            tiles.
+            at most this size (:mod:`deeplabv2.tiling`), so the network's memory stays bounded
+            (the probabilities are computed tile by tile into one full-size buffer); None never
+            tiles. A tile size far below ``pad_to`` (each tile is padded to it) warns: tiled
+            images would take tens of times longer.
         tile_overlap: overlap of neighbouring tiles, in pixels (rounded up to a multiple of 8);
             default ``min(256, tile_size // 2)``. Each pixel is taken from the tile in which it
             lies furthest from a tile edge.
@@ -113,7 +116,8 @@ class Segmenter:
 
     Raises (when segmenting):
         ImageSizeError: an image smaller than the network (and its MSC scales) can take, or
-            larger than ``max_pixels``.
+            larger than ``max_pixels``; :class:`deeplabv2.tiling.ImageMemoryError` (also a
+            ``MemoryError``) for a tiled image whose full-size probabilities do not fit in memory.
     """
 
     def __init__(
@@ -149,6 +153,9 @@ class Segmenter:
                 f"tile_size {tile_size} is too small for this network and its scales: use at "
                 f"least {self.min_size + OUTPUT_STRIDE}"
             )
+        slow = slow_tiling_warning(tile_size, self.tile_overlap, self.protocol.pad_to)
+        if slow is not None:
+            warnings.warn(slow, stacklevel=2)
         self.crf = _make_crf(crf, crf_backend, self.protocol)
         self.class_names = tuple(getattr(model, "class_names", ()) or ())
 
@@ -240,15 +247,15 @@ class Segmenter:
             h, w = image.shape[:2]
             self.check_size(h, w)
             if self.tiled(h, w):
-                with torch.inference_mode():
-                    logits = tiled_logits(
+                with torch.inference_mode():  # one full-size buffer, softmax tile by tile
+                    out[index] = tiled_logits(
                         np.asarray(image),
                         lambda tile: self._logits_batch([tile])[0],
                         self.tile_size,
                         self.tile_overlap,
+                        softmax=True,
                         progress=self.progress,
                     )
-                    out[index] = torch.softmax(logits, dim=0)
             else:
                 groups[self.input_size(h, w)].append(index)
         for members in groups.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -10,8 +11,12 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+import deeplabv2.cli.convert
+import deeplabv2.cli.options
 import deeplabv2.models
+from deeplabv2 import _files
 from deeplabv2.cli import main
+from deeplabv2.cli.main import build_parser
 from deeplabv2.data.classes import voc_palette
 
 from .voc_fixture import write_voc
@@ -68,8 +73,9 @@ def test_options_are_checked_before_the_model_loads(tmp_path, monkeypatch, capsy
     (tmp_path / "in").mkdir()
     photo(tmp_path / "in" / "p.png")
     for options, message in (
-        (["--tile-size", "10"], "tile_size must be at least 17"),
-        (["--tile-size", "600", "--tile-overlap", "400"], "tile_overlap must be in"),
+        (["--tile-size", "10"], "--tile-size must be at least 17 pixels, got 10"),
+        (["--tile-size", "600", "--tile-overlap", "400"], "--tile-overlap must be in"),
+        (["--tile-size", "20"], "--tile-size 20 is too small for multi-scale testing"),
         (["--max-pixels", "0"], "--max-pixels must be positive"),
         (["--device", "cuda:0"] if not torch_cuda() else ["--device", "nonsense"], "--device"),
     ):
@@ -169,3 +175,146 @@ def test_out_of_memory_skips_one_image(tmp_path, voc_safetensors, monkeypatch, c
     err = capsys.readouterr().err
     assert "b.png: out of memory; try a smaller --tile-size" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+# Destinations are checked before any model is loaded; every message names the user's path.
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the destination was checked")
+
+    monkeypatch.setattr(deeplabv2.cli.options, "load_model", refuse)
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "loaded before" not in err, err
+    return err
+
+
+def test_predict_refuses_an_unwritable_out_before_loading(tmp_path, no_loading, capsys):
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "p.png")
+    (tmp_path / "file.txt").write_text("mine")
+    out = tmp_path / "file.txt" / "seg"
+    argv = ["predict", str(tmp_path / "in"), "--out", str(out), "--weights", "unused"]
+    assert main(argv) == 1
+    err = one_line(capsys)
+    assert str(out) in err and "file.txt is a file" in err
+
+
+def test_predict_names_its_out_folder_when_permission_is_denied(
+    tmp_path, no_loading, monkeypatch, capsys
+):
+    """What a user without write permission on --out gets (simulated: tests run as root)."""
+
+    def denied(*args, dir=None, prefix="", suffix="", **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}x{suffix}")
+
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "p.png")
+    monkeypatch.setattr(_files.tempfile, "mkstemp", denied)
+    assert predict(tmp_path, Path("unused.safetensors"), "--overlay") == 1
+    err = one_line(capsys)
+    assert str(tmp_path / "out") in err and "permission denied" in err
+    assert _files.TMP_SUFFIX not in err
+
+
+def test_predict_probes_its_out_folder_once(tmp_path, monkeypatch):
+    """One probe for the folder, not one per output file (a run may write 30,000 files)."""
+    from deeplabv2.cli import predict as predict_verb
+
+    (tmp_path / "in").mkdir()
+    for name in "abc":
+        photo(tmp_path / "in" / f"{name}.png")
+    probes = []
+    original = _files.tempfile.mkstemp
+    monkeypatch.setattr(
+        _files.tempfile, "mkstemp", lambda *a, **k: probes.append(k) or original(*a, **k)
+    )
+    argv = ["predict", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--overlay"]
+    predict_verb._plan(build_parser().parse_args([*argv, "--probs"]))
+    assert len(probes) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # nothing created
+
+
+def test_eval_refuses_an_unwritable_out_before_loading(tmp_path, no_loading, capsys):
+    (tmp_path / "file.txt").write_text("mine")
+    out = tmp_path / "file.txt" / "r.json"
+    argv = ["eval", "--data", str(tmp_path / "voc"), "--weights", "unused", "--out", str(out)]
+    assert main(argv) == 1
+    err = one_line(capsys)
+    assert str(out) in err and "file.txt is a file" in err
+
+
+def test_convert_refuses_an_unwritable_destination_before_reading(tmp_path, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the source was read before the destination was checked")
+
+    monkeypatch.setattr(deeplabv2.cli.convert, "read_checkpoint", refuse)
+    (tmp_path / "file.txt").write_text("mine")
+    dst = tmp_path / "file.txt" / "w.safetensors"
+    assert main(["convert", str(tmp_path / "src.caffemodel"), str(dst)]) == 1
+    err = capsys.readouterr().err
+    assert str(dst) in err and "file.txt is a file" in err and "read before" not in err
+
+
+def test_tile_sizes_far_below_the_padding_warn(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from deeplabv2.cli.options import build_segmenter
+
+    class Net(torch.nn.Module):
+        num_classes = 3
+
+        def forward(self, x):
+            return x[:, :3, ::8, ::8]
+
+    monkeypatch.setattr(deeplabv2.cli.options, "load_model", lambda *a, **k: Net())
+    argv = ["predict", "x.png", "--out", str(tmp_path), "--pad-to", "513"]
+    build_segmenter(build_parser().parse_args([*argv, "--tile-size", "100"]), torch.device("cpu"))
+    err = capsys.readouterr().err
+    assert "--tile-size 100" in err and "times" in err and "tile_size=" not in err
+    build_segmenter(build_parser().parse_args(argv), torch.device("cpu"))
+    assert capsys.readouterr().err == ""
+
+
+def test_msc_minimum_of_the_tiles_is_checked_without_the_model():
+    from deeplabv2.cli.options import check
+
+    argv = ["predict", "x.png", "--out", "o", "--tile-size", "23"]
+    with pytest.raises(ValueError, match=r"--tile-size 23 .* at least 24, or --single-scale"):
+        check(build_parser().parse_args(argv))
+    check(build_parser().parse_args([*argv, "--msc-mode", "caffe"]))  # 0.5 of 15 is 8
+    check(build_parser().parse_args([*argv, "--single-scale"]))
+    check(build_parser().parse_args([*argv[:-1], "17", "--single-scale"]))
+
+
+def test_a_full_size_buffer_out_of_memory_is_not_blamed_on_the_tiles(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from deeplabv2 import tiling
+
+    class Net(torch.nn.Module):
+        num_classes = 3
+
+        def forward(self, x):
+            return x[:, :3, ::8, ::8]
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8")
+
+    monkeypatch.setattr(deeplabv2.cli.options, "load_model", lambda *a, **k: Net())
+    monkeypatch.setattr(tiling, "_full_size_buffer", refuse)
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "big.png", slice(0, 150), slice(0, 131))
+    photo(tmp_path / "in" / "small.png")
+    options = ["--tile-size", "100", "--pad-to", "none", "--single-scale"]
+    assert predict(tmp_path, Path("unused.safetensors"), *options) == 1
+    err = capsys.readouterr().err
+    assert "big.png: the image of 131x150 pixels does not fit in memory" in err
+    assert "full-size probabilities" in err and "smaller tile size does not help" in err
+    assert "try a smaller --tile-size" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small.png"]

@@ -121,3 +121,40 @@ def test_demo_in_a_real_browser(model, photo, tmp_path: Path) -> None:
             shutil.copy(shot, keep)
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("missing.safetensors", "no weights file at 'missing.safetensors'"),
+        ("nowhere/voc.pth", "no weights file at 'nowhere/voc.pth'"),
+        ("voc13", "unknown weights 'voc13'"),
+        ("hf-hub:no-repo", "expected 'hf-hub:<owner>/<repo>[/<filename>]'"),
+    ],
+)
+def test_weights_are_checked_at_start_up(weights, message, monkeypatch, capsys) -> None:
+    """Not on the first click: the demo does not start with weights it cannot load."""
+    gr = pytest.importorskip("gradio")
+    launched = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.append(kwargs))
+    from deeplabv2.cli import main
+
+    assert main(["demo", "--weights", "voc12", "--weights", weights]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert launched == []
+    with pytest.raises((ValueError, FileNotFoundError), match="weights"):
+        demo.build_demo([weights])
+
+
+def test_good_weights_names_start_without_loading(monkeypatch, tmp_path) -> None:
+    """Registry names and existing files pass the start-up check; nothing is loaded yet."""
+    pytest.importorskip("gradio")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded at start-up")
+
+    monkeypatch.setattr(demo, "load_model", refuse)
+    (tmp_path / "mine.safetensors").write_bytes(b"not checked until chosen")
+    app = demo.build_demo(["voc12", "deeplab_v2_vgg16.voc12", str(tmp_path / "mine.safetensors")])
+    assert app is not None

@@ -113,9 +113,12 @@ def test_cli_exports_a_weights_file(tmp_path: Path, capsys) -> None:
     model = deeplab_largefov_vgg16(num_classes=3)
     model.class_names = ("a", "b", "c")
     weights = save_weights(model, tmp_path / "w.safetensors")
-    assert main(["export", "--weights", str(weights), str(tmp_path / "w.onnx")]) == 0
+    argv = ["export", "--weights", str(weights), str(tmp_path / "w.onnx"), "--opset", "19"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "max relative error" in out and "3 classes" in out
+    assert "ONNX opset 19" in out
+    assert opset_of(tmp_path / "w.onnx") == 19
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "w.onnx")).metadata_props}
     assert props["deeplabv2.architecture"] == "deeplab_largefov_vgg16"
     assert json.loads(props["deeplabv2.class_names"]) == ["a", "b", "c"]
@@ -134,3 +137,61 @@ def test_missing_extra_names_it() -> None:
     assert done.returncode == 1
     assert "pip install 'deeplabv2[export]'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def opset_of(path: Path) -> int:
+    model = onnx.load(str(path))
+    return next(op.version for op in model.opset_import if op.domain in ("", "ai.onnx"))
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the options were checked")
+
+    monkeypatch.setattr(export, "load_model", refuse)
+
+
+def test_the_supported_opsets_are_the_exporters(tmp_path) -> None:
+    """torch's dynamo exporter writes opset 18 (torchlib's) and converts it up to the newest
+    opset onnx knows; anything older came back as opset 18 without a word, and so did 99."""
+    opsets = export.supported_opsets()
+    assert opsets[0] == 18 and 20 in opsets and opsets[-1] == onnx.defs.onnx_opset_version()
+    assert 17 not in opsets and 99 not in opsets
+
+
+@pytest.mark.parametrize("opset", [1, 7, 11, 0, -5, 17, 99])
+def test_unsupported_opsets_are_refused_before_loading(opset, tmp_path, no_loading, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--weights", "unused", str(out), "--opset", str(opset)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "loaded before" not in err, err
+    first, last = export.supported_opsets()[0], export.supported_opsets()[-1]
+    assert f"--opset {opset} " in err and f"{first} to {last}" in err, err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=f"opset={opset} "):
+        export.export_onnx(torch.nn.Conv2d(3, 2, 1), out, opset=opset)
+
+
+def test_the_destination_is_checked_before_loading(tmp_path, no_loading, capsys) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"mine")
+    assert main(["export", "--weights", "unused", str(tmp_path / "m.onnx")]) == 1
+    assert "exists; pass --force" in capsys.readouterr().err
+    (tmp_path / "file.txt").write_text("mine")
+    out = tmp_path / "file.txt" / "m.onnx"
+    assert main(["export", "--weights", "unused", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert str(out) in err and "file.txt is a file" in err
+    assert main(["export", "--weights", "unused", str(tmp_path / "m.pb")]) == 1
+    assert "must be a .onnx file" in capsys.readouterr().err
+
+
+def test_a_file_of_another_opset_than_asked_is_not_written(
+    named_model, tmp_path, monkeypatch
+) -> None:
+    """ONNX's own converter (the fallback beyond onnxscript's) may fail without a word: the
+    opset of the file is checked, whatever the supported range says."""
+    monkeypatch.setattr(export, "supported_opsets", lambda: range(7, 26))
+    with pytest.raises(export.ExportVerificationError, match="opset 13, .* wrote opset 18"):
+        export.export_onnx(named_model, tmp_path / "m.onnx", msc=False, opset=13, verify=False)
+    assert list(tmp_path.iterdir()) == []

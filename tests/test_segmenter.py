@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -11,13 +14,14 @@ from PIL import Image
 from skimage import data as skdata
 from torch import nn
 
-from deeplabv2 import MultiScale
+from deeplabv2 import MultiScale, tiling
 from deeplabv2.crf import DenseCRF
 from deeplabv2.data import to_caffe_input
+from deeplabv2.errors import ImageSizeError
 from deeplabv2.interp import upsample_logits
 from deeplabv2.protocol import PORT_PROTOCOL, RELEASE_PROTOCOL, PretrainedInfo
 from deeplabv2.segmenter import Segmenter
-from deeplabv2.tiling import tile_layout
+from deeplabv2.tiling import tile_layout, tile_overlap_for
 
 
 class SmallFieldNet(nn.Module):
@@ -159,7 +163,8 @@ def test_tiling_equals_whole_image_for_a_small_receptive_field() -> None:
     image = np.ascontiguousarray(skdata.astronaut()[:150, :131])
     model = SmallFieldNet()
     whole = Segmenter(model, scales=(), tile_size=None).predict(image, return_probs=True)
-    tiled_seg = Segmenter(model, scales=(), tile_size=64, tile_overlap=32)
+    with pytest.warns(UserWarning, match="far below the padding"):  # each tile padded to 513
+        tiled_seg = Segmenter(model, scales=(), tile_size=64, tile_overlap=32)
     assert len(tile_layout(150, 64, 32)) > 2  # really tiled, in both directions
     tiled = tiled_seg.predict(image, return_probs=True)
     torch.testing.assert_close(tiled.probs, whole.probs, atol=1e-6, rtol=1e-5)
@@ -206,3 +211,91 @@ def test_bad_settings(tiny_deeplab) -> None:
         Segmenter(tiny_deeplab, dtype=torch.int8)
     with pytest.raises(ValueError, match="tile_overlap"):
         Segmenter(tiny_deeplab, tile_size=100, tile_overlap=60)
+
+
+def test_overlaps_rounded_up_to_the_stride_still_advance() -> None:
+    """tile_size=20, tile_overlap=10: the overlap rounds up to 16, the tiles still move on."""
+    assert tile_overlap_for(20, 10) == 16
+    for length in (21, 100, 131):
+        kept = np.zeros(length, int)
+        for start, end, keep0, keep1 in tile_layout(length, 20, 16):
+            assert start % 8 == 0 and end - start <= 20 and start <= keep0 < keep1 <= end
+            kept[keep0:keep1] += 1
+        assert (kept == 1).all()
+    image = np.ascontiguousarray(skdata.astronaut()[:60, :45])
+    seg = Segmenter(SmallFieldNet(), scales=(), pad_to=None, tile_size=20, tile_overlap=10)
+    assert seg.predict(image).labels.shape == (60, 45)
+
+
+def test_tiled_probabilities_are_those_of_the_tiled_logits() -> None:
+    image = np.ascontiguousarray(skdata.astronaut()[:150, :131])
+    seg = Segmenter(SmallFieldNet(), scales=(), pad_to=None, tile_size=64, tile_overlap=32)
+    logits = tiling.tiled_logits(image, lambda t: seg._logits_batch([t])[0], 64, 32)
+    probs = seg.probabilities(image)
+    torch.testing.assert_close(probs, logits.softmax(0), atol=1e-7, rtol=1e-6)
+
+
+MEMORY_SCRIPT = """
+import re, numpy as np, torch
+from torch import nn
+from deeplabv2.segmenter import Segmenter
+
+class Net(nn.Module):  # output stride 8, 8 classes, next to no memory of its own
+    num_classes = 8
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1, stride=8)
+    def forward(self, x):
+        return self.conv(x)
+
+def rss(field):
+    status = open("/proc/self/status").read()
+    return int(re.search(field + r":\\s+(\\d+) kB", status).group(1)) * 1024
+
+torch.set_num_threads(1)
+seg = Segmenter(Net(), scales=(), pad_to=None, tile_size=513, max_pixels=None)
+seg.probabilities(np.ones((600, 600, 3), np.uint8))  # warm up
+image = np.ones((3000, 3000, 3), np.uint8)
+base = rss("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak
+probs = seg.probabilities(image)
+print((rss("VmHWM") - base) / probs.nelement() / 4)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+def test_a_tiled_image_needs_one_full_size_copy() -> None:
+    """The probabilities of a tiled image are computed tile by tile into one buffer: its peak
+    memory is one full-resolution float32 copy plus a tile's, not two full copies."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    copies = float(done.stdout.strip().splitlines()[-1])
+    assert copies < 1.5, f"peak memory of {copies:.2f} full-size copies"
+
+
+def test_a_full_size_buffer_that_does_not_fit_says_so(monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 8400000000 bytes."
+        )
+
+    monkeypatch.setattr(tiling, "_full_size_buffer", refuse)
+    image = np.zeros((150, 131, 3), np.uint8)
+    seg = Segmenter(SmallFieldNet(), scales=(), pad_to=None, tile_size=64)
+    with pytest.raises(ImageSizeError) as caught:
+        seg.probabilities(image)
+    assert isinstance(caught.value, MemoryError)
+    message = str(caught.value)
+    assert "131x150" in message and "full-size" in message and "does not help" in message
+
+
+def test_tile_sizes_far_below_the_padding_warn() -> None:
+    with pytest.warns(UserWarning, match=r"tile_size=100 .* about \d+ times"):
+        Segmenter(SmallFieldNet(), scales=(), tile_size=100)  # each tile padded to 513
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Segmenter(SmallFieldNet(), scales=())  # 1025
+        Segmenter(SmallFieldNet(), scales=(), tile_size=513)  # about twice the default's work
+        Segmenter(SmallFieldNet(), scales=(), tile_size=100, pad_to=None)  # tiles unpadded

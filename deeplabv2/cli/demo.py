@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,16 +20,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._files import check_readable
 from ..data.classes import overlay, voc_palette
 from ..models import load_model
 from ..protocol import protocol_of
 from ..segmenter import Segmenter
+from ..weights import find_weights, get_weights
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "INSTALL_HINT",
     "add_parser",
     "build_demo",
+    "check_weights",
     "example_photos",
     "legend_html",
     "run",
@@ -109,6 +113,26 @@ def segment(
     return result
 
 
+_WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
+
+
+def check_weights(spec: str) -> None:
+    """Refuse, at start-up rather than on the first click, weights the demo could not load: a
+    missing or unreadable file, an unknown registry name, a malformed ``hf-hub:`` name. Nothing
+    is loaded or downloaded."""
+    if spec.startswith("hf-hub:"):
+        parts = spec[len("hf-hub:") :].strip("/").split("/")
+        if len(parts) < 2 or not all(parts[:2]):
+            raise ValueError(f"weights {spec!r}: expected 'hf-hub:<owner>/<repo>[/<filename>]'")
+    elif os.path.exists(spec) or (
+        find_weights(spec) is None
+        and (spec.lower().endswith(_WEIGHTS_SUFFIXES) or os.sep in spec or "/" in spec)
+    ):
+        check_readable(spec, "weights file")
+    else:
+        get_weights(spec)  # an unknown name: a ValueError that lists the known ones
+
+
 class _Models:
     """Weights loaded on first use and kept (one lock: Gradio serves requests in threads)."""
 
@@ -134,7 +158,8 @@ def build_demo(
     """The Gradio app.
 
     Args:
-        weights: weights names or files offered in the menu (loaded when first chosen).
+        weights: weights names or files offered in the menu (checked now, loaded when first
+            chosen: :func:`check_weights`).
         models: ready models offered first, by label (e.g. a fine-tuned network).
         examples: example images (paths or arrays) under the input.
         device: where the network and the CRF run.
@@ -147,6 +172,8 @@ def build_demo(
     choices = [*cache.loaded, *[w for w in weights if w not in cache.loaded]]
     if not choices:
         raise ValueError("the demo needs at least one weights name, file or model")
+    for name in choices[len(cache.loaded) :]:
+        check_weights(name)
 
     def respond(image: Optional[np.ndarray], name: str, msc: bool, crf: bool) -> tuple:
         if image is None:
@@ -219,7 +246,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 demo``: serve the app until interrupted; the exit code."""
-    _gradio()  # the extra, before anything else
+    _gradio()  # the extra, before anything else; build_demo checks the weights
     with tempfile.TemporaryDirectory(prefix="deeplabv2-demo-") as tmp:
         app = build_demo(
             args.weights or DEFAULT_WEIGHTS, examples=example_photos(tmp), device=args.device

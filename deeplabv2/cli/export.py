@@ -42,10 +42,12 @@ __all__ = [
     "ExportReport",
     "ExportVerificationError",
     "add_parser",
+    "check_opset",
     "export_onnx",
     "onnx_metadata",
     "require_extra",
     "run",
+    "supported_opsets",
 ]
 
 INSTALL_HINT = "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'deeplabv2[export]'"
@@ -100,6 +102,36 @@ def require_extra(verify: bool = True) -> Any:
     except ImportError as exc:
         raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
     return onnx
+
+
+def supported_opsets() -> range:
+    """The ONNX opsets the installed exporter writes: from torchlib's (18: torch's dynamo
+    exporter builds every graph at that opset and cannot convert it down; 7, 11, 17... came back
+    as 18 without a word) up to the newest the installed ``onnx`` knows (converted by
+    onnxscript, or beyond its converter's range by ONNX's own). The written file's opset is
+    checked as well (:func:`export_onnx`)."""
+    onnx = require_extra(verify=False)
+    try:
+        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET as lowest
+    except ImportError:  # pragma: no cover - other torch versions
+        lowest = 18
+    return range(int(lowest), onnx.defs.onnx_opset_version() + 1)
+
+
+def check_opset(opset: Optional[int], option: str = "opset=") -> None:
+    """Refuse an opset the exporter cannot write (:func:`supported_opsets`); ``option`` is how
+    the message names it (``"--opset "`` on the command line)."""
+    if opset is None:
+        return
+    opsets = supported_opsets()
+    if opset not in opsets:
+        import onnxscript
+
+        raise ValueError(
+            f"{option}{opset} cannot be written: the installed exporter (torch "
+            f"{torch.__version__.split('+')[0]}, onnxscript {onnxscript.__version__}) writes "
+            f"ONNX opsets {opsets[0]} to {opsets[-1]} only; leave it out for its default"
+        )
 
 
 def onnx_metadata(
@@ -162,7 +194,8 @@ def export_onnx(
             ``deeplabv2.Segmenter`` runs them), False or ``()`` for the input alone, or the
             extra scales.
         probabilities: output the softmax at the input's size instead of stride-8 logits.
-        opset: the ONNX opset (default: the exporter's).
+        opset: the ONNX opset, one of :func:`supported_opsets` (default: the exporter's); any
+            other is refused before anything is done, and the file's opset is checked.
         verify: run the file in onnxruntime at :data:`VERIFY_SHAPES` and compare with PyTorch
             before writing it; :class:`ExportVerificationError` above ``tolerance`` (maximum
             absolute difference relative to the largest PyTorch output).
@@ -172,6 +205,7 @@ def export_onnx(
         An :class:`ExportReport` with the relative error at each checked shape.
     """
     onnx = require_extra(verify)
+    check_opset(opset)
     target = check_destination(Path(path), force, ".onnx")
     scales = _scales(model, msc)
     graph = _Graph(_exported_network(model, scales), probabilities).eval()
@@ -187,8 +221,8 @@ def export_onnx(
             f"DeepLab v2 ({metadata['deeplabv2.architecture']}) exported by deeplabv2 "
             f"{__version__}; see the deeplabv2.* metadata for input and output"
         )
+        opsets.append(_written_opset(proto, opset))
         onnx.save_model(proto, tmp)
-        opsets.extend(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
         if verify:
             errors.extend(_verify(tmp, graph, tolerance))
 
@@ -247,6 +281,18 @@ def _onnx_proto(graph: _Graph, min_side: int, opset: Optional[int]) -> Any:
     return proto
 
 
+def _written_opset(proto: Any, opset: Optional[int]) -> int:
+    """The model's ONNX opset; an error if it is not the one asked for (an exporter that
+    cannot convert may keep its own opset without a word)."""
+    written = [op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")]
+    if opset is not None and written != [opset]:
+        raise ExportVerificationError(
+            f"asked for opset {opset}, the exporter wrote opset "
+            f"{', '.join(map(str, written))}: the file was not written"
+        )
+    return written[0]
+
+
 def _verify(path: str, graph: nn.Module, tolerance: float) -> list[tuple[tuple[int, ...], float]]:
     import onnxruntime
 
@@ -300,7 +346,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--probabilities", action="store_true", help="output softmax at input size, not logits"
     )
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        help="ONNX opset (default: the exporter's; one it cannot write is refused, with those "
+        "it can)",
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     add_model_option(parser, "the network (default: from the weights)")
@@ -309,7 +360,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 export``; the exit code."""
-    require_extra(verify=not args.no_verify)  # before loading any weights
+    require_extra(verify=not args.no_verify)  # all before loading any weights
+    check_opset(args.opset, "--opset ")
+    check_destination(args.out, args.force, ".onnx")
     model = load_model(args.weights, model=args.model)
     report = export_onnx(
         model,

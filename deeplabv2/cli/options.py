@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import warnings
 from typing import Any, Optional, Union
 
 import torch
+from torch import nn
 
 from ..crf import BACKENDS, DenseCRF, backend_help
 from ..data.images import DEFAULT_MAX_PIXELS
-from ..models import list_models, load_model
+from ..models import MIN_INPUT_SIZE, list_models, load_model
+from ..msc import MultiScale
 from ..pipeline import default_crf_workers
 from ..protocol import RELEASE_PROTOCOL
 from ..segmenter import Segmenter
-from ..tiling import tile_overlap_for
+from ..tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for
 
 __all__ = [
     "add_model_option",
@@ -167,9 +171,29 @@ def _add_speed_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def _check_tiles(args: argparse.Namespace) -> None:
+    """``--tile-size`` and ``--tile-overlap``, with multi-scale testing's minimum unless
+    ``--single-scale`` (the weights' protocols all have MSC: its 0.5 branch of a tile must
+    still be as large as the network's smallest input)."""
+    tile_overlap_for(args.tile_size, args.tile_overlap, names=("--tile-size", "--tile-overlap"))
+    if args.single_scale or args.tile_size is None:
+        return
+    network = nn.Module()
+    network.min_input_size = MIN_INPUT_SIZE
+    modes = (args.msc_mode,) if args.msc_mode else ("caffe", "pytorch")
+    least = OUTPUT_STRIDE + max(
+        MultiScale(network, RELEASE_PROTOCOL.scales, mode=mode).min_input_size() for mode in modes
+    )
+    if args.tile_size < least:
+        raise ValueError(
+            f"--tile-size {args.tile_size} is too small for multi-scale testing (the weights' "
+            f"protocol, --msc): use at least {least}, or --single-scale"
+        )
+
+
 def check(args: argparse.Namespace) -> None:
     """Validate the options before anything is loaded (usage errors cost no model load)."""
-    tile_overlap_for(args.tile_size, args.tile_overlap)
+    _check_tiles(args)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
     for name in ("batch_size", "workers", "crf_workers"):
@@ -197,19 +221,28 @@ def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter
     """Load the weights; the Segmenter the options describe, on ``device``: the weights' own
     protocol with what the user overrode."""
     model = load_model(args.weights, args.model)
-    return Segmenter(
-        model,
-        crf=args.crf_params if args.crf_params is not None else (args.crf or None),
-        crf_backend=args.crf_backend,
-        flip=args.flip,
-        device=device,
-        dtype=_DTYPES[args.dtype],
-        tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap,
-        max_pixels=args.max_pixels,
-        progress=not args.quiet,
-        **protocol_overrides(args),
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="tile_size=")  # said below, in CLI words
+        segmenter = Segmenter(
+            model,
+            crf=args.crf_params if args.crf_params is not None else (args.crf or None),
+            crf_backend=args.crf_backend,
+            flip=args.flip,
+            device=device,
+            dtype=_DTYPES[args.dtype],
+            tile_size=args.tile_size,
+            tile_overlap=args.tile_overlap,
+            max_pixels=args.max_pixels,
+            progress=not args.quiet,
+            **protocol_overrides(args),
+        )
+    names = ("--tile-size ", "--pad-to none")
+    slow = slow_tiling_warning(
+        args.tile_size, segmenter.tile_overlap, segmenter.pad_to, names=names
     )
+    if slow is not None:
+        print(f"deeplabv2 {getattr(args, 'command', '')}: warning: {slow}", file=sys.stderr)
+    return segmenter
 
 
 def speed(args: argparse.Namespace, device: torch.device) -> dict[str, int]:

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from .._files import check_writable
 from ..data.images import load_image
 from ..distributed import Ranks, start, stop
 from ..errors import ImageError
@@ -76,9 +77,10 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], Path, list[list[Path]]]
     if len(set(stems)) != len(stems):
         raise ValueError("several inputs share a file name; their outputs would collide")
     outputs = [writers.output_paths(out, p.stem, args.overlay, args.probs) for p in paths]
+    check_writable(out, folder=True)  # once for the folder, not once per file
     for files in outputs:  # every output is checked before any is written
         for file in files:
-            check_destination(file, args.force)
+            check_destination(file, args.force, probe=False)
     return paths, out, outputs
 
 

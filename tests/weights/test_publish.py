@@ -45,3 +45,51 @@ def test_dry_run_touches_no_api_and_never_overwrites(tmp_path, release_caffemode
     assert not plan["uploaded"] and plan["repo_id"] == "deeplabv2/deeplab_v2_resnet101.voc12"
     with pytest.raises(FileExistsError):
         publish("voc12", release_caffemodel, tmp_path)
+
+
+def test_a_failed_conversion_leaves_no_folder(tmp_path):
+    src = tmp_path / "broken.caffemodel"
+    src.write_bytes(b"\x0a\x05hello not a net")
+    out = tmp_path / "new" / "folder"
+    with pytest.raises(ValueError):
+        publish("voc12", src, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.caffemodel"]
+
+
+def test_a_missing_source_is_refused_before_the_folder_is_made(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        publish("voc12", tmp_path / "missing.caffemodel", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("repo_id", ["not valid", "a/b/c", "me/--x", "me/x.git"])
+def test_a_bad_repo_id_is_refused_before_the_conversion(tmp_path, monkeypatch, repo_id):
+    import deeplabv2.cli.publish as verb
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("converted before the repository id was checked")
+
+    monkeypatch.setattr(verb, "convert", refuse)
+    api = RecordingApi()
+    with pytest.raises(ValueError, match="repo_id"):
+        publish("voc12", tmp_path / "x.caffemodel", tmp_path / "out", repo_id, True, api=api)
+    assert api.calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_cli_names_the_out_folder_that_cannot_be_written(tmp_path, monkeypatch, capsys):
+    import deeplabv2.cli.publish as verb
+    from deeplabv2.cli import main
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("converted before --out was checked")
+
+    monkeypatch.setattr(verb, "convert", refuse)
+    src = tmp_path / "x.caffemodel"
+    src.write_bytes(b"")
+    (tmp_path / "file.txt").write_text("mine")
+    out = tmp_path / "file.txt" / "out"
+    assert main(["publish", "voc12", str(src), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert str(out) in err and "file.txt is a file" in err and "converted before" not in err
+    assert main(["publish", "voc12", str(src), "--out", str(tmp_path / "file.txt")]) == 1
+    assert "--out" in capsys.readouterr().err
