@@ -17,7 +17,9 @@ from deeplabv2.protocol import PORT_PROTOCOL, RELEASE_PROTOCOL, PretrainedInfo, 
 
 
 def cli_segmenter(weights, *extra: str) -> Segmenter:
-    args = build_parser().parse_args(["predict", "x.png", "--out", "o", "--weights", weights, *extra])
+    args = build_parser().parse_args(
+        ["predict", "x.png", "--out", "o", "--weights", weights, *extra]
+    )
     return build_segmenter(args, torch.device("cpu"))
 
 
