@@ -14,6 +14,7 @@ __all__ = [
     "ExportVerificationError",
     "DeepLabV2Error",
     "ImageError",
+    "ImageMemoryError",
     "ImageSizeError",
     "LabelError",
     "OutputExistsError",
@@ -49,6 +50,11 @@ class ImageError(DeepLabV2Error, ValueError):
 
 class ImageSizeError(ImageError):
     """An image is too small for the network or larger than the configured pixel limit."""
+
+
+class ImageMemoryError(ImageSizeError, MemoryError):
+    """An image whose full-size logits or probabilities do not fit in memory (smaller tiles do
+    not help: they bound the network's memory, not this buffer). Also a :class:`MemoryError`."""
 
 
 class LabelError(DeepLabV2Error, ValueError):

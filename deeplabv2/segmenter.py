@@ -116,7 +116,7 @@ class Segmenter:
 
     Raises (when segmenting):
         ImageSizeError: an image smaller than the network (and its MSC scales) can take, or
-            larger than ``max_pixels``; :class:`deeplabv2.tiling.ImageMemoryError` (also a
+            larger than ``max_pixels``; :class:`deeplabv2.errors.ImageMemoryError` (also a
             ``MemoryError``) for a tiled image whose full-size probabilities do not fit in memory.
     """
 

@@ -15,12 +15,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import ImageSizeError
+from .errors import ImageMemoryError
 
 __all__ = [
     "DEFAULT_TILE_SIZE",
     "OUTPUT_STRIDE",
-    "ImageMemoryError",
     "slow_tiling_warning",
     "tile_layout",
     "tile_overlap_for",
@@ -33,11 +32,6 @@ OUTPUT_STRIDE = 8
 DEFAULT_TILE_SIZE = 1025
 # A tile size whose network time is this many times the default's is worth a warning.
 _SLOW = 10.0
-
-
-class ImageMemoryError(ImageSizeError, MemoryError):
-    """An image whose full-size logits or probabilities do not fit in memory (smaller tiles do
-    not help: they bound the network's memory, not this buffer). Also a :class:`MemoryError`."""
 
 
 def tile_overlap_for(
