@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch.distributed as dist
 from tqdm import tqdm
 
 from .data.classes import VOC_CLASSES
-from .distributed import Ranks
-from .errors import DatasetError, LabelError
+from .distributed import Ranks, check_peers, collective, report_failure
+from .errors import DatasetError, ImageError, LabelError
 from .metrics import ConfusionMatrix
 from .pipeline import Result, default_crf_workers, stream
 from .segmenter import Segmenter
 
 __all__ = ["evaluate"]
+
+#: What ``skip_unreadable`` skips: an image or label that cannot be read, or that do not match.
+_UNREADABLE = (ImageError, OSError, DatasetError)
 
 
 class _Pairs:
@@ -31,14 +36,76 @@ class _Pairs:
         return image, (label, name)
 
 
-def _update(matrix: ConfusionMatrix, results: Iterable[Result]) -> None:
-    """Add each result's labels to ``matrix``; an invalid label names its image."""
+def _update(
+    matrix: ConfusionMatrix, results: Iterable[Result], failed: list[str], ranks: Ranks
+) -> None:
+    """Add each result's labels to ``matrix`` (an invalid label names its image) or its error
+    to ``failed``; stops when another rank has failed."""
     for result in results:
+        check_peers(ranks)
+        if result.error is not None:  # only the tolerated (unreadable) ones come back
+            failed.append(str(result.error))
+            continue
         label, name = result.extra
         try:
             matrix.update(result.prediction.labels, label)
         except LabelError as error:
             raise LabelError(f"{name}: {error}") from None
+
+
+def _score(
+    segmenter: Segmenter,
+    dataset: Any,
+    matrix: ConfusionMatrix,
+    ranks: Ranks,
+    progress: bool,
+    tolerant: tuple[type[BaseException], ...],
+    **speed: Any,
+) -> list[str]:
+    """Score this rank's shard of ``dataset`` into ``matrix``; the images that failed."""
+    indices = ranks.shard(len(dataset))
+    if speed["crf_workers"] is None:
+        speed["crf_workers"] = default_crf_workers(segmenter.device)
+    failed: list[str] = []
+    with tqdm(
+        total=len(indices), desc="eval", unit="image", disable=not progress or ranks.rank != 0
+    ) as bar:
+        results = stream(
+            segmenter, _Pairs(dataset), indices, tolerant=tolerant, progress=bar, **speed
+        )
+        with closing(results):  # a failure stops the decoding and CRF workers at once
+            _update(matrix, results, failed, ranks)
+    return failed
+
+
+def _merge(matrix: ConfusionMatrix, failed: list[str], ranks: Ranks) -> list[str]:
+    """Every rank's matrix and failures, summed into ``matrix``; all the failures."""
+    if not ranks.distributed:
+        return failed
+    with collective(ranks):  # every rank got here: none waits for a failed one
+        matrix.all_reduce()
+        gathered: list = [None] * ranks.world
+        dist.all_gather_object(gathered, failed)
+    return [text for part in gathered for text in part]
+
+
+def _warn_about_labels(matrix: ConfusionMatrix, scored: int) -> None:
+    """One warning for invalid label values, one where no pixel has a class label."""
+    message = matrix.invalid_label_message()
+    if message is not None:
+        warnings.warn(
+            f"{message} (strict_labels / --strict-labels makes this an error)", stacklevel=3
+        )
+    if int(matrix.matrix.sum()) == 0:
+        why = ""
+        if matrix.ignore_index is not None:
+            why = f": every label pixel is {matrix.ignore_index} (ignored)"
+            why += " or an invalid value" if message is not None else ""
+        warnings.warn(
+            f"no labelled pixel in the {scored} scored image(s){why}, so the scores are "
+            "undefined (null)",
+            stacklevel=3,
+        )
 
 
 def _warn_if_trained_on(model: Any, dataset: Any) -> None:
@@ -60,6 +127,7 @@ def evaluate(
     ignore_index: int = 255,
     strict_labels: bool = False,
     ranks: Optional[Ranks] = None,
+    skip_unreadable: bool = False,
 ) -> dict:
     """Segment every ``(image, label, name)`` of ``dataset`` and score it.
 
@@ -70,13 +138,19 @@ def evaluate(
     measured slower; on a GPU the CRF runs there).
     Under ``torchrun`` (in an initialised ``torch.distributed`` group) every rank scores its
     shard and the confusion matrices are summed, so every rank returns the scores of the whole
-    dataset.
+    dataset; an exception on one rank stops the others after their current image (they raise
+    :class:`~deeplabv2.distributed.RankFailed`) instead of leaving them waiting.
     Label values that are neither a class nor ``ignore_index`` are left out of the scores
     with one warning at the end (counted in ``invalid_label_pixels``), or raise a
-    :class:`~deeplabv2.errors.LabelError` naming the image with ``strict_labels``.
+    :class:`~deeplabv2.errors.LabelError` naming the image with ``strict_labels``. Where no
+    pixel has a class label (all ``ignore_index``), the scores are ``None`` with a warning.
+    With ``skip_unreadable``, an image or label that cannot be read (``ImageError``,
+    ``OSError``) or whose sizes differ (``DatasetError``) is left out of the scores and
+    listed in ``failed_images`` instead of raising.
 
     Returns:
-        :meth:`deeplabv2.metrics.ConfusionMatrix.scores` plus ``num_images`` and the settings.
+        :meth:`deeplabv2.metrics.ConfusionMatrix.scores` plus ``num_images`` (those scored),
+        ``failed_images`` (the skipped images' errors, every rank's) and the settings.
 
     Raises:
         DatasetError: an empty dataset.
@@ -88,30 +162,17 @@ def evaluate(
     num_classes = int(segmenter.model.num_classes)
     names = segmenter.class_names or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, strict=strict_labels)
-    indices = ranks.shard(len(dataset))
-    with tqdm(
-        total=len(indices), desc="eval", unit="image", disable=not progress or ranks.rank != 0
-    ) as bar:
-        if crf_workers is None:
-            crf_workers = default_crf_workers(segmenter.device)
-        results = stream(
-            segmenter,
-            _Pairs(dataset),
-            indices,
-            batch_size=batch_size,
-            workers=workers,
-            crf_workers=crf_workers,
-            progress=bar,
-        )
-        _update(matrix, results)
-    if ranks.distributed:
-        matrix.all_reduce()
-    message = matrix.invalid_label_message()
-    if message is not None and ranks.rank == 0:
-        warnings.warn(
-            f"{message} (strict_labels / --strict-labels makes this an error)", stacklevel=2
-        )
+    speed = {"batch_size": batch_size, "workers": workers, "crf_workers": crf_workers}
+    try:
+        tolerant = _UNREADABLE if skip_unreadable else ()
+        failed = _score(segmenter, dataset, matrix, ranks, progress, tolerant, **speed)
+    except BaseException as error:
+        report_failure(ranks, error)  # the other ranks stop too, instead of waiting for this one
+        raise
+    failed = sorted(_merge(matrix, failed, ranks))
+    if ranks.rank == 0:
+        _warn_about_labels(matrix, len(dataset) - len(failed))
     results = matrix.scores(names)
-    results["num_images"] = len(dataset)
+    results.update(num_images=len(dataset) - len(failed), failed_images=failed)
     results["settings"] = segmenter.settings()
     return results

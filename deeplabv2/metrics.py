@@ -80,7 +80,12 @@ class ConfusionMatrix:
 
     def all_reduce(self, group=None) -> ConfusionMatrix:
         """Sum the matrix (and the invalid label counts) over all processes of
-        ``torch.distributed``, in place; returns self."""
+        ``torch.distributed``, in place; returns self.
+
+        A collective: every process must call it, or the others wait for the process group's
+        timeout. Call it in ``with deeplabv2.distributed.collective(ranks):``, which first
+        waits until every rank got there and stops if one failed (as ``evaluate`` does).
+        """
         import torch.distributed as dist
 
         device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"

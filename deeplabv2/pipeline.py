@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -75,6 +76,12 @@ class _Decoded(torch.utils.data.Dataset):
         return index, torch.from_numpy(np.ascontiguousarray(rgb)), extra, None
 
 
+def _ignore_interrupts() -> None:
+    """CRF worker start: Ctrl-C (sent to the whole process group) is the parent's to handle;
+    it terminates the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _crf_task(crf: DenseCRF, image: np.ndarray, probs: np.ndarray, want_probs: bool) -> np.ndarray:
     """Worker: the CRF of one image, one thread (returns probs, or labels when enough)."""
     torch.set_num_threads(1)
@@ -101,7 +108,9 @@ class _Stream:
         self.pool: Optional[ProcessPoolExecutor] = None
         if segmenter.crf is not None and segmenter.device.type != "cuda" and crf_workers > 0:
             context = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(crf_workers, mp_context=context)
+            self.pool = ProcessPoolExecutor(
+                crf_workers, mp_context=context, initializer=_ignore_interrupts
+            )
         self.pending: deque[tuple[Future, Result]] = deque()
         self.groups: dict[tuple, list[tuple[int, torch.Tensor, Any]]] = {}
 
@@ -192,10 +201,24 @@ class _Stream:
             result.prediction = Prediction(refined, None, self.segmenter.class_names)
         yield self.done(result)
 
-    def close(self) -> None:
-        """Stop the CRF workers (queued jobs are cancelled)."""
-        if self.pool is not None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the CRF workers: once their jobs are done, or (``abort``: interrupted, or an
+        error) at once, cancelling the queued jobs and terminating the running ones."""
+        if self.pool is None:
+            return
+        if not abort:
             self.pool.shutdown(cancel_futures=True)
+            return
+        # the worker processes: no public handle before Python 3.14's terminate_workers()
+        workers = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
 
 
 def stream(
@@ -252,5 +275,7 @@ def stream(
             else:
                 yield from state.add(index, image, extra)
         yield from state.flush()
-    finally:
-        state.close()
+    except BaseException:  # an error, an interrupt, or the caller closed the stream
+        state.close(abort=True)
+        raise
+    state.close()

@@ -1,4 +1,5 @@
-"""SIGTERM and SIGKILL during `convert` and `predict`: no temporary files are left behind."""
+"""SIGTERM, SIGKILL and Ctrl-C during `convert` and `predict` (also inside the CRF): prompt exits
+with the documented codes, no temporary files or worker processes left behind."""
 
 from __future__ import annotations
 
@@ -100,3 +101,109 @@ def test_predict_stops_cleanly(tmp_path, voc_safetensors, sig):
     for png in written:  # every finished output is complete
         with Image.open(png) as image:
             image.load()
+
+
+# -- signals during the CRF (numba, inline or in --crf-workers processes) ----------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def crf_busy(process: subprocess.Popen, workers: int, out: Path) -> None:
+    """Wait until the (long) CRF of the second image runs: inline a few seconds after the first
+    image's output, in a worker once that worker keeps computing."""
+    wait_for(lambda: (out / "0.png").exists() or process.poll() is not None)
+    assert process.poll() is None
+    if workers == 0:
+        time.sleep(3)  # the network takes about 1 s of it, the CRF 25 s or more
+        return
+    wait_for(lambda: descendants(process.pid) or process.poll() is not None)
+    worker = max(descendants(process.pid), key=cpu_seconds)
+    before = cpu_seconds(worker)
+    wait_for(lambda: cpu_seconds(worker) > before + 1 or process.poll() is not None)
+
+
+@pytest.mark.parametrize(
+    "sig, workers, group",
+    [
+        (signal.SIGTERM, 0, False),  # kill PID
+        (signal.SIGINT, 0, True),  # Ctrl-C in a terminal: the whole process group
+        (signal.SIGTERM, 1, False),
+        (signal.SIGINT, 1, False),
+        (signal.SIGINT, 1, True),  # the CRF workers leave Ctrl-C to the main process
+    ],
+)
+def test_signals_during_the_crf_stop_promptly(tmp_path, voc_safetensors, sig, workers, group):
+    images = tmp_path / "in"
+    images.mkdir()
+    photo = skdata.astronaut()
+    Image.fromarray(np.ascontiguousarray(photo[:40, :50])).save(images / "0.png")
+    Image.fromarray(np.ascontiguousarray(photo[:200, :260])).save(images / "1.png")
+    params = tmp_path / "crf.json"
+    params.write_text('{"iterations": 1000}')  # a CRF of 25 s or more on the second image
+    out = tmp_path / "out"
+    args = ["predict", str(images), "--out", str(out), "--weights", str(voc_safetensors)]
+    args += ["--single-scale", "--pad-to", "none", "--quiet", "--crf-params", str(params)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deeplabv2.cli", *args, "--crf-backend", "numba",
+         "--crf-workers", str(workers)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509 - no threads
+    )  # fmt: skip
+    try:
+        crf_busy(process, workers, out)
+        children = descendants(process.pid)
+        signalled = time.monotonic()
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+        _, err = process.communicate(timeout=120)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == (143 if sig == signal.SIGTERM else 130), err
+    assert "Traceback" not in err and "returned a result with an exception set" not in err
+    assert took < 10, f"exited {took:.1f} s after the signal"
+    end = time.monotonic() + 5
+    while any(alive(pid) for pid in children):
+        assert time.monotonic() < end, "worker processes left behind"
+        time.sleep(0.1)
+    assert temporaries(out) == [] and sorted(p.name for p in out.iterdir()) == ["0.png"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -62,15 +63,19 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             strict_labels=args.strict_labels,
             ranks=ranks,
+            skip_unreadable=True,  # reported, and the exit code is 1, as in predict
             **speed(args, device),
         )
+        code = 1 if results["failed_images"] else 0
         if ranks.rank != 0:
-            return 0
+            return code
+        for failure in results["failed_images"]:
+            print(f"deeplabv2 eval: skipped {failure}", file=sys.stderr)
         _print_scores(results)
         if out is not None:
             text = json.dumps(results, indent=2, allow_nan=False)
             atomic_write(out, lambda tmp: Path(tmp).write_text(text), force=args.force)
             print(f"wrote {out}")
-        return 0
+        return code
     finally:
         stop(ranks)

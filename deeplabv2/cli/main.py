@@ -43,6 +43,27 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _interruption(error: Optional[BaseException]) -> Optional[BaseException]:
+    """The Ctrl-C or SIGTERM behind ``error``, if any: a signal's exception raised inside
+    compiled code (numba's CRF) comes back as the ``__cause__`` of a ``SystemError``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (KeyboardInterrupt, _Terminated)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _stopped(interruption: BaseException) -> int:
+    """Report an interruption; its exit code."""
+    if isinstance(interruption, KeyboardInterrupt):
+        print("deeplabv2: interrupted", file=sys.stderr)
+        return 130
+    print("deeplabv2: terminated", file=sys.stderr)
+    return 143
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code.
 
@@ -56,13 +77,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("deeplabv2: interrupted", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print("deeplabv2: terminated", file=sys.stderr)
-        return 143
+    except (KeyboardInterrupt, _Terminated) as interruption:
+        return _stopped(interruption)
     except Exception as error:  # noqa: BLE001 - one clear line unless --verbose
+        interruption = _interruption(error)
+        if interruption is not None:
+            return _stopped(interruption)
         if args.verbose:
             raise
         print(f"deeplabv2 {args.command}: error: {error}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from .._files import check_writable
 from ..data.images import load_image
-from ..distributed import Ranks, start, stop
+from ..distributed import Ranks, check_peers, collective, start, stop, wait_for_peers
 from ..errors import ImageError
 from ..pipeline import Result, stream
 from ..weights.files import check_destination
@@ -114,19 +115,21 @@ def _segment(
             progress=bar,
             **speed(args, device),
         )
-        for result in results:
-            path = paths[result.index]
-            error = result.error
-            if error is None:
-                try:
-                    _write(result, outputs[result.index], args)
-                except OSError as write_error:
-                    error = write_error
-            if error is not None:
-                reason = per_image_failure(error)
-                if reason is None:
-                    raise error
-                failures.append(reason if str(path) in reason else f"{path}: {reason}")
+        with closing(results):  # an error stops the decoding and CRF workers at once
+            for result in results:
+                check_peers(ranks)  # another rank failed: stop too
+                path = paths[result.index]
+                error = result.error
+                if error is None:
+                    try:
+                        _write(result, outputs[result.index], args)
+                    except OSError as write_error:
+                        error = write_error
+                if error is not None:
+                    reason = per_image_failure(error)
+                    if reason is None:
+                        raise error
+                    failures.append(reason if str(path) in reason else f"{path}: {reason}")
     return failures
 
 
@@ -135,7 +138,8 @@ def _total(ranks: Ranks, value: int) -> int:
     if not ranks.distributed:
         return value
     tensor = torch.tensor([value], dtype=torch.int64)
-    dist.all_reduce(tensor)
+    with collective(ranks):
+        dist.all_reduce(tensor)
     return int(tensor.item())
 
 
@@ -144,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
     paths, out, outputs = _plan(args)
     ranks = start()
     try:
-        if ranks.distributed:
-            dist.barrier()  # no rank writes before every rank has checked
+        wait_for_peers(ranks)  # no rank writes before every rank has checked
         failures = _segment(args, ranks, paths, outputs)
         for failure in failures:
             print(f"deeplabv2 predict: skipped {failure}", file=sys.stderr)
