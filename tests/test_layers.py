@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import ast
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import deeplabv2
+
+from .test_architecture import imports_of as walk_imports
+from .test_architecture import modules as architecture_modules
 
 PACKAGE = Path(deeplabv2.__file__).parent
 # Floors, one way down (DESIGN.md): a module may import only from its own floor or below.
@@ -42,43 +44,11 @@ def modules() -> list[str]:
     return sorted(names)
 
 
-def source_of(name: str) -> Path:
-    relative = Path(*name.split(".")[1:])
-    package = PACKAGE / relative / "__init__.py"
-    return package if package.is_file() else (PACKAGE / relative).with_suffix(".py")
-
-
 def imports_of(name: str) -> set[str]:
-    """Every deeplabv2 module ``name`` imports, at any depth of its code (functions too)."""
-    path = source_of(name)
-    is_package = path.name == "__init__.py"
-    base = name.split(".") if is_package else name.split(".")[:-1]
-    found = set()
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
-        for inner in ast.walk(node)
-    }  # imports for type checkers only never run
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("deeplabv2")}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                target = ".".join(
-                    base[: len(base) - node.level + 1] + ([node.module] if node.module else [])
-                )
-            else:
-                target = node.module or ""
-            if target.startswith("deeplabv2"):
-                known = set(modules())
-                for alias in node.names:
-                    submodule = f"{target}.{alias.name}"
-                    found.add(submodule if submodule in known else target)
-    return {m for m in found if m in set(modules()) and m != name}
+    """Every deeplabv2 module ``name`` imports at run time, at any depth of its code (the walk
+    of :mod:`tests.test_architecture`)."""
+    known = architecture_modules()
+    return walk_imports(name, known[name], set(known))
 
 
 def top(name: str) -> str:
