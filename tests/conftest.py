@@ -72,3 +72,14 @@ def voc_safetensors(tmp_path_factory, release_caffemodel) -> Path:
 
     path, _ = convert(release_caffemodel, tmp_path_factory.mktemp("converted") / "voc.safetensors")
     return path
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """This test's temporary files go to a folder of their own, to see that none is left."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder

@@ -138,17 +138,6 @@ def test_refusals(tuned, tmp_path: Path) -> None:
         DeepLabVGG16.from_pretrained(str(tmp_path / "nowhere"))
 
 
-@pytest.fixture
-def private_tmp(tmp_path, monkeypatch) -> Path:
-    """This test's temporary files go to a folder of their own, to see that none is left."""
-    import tempfile
-
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
 @pytest.mark.parametrize("error", [RuntimeError("the Hub is down"), KeyboardInterrupt()])
 def test_push_to_hub_removes_its_temporary_folder_whatever_happens(tuned, private_tmp, error):
     written = []

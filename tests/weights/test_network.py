@@ -525,17 +525,6 @@ def small_model():
     return deeplab_largefov_vgg16(num_classes=2).eval()
 
 
-@pytest.fixture
-def private_tmp(tmp_path, monkeypatch) -> Path:
-    """Temporary files of this test go to a folder of its own, to check that none is left."""
-    import tempfile
-
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
 @pytest.mark.parametrize("mode", ["silent", "401", "closed"])
 def test_push_to_hub_removes_its_temporary_folder_when_the_upload_fails(
     one_second, serve, small_model, private_tmp, mode
