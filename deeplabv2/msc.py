@@ -48,10 +48,9 @@ class MultiScale(nn.Module):
         flip: in evaluation mode, also run the horizontally flipped input and average the fused
             logits of both (flipped back). Ignored in training mode.
 
-    Returns:
-        training mode: :class:`MultiScaleOutput` (per-scale logits and the fused logits), so a
-        training loop can sum one loss per branch plus one for the fused logits;
-        evaluation mode: the fused logits ``(B, C, h, w)`` at the 1.0 branch's size.
+    Calling it returns, in training mode, a :class:`MultiScaleOutput` (per-scale logits and the
+    fused logits), so a training loop can sum one loss per branch plus one for the fused logits;
+    in evaluation mode, the fused logits ``(B, C, h, w)`` at the 1.0 branch's size.
     """
 
     def __init__(

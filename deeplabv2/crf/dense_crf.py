@@ -32,9 +32,11 @@ class DenseCRF(nn.Module):
 
     Args:
         iterations: mean-field iterations (10).
-        bi_w, bi_xy_std, bi_rgb_std: weight and standard deviations (pixels, 0..255 intensity) of
-            the appearance kernel (4, 67, 3).
-        pos_w, pos_xy_std: weight and standard deviation (pixels) of the smoothness kernel (3, 1).
+        bi_w: weight of the appearance kernel (4).
+        bi_xy_std: its spatial standard deviation, in pixels (67).
+        bi_rgb_std: its colour standard deviation, in 0..255 intensity units (3).
+        pos_w: weight of the smoothness kernel (3).
+        pos_xy_std: its spatial standard deviation, in pixels (1).
         compatibility: None for Potts (DeepLab's), or a ``C x C`` label compatibility matrix
             in densecrf's convention (Potts is ``-I``; see :class:`CRFParams`), e.g. one learned
             by ``examples/tune_crf.py --method gradient``.
