@@ -30,6 +30,8 @@ from typing import Any, Optional
 
 #: The bytes first read from the end of an archive.
 TAIL = 4096
+#: The largest central directory read (a release's lists a few dozen files in a few KiB).
+_MAX_DIRECTORY = 1 << 24
 #: The most the end records can take (a 22-byte record with a comment of up to 65535 bytes).
 _MAX_END = 22 + 0xFFFF
 _END, _LOCATOR, _END64 = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
@@ -191,7 +193,7 @@ def _read(params: dict, seconds: float, span: str, validator=None) -> tuple[byte
     if where is None:
         raise _Whole(response)
     with response:
-        data = response.read()
+        data = response.read(where[1] - where[0] + 1)
     if len(data) != where[1] - where[0] + 1:
         raise ConnectionResetError(errno.ECONNRESET, f"closed after {len(data):,} bytes")
     return data, where, _validator(response)
@@ -212,18 +214,33 @@ def _resumable(part: str, state: dict) -> int:
     return have if same and have <= (saved.get("length") or have) else 0
 
 
+def _lock(handle: Any, part: str) -> None:
+    """Hold ``part`` for this transfer (POSIX): another process that downloads the same file
+    fails at once instead of writing into it; the lock goes with the process."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        message = f"another process is downloading {part}; wait for it to finish"
+        raise BlockingIOError(errno.EWOULDBLOCK, message) from None
+
+
 def _save(response: Any, params: dict, part: str, state: dict, have: int) -> int:
     """Write the body of ``response`` into ``part`` from byte ``have`` on (the record of what
     it is written first); the bytes in ``part``, or ConnectionResetError if it ends early."""
     from tqdm import tqdm
 
-    with open(part + ".json.tmp", "w", encoding="utf-8") as handle:
-        json.dump(state, handle)
-    os.replace(part + ".json.tmp", part + ".json")
     length = state["length"]
     style = dict(total=length, initial=have, unit="B", unit_scale=True, unit_divisor=1024)
     bar = tqdm(desc=params["desc"], disable=not params["progress"], **style)
-    with response, open(part, "r+b" if have else "wb") as sink, bar:
+    with response, open(os.open(part, os.O_RDWR | os.O_CREAT, 0o644), "r+b") as sink, bar:
+        _lock(sink, part)
+        with open(part + ".json.tmp", "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        os.replace(part + ".json.tmp", part + ".json")
         sink.seek(have)
         sink.truncate()
         while chunk := response.read(1 << 16):
@@ -258,6 +275,9 @@ def fetch_file(params: dict, stage: list, seconds: float) -> dict[str, Any]:
         where = _content_range(response)
         if where is not None and where[0] == have and where[2] == state["length"]:
             return {"bytes": _save(response, params, part, state, have)}
+        if where is not None:  # not the range asked for: start again with the whole file
+            response.close()
+            response = _open(params, seconds)
     else:
         response = _open(params, seconds)
     return {"bytes": _whole_file(response, params, part)}
@@ -277,6 +297,8 @@ def _locate(params: dict, seconds: float) -> tuple[dict[str, Any], int, Optional
     if offset == -2:  # a ZIP64 end record outside the tail
         record = _read(params, seconds, f"{size}-{size + 55}", validator)[0]
         offset, size, entries = _zip64_span(record)
+    if size > _MAX_DIRECTORY:
+        raise ZipFormatError(f"a central directory of {size:,} bytes: not a release archive")
     if offset < first or offset + size > first + len(tail):
         tail, (first, _, _), _ = _read(params, seconds, f"{offset}-{offset + size - 1}", validator)
     directory = tail[offset - first : offset - first + size]

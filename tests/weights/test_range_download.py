@@ -16,6 +16,11 @@ from unittest import mock
 import pytest
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from deeplabv2.errors import WeightsFormatError, WeightsUnavailableError
 from deeplabv2.weights import Weights, registry, remote_zip, resolve_weights
 
@@ -241,3 +246,16 @@ def test_the_progress_bar_shows_the_member_size(release, capfd):
     error = capfd.readouterr().err
     assert f"/{tqdm.format_sizeof(size, divisor=1024)} [" in error, error[-500:]
     assert "deeplab_v2_resnet101.test-range.caffemodel" in error
+
+
+@pytest.mark.skipif(fcntl is None, reason="needs fcntl (POSIX)")
+def test_a_download_in_progress_elsewhere_is_not_written_into(release):
+    archive = make_archive()
+    server, load = release(archive)
+    release.checkpoints.mkdir(parents=True)
+    part = release.checkpoints / "deeplab_v2_resnet101.test-range.caffemodel.part"
+    with open(part, "wb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as another process's transfer holds it
+        with pytest.raises(WeightsUnavailableError, match="another process is downloading"):
+            load()
+    assert load().read_bytes() == member_of(archive)[0]
