@@ -24,8 +24,9 @@ from ..errors import WeightsFormatError, WeightsUnavailableError
 from . import network, release
 from .cache import discard, sha256sum
 from .registry import Weights, get_weights
+from .release import member_limit
 
-__all__ = ["discard", "hf_download", "resolve_weights", "sha256sum"]
+__all__ = ["discard", "hf_download", "member_limit", "resolve_weights", "sha256sum"]
 
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
 
@@ -149,7 +150,7 @@ def _url_download(
     if target.is_file():
         return target
     if weights.url_member is not None and archive.is_file():  # a whole archive from before
-        release.extract(archive, weights.url_member, target, release.member_limit(weights))
+        release.extract(archive, weights.url_member, target, member_limit(weights))
         return target
     what = f"the {weights.name!r} weights"
     if local_files_only or _offline():

@@ -64,6 +64,8 @@ def _directory_span(tail: bytes, first: int, total: int) -> tuple[int, int, int]
         if len(tail) < total and len(tail) < _MAX_END + 76:
             return -1, 0, 0
         raise ZipFormatError("no end of central directory record: not a zip archive")
+    if at < 20 < first and len(tail) < _MAX_END + 76:
+        return -1, 0, 0  # a ZIP64 locator may be just before what was read
     disk, _, _, entries, size, offset = struct.unpack_from("<4H2I", tail, at + 4)
     if disk != 0:
         raise ZipFormatError("a multi-volume (split) archive is not supported")

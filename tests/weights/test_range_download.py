@@ -52,6 +52,18 @@ def make_archive(method: int = zipfile.ZIP_STORED, comment: bytes = b"") -> byte
     return buffer.getvalue()
 
 
+def zip64_archive(comment: int = 0) -> bytes:
+    """A 3-member archive in ZIP64 form: Python writes ZIP64 records and member fields past
+    ``ZIP64_LIMIT`` (lowered here); the classic end record's fields are set to 0xFFFF... as
+    they are in an archive over 4 GiB (so only the ZIP64 record tells where things are)."""
+    with mock.patch.object(zipfile, "ZIP64_LIMIT", 1000):
+        archive = bytearray(make_archive(zipfile.ZIP_DEFLATED, comment=b"c" * comment))
+    end = archive.rindex(b"PK\x05\x06", 0, len(archive) - comment)
+    archive[end + 8 : end + 20] = b"\xff" * 12  # entries (2 x 2 bytes), size, offset
+    assert b"PK\x06\x06" in archive and b"PK\x06\x07" in archive  # ZIP64 end records
+    return bytes(archive)
+
+
 def member_of(archive: bytes, name: str = MEMBER) -> tuple[bytes, zipfile.ZipInfo]:
     """The member's bytes and record, read by Python's zipfile (the reference)."""
     with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
@@ -207,12 +219,12 @@ def test_an_unsupported_compression_method_is_a_clear_error(release):
     assert cached(release.checkpoints) == []
 
 
-def test_zip64_archive_and_a_long_comment(release):
+@pytest.mark.parametrize("comment", [10_000, remote_zip.TAIL - 22 - 10])
+def test_zip64_archive_and_a_long_comment(release, comment):
     """ZIP64 end records and member fields (Python writes them past ZIP64_LIMIT, lowered here),
-    and an end record behind a comment longer than the first read of the archive's end."""
-    with mock.patch.object(zipfile, "ZIP64_LIMIT", 1000):
-        archive = make_archive(zipfile.ZIP_DEFLATED, comment=b"c" * 10_000)
-    assert b"PK\x06\x06" in archive and b"PK\x06\x07" in archive  # ZIP64 end records
+    and an end record behind a comment longer than the first read of the archive's end, or
+    one that leaves the ZIP64 locator just before it."""
+    archive = zip64_archive(comment)
     expected, info = member_of(archive)
     server, load = release(archive)
     assert load().read_bytes() == expected
@@ -221,8 +233,7 @@ def test_zip64_archive_and_a_long_comment(release):
 
 @pytest.mark.parametrize("zip64", [False, True])
 def test_the_central_directory_reads_as_pythons_zipfile_reads_it(zip64):
-    with mock.patch.object(zipfile, "ZIP64_LIMIT", 1000 if zip64 else zipfile.ZIP64_LIMIT):
-        archive = make_archive(zipfile.ZIP_DEFLATED)
+    archive = zip64_archive() if zip64 else make_archive(zipfile.ZIP_DEFLATED)
     offset, size, entries = remote_zip._directory_span(archive, 0, len(archive))
     members = remote_zip.read_directory(archive[offset : offset + size], entries)
     with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
