@@ -2,75 +2,37 @@
 
 Loading order: an explicit local file > the Hugging Face Hub cache (``HF_HUB_OFFLINE`` and
 ``local_files_only`` respected; a pinned commit in the cache needs no network) > download. Weights
-not yet published on the Hub come from their original release file, cached by torch.hub.
+not yet published on the Hub come from their original release file, cached by torch.hub
+(:mod:`deeplabv2.weights.release`: only the member of a zip archive where the server serves
+ranges, resumed after an interruption, checked before use).
 
 Every download runs under the network time limit of :mod:`deeplabv2.weights.network`
 (``DEEPLABV2_NETWORK_TIMEOUT``, 10 s: connect, no answer, less than 10 KiB per window), in a
-helper process; a failed download leaves no partial file.
+helper process. A failed Hub download leaves no partial file; a failed release download keeps
+what arrived in ``<cache file>.part`` to resume from, never a file under the cache file's name.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import os
-import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
-from .._files import atomic_write
 from ..errors import WeightsFormatError, WeightsUnavailableError
-from . import network
+from . import network, release
+from .cache import discard, sha256sum
 from .registry import Weights, get_weights
+from .release import member_limit
 
-__all__ = ["discard", "hf_download", "resolve_weights", "sha256sum"]
+__all__ = ["discard", "hf_download", "member_limit", "resolve_weights", "sha256sum"]
 
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
 
 
-def sha256sum(path: Union[str, os.PathLike]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _hub_blob(link: Path) -> Optional[Path]:
-    """The blob a Hugging Face cache link points to, if it is where the cache keeps it: the
-    ``blobs/`` folder of the same repository folder (``models--o--r/snapshots/<rev>/<file>`` ->
-    ``models--o--r/blobs/<hash>``); None for a link that points anywhere else."""
-    for ancestor in link.parents:
-        if ancestor.parent.name == "snapshots":
-            blobs = ancestor.parent.parent / "blobs"
-            target = Path(os.path.realpath(link))
-            inside = target.parent == Path(os.path.realpath(blobs))
-            return target if inside and not target.is_symlink() else None
-    return None
-
-
-def discard(path: Union[str, os.PathLike]) -> None:
-    """Remove a cached file so that it is not reused, never following a link out of the cache.
-
-    A link is removed itself; the file it points to is removed only when it is the blob of a
-    Hugging Face cache link inside the same repository's ``blobs/`` folder. Whatever else a
-    link points to (anyone who can write into a shared cache can plant one) is left alone.
-    """
-    path = Path(path)
-    if path.is_symlink():
-        blob = _hub_blob(path)
-        path.unlink()
-        if blob is not None:
-            blob.unlink(missing_ok=True)
-    elif path.is_file():
-        path.unlink()
 
 
 def _unavailable(what: str, where: str, reason: str) -> WeightsUnavailableError:
@@ -178,112 +140,29 @@ def hf_download(
         raise _unavailable(what, where, _hub_reason(error)) from None
 
 
-def _download(url: str, target: Path, progress: bool, seconds: float) -> None:
-    """``url`` -> ``target``: atomic (no partial file, even on Ctrl-C); one attempt under the
-    network time limit of ``seconds`` (:mod:`deeplabv2.weights.network`)."""
-    from ..version import __version__
-
-    def fetch(tmp: str) -> None:
-        params = {
-            "url": url,
-            "path": tmp,
-            "progress": progress,
-            "desc": target.name,
-            "user_agent": f"deeplabv2/{__version__}",
-        }
-        network.run("url_download", params, seconds=seconds, host=network.host_of(url))
-
-    atomic_write(target, fetch, force=True)
-
-
-def _cache_name(url: str) -> str:
-    """A file name for ``url`` in torch.hub's cache that differs between releases whose files
-    share a name (both releases' archives are ``prototxt_and_model.zip``)."""
-    parent, _, name = url.rstrip("/").rpartition("/")
-    return f"{parent.rpartition('/')[2]}-{name}"
-
-
-#: The largest archive member extracted for an entry whose size is not recorded.
-MAX_MEMBER_BYTES = 1 << 30
-
-
-def member_limit(weights: Weights) -> int:
-    """The most bytes an archive member of ``weights`` may hold: twice the size of the
-    converted file (a ``.caffemodel`` stores the same float32 values, plus layer names and
-    training copies of shared layers), at least 64 MB; :data:`MAX_MEMBER_BYTES` if unknown."""
-    if not weights.file_size:
-        return MAX_MEMBER_BYTES
-    return max(int(2 * weights.file_size * 1e6), 64 << 20)
-
-
-def _extract(archive: Path, pattern: str, target: Path, limit: int) -> None:
-    """Stream the one member of ``archive`` whose file name matches ``pattern`` to ``target``;
-    a member larger than ``limit`` bytes (declared, or found while reading) is refused and the
-    archive removed from the cache."""
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            members = [
-                info
-                for info in zipped.infolist()
-                if fnmatch.fnmatchcase(info.filename.rsplit("/", 1)[-1], pattern)
-            ]
-            if len(members) != 1:
-                names = ", ".join(info.filename for info in members) or "none"
-                raise zipfile.BadZipFile(f"{len(members)} members match {pattern!r}: {names}")
-            if members[0].file_size > limit:
-                raise zipfile.BadZipFile(
-                    f"{members[0].filename} declares {members[0].file_size:,} bytes, more than "
-                    f"the {limit:,} such weights can take"
-                )
-
-            def extract(tmp: str) -> None:
-                written = 0
-                with zipped.open(members[0]) as source, open(tmp, "wb") as sink:
-                    while chunk := source.read(1 << 20):
-                        written += len(chunk)
-                        if written > limit:
-                            raise zipfile.BadZipFile(
-                                f"{members[0].filename} holds more than the {limit:,} bytes "
-                                "such weights can take"
-                            )
-                        sink.write(chunk)
-
-            atomic_write(target, extract, force=True)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
-        discard(archive)
-        raise WeightsFormatError(
-            f"{archive} is not a valid release archive holding {pattern} "
-            f"({type(error).__name__}: {error}); it was removed from the cache, try again"
-        ) from None
-
-
 def _url_download(
     weights: Weights, local_files_only: bool, progress: bool, timeout: Optional[float] = None
 ) -> Path:
-    """The original release file of ``weights`` in torch.hub's cache (downloaded if needed)."""
+    """The original release file of ``weights`` (or its member) in torch.hub's cache, fetched
+    if needed (:mod:`deeplabv2.weights.release`)."""
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    archive = checkpoints / _cache_name(weights.url)
-    suffix = Path(weights.url_member or weights.url).suffix
-    target = archive if weights.url_member is None else checkpoints / f"{weights.name}{suffix}"
+    archive, target = release.cache_files(weights, checkpoints)
     if target.is_file():
         return target
-    if not archive.is_file():
-        if local_files_only or _offline():
-            raise _unavailable(
-                f"the {weights.name!r} weights",
-                weights.url,
-                _error_reason(FileNotFoundError(f"{archive} (offline mode)")),
-            )
-        seconds = network.network_timeout(timeout)
-        what = f"the {weights.name!r} weights"
-        try:
-            _download(weights.url, archive, progress, seconds)
-        except network.NetworkFailure as failure:
-            raise _unavailable(what, weights.url, failure.describe()) from None
-        except OSError as error:  # the cache folder cannot be written
-            raise _unavailable(what, weights.url, _error_reason(error)) from None
-    if weights.url_member is not None:
-        _extract(archive, weights.url_member, target, member_limit(weights))
+    if weights.url_member is not None and archive.is_file():  # a whole archive from before
+        release.extract(archive, weights.url_member, target, member_limit(weights))
+        return target
+    what = f"the {weights.name!r} weights"
+    if local_files_only or _offline():
+        reason = _error_reason(FileNotFoundError(f"{archive} (offline mode)"))
+        raise _unavailable(what, weights.url, reason)
+    seconds = network.network_timeout(timeout)
+    try:
+        release.fetch(weights, checkpoints, progress, seconds)
+    except network.NetworkFailure as failure:
+        raise _unavailable(what, weights.url, failure.describe()) from None
+    except OSError as error:  # the cache folder cannot be written
+        raise _unavailable(what, weights.url, _error_reason(error)) from None
     return target
 
 
@@ -356,7 +235,9 @@ def resolve_weights(
 
     Raises:
         WeightsUnavailableError: not on disk and cannot be downloaded.
-        WeightsFormatError: a downloaded file whose SHA-256 is wrong (it is removed).
+        WeightsFormatError: a downloaded file whose SHA-256 is wrong, an archive member whose
+            CRC-32 or size differs from the archive's directory, or a release archive that
+            cannot be used (nothing of it is kept).
         ValueError: an unknown name, or a bad ``timeout`` / ``DEEPLABV2_NETWORK_TIMEOUT``.
     """
     if pretrained is True:

@@ -19,8 +19,9 @@ starts a child Python process (no torch: about 0.5 s) that installs the limits o
 ``socket`` and ``ssl`` classes, for every library, thread and TLS connection of the operation.
 It reads one JSON request on stdin, writes one JSON result on stdout, and exits when its stdin
 closes: after the result, on any exception in the caller including Ctrl-C (after :data:`GRACE` s
-it is killed), or when the caller dies. ``atomic_write`` removes a partial release file,
-``hf_download`` a partial Hub file; ``hf_xet`` (Xet storage) keeps its own client and timeouts.
+it is killed), or when the caller dies. A release file's transfer (:mod:`.remote_zip`) keeps what
+arrived in a partial file to resume from; ``hf_download`` removes a partial Hub file; ``hf_xet``
+(Xet storage) keeps its own client and timeouts.
 """
 
 from __future__ import annotations
@@ -125,9 +126,10 @@ _BOOT = (  # loads this file (not the package, which imports torch) and runs _ch
 
 
 def run(operation: str, params: dict, *, seconds: float, host: str, env: Optional[dict] = None):
-    """The result of ``operation`` (``hf_download``, ``url_download``, ``upload``) run with
-    ``params`` in a helper process under the limit of ``seconds``, or a :class:`NetworkFailure`
-    (``host``: the server to name if the helper cannot tell; ``env``: added to its environment).
+    """The result of ``operation`` (``hf_download``, ``url_download``, ``zip_member``,
+    ``upload``) run with ``params`` in a helper process under the limit of ``seconds``, or a
+    :class:`NetworkFailure` (``host``: the server to name if the helper cannot tell; ``env``:
+    added to its environment).
     """
     if not sys.executable:
         raise RuntimeError("cannot start the network helper process: sys.executable is not set")
@@ -363,24 +365,6 @@ def _hf_download(params: dict, stage: list, seconds: float) -> str:
     return hf_hub_download(repo_id, filename, etag_timeout=seconds, **params)
 
 
-def _url_download(params: dict, stage: list, seconds: float) -> None:
-    import urllib.request
-
-    from tqdm import tqdm
-
-    stage[0], url, written = "download", params["url"], 0
-    request = urllib.request.Request(url, headers={"User-Agent": params["user_agent"]})
-    with urllib.request.urlopen(request, timeout=seconds) as response:  # noqa: S310 - http(s)
-        size = int(response.headers.get("Content-Length") or 0) or None
-        style = dict(total=size, unit="B", unit_scale=True, disable=not params["progress"])
-        with open(params["path"], "wb") as sink, tqdm(desc=params["desc"], **style) as bar:
-            while chunk := response.read(1 << 16):
-                written += sink.write(chunk)
-                bar.update(len(chunk))
-    if size is not None and written != size:
-        raise ConnectionResetError(errno.ECONNRESET, f"closed after {written:,} of {size:,} bytes")
-
-
 def _upload(params: dict, stage: list, seconds: float) -> Optional[str]:
     from huggingface_hub import HfApi
 
@@ -388,6 +372,21 @@ def _upload(params: dict, stage: list, seconds: float) -> Optional[str]:
     hub.create_repo(repo_id, private=params.pop("private"), exist_ok=True)
     commit = hub.upload_folder(folder_path=params.pop("folder"), repo_id=repo_id, **params)
     return getattr(commit, "oid", None)
+
+
+#: Operations of :mod:`deeplabv2.weights.remote_zip` (plain HTTP, resumable), by name.
+_TRANSFERS = {"url_download": "fetch_file", "zip_member": "fetch_member"}
+
+
+def _load(name: str) -> Any:
+    """A module of this folder loaded by its path, as this file is (not through the package)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _child_main() -> None:
@@ -404,11 +403,14 @@ def _child_main() -> None:
     threading.Thread(target=watch_parent, daemon=True).start()
     sys.path[:] = request["path"]
     params, stage, seconds = request["params"], [""], request["seconds"]
-    if request["operation"] != "url_download" and not params.pop("progress"):
+    if request["operation"] not in _TRANSFERS and not params.pop("progress"):
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported
     limits = _Limits(seconds, request["host"])
     limits.install()
-    operation = {"hf_download": _hf_download, "url_download": _url_download, "upload": _upload}
+    operation = {"hf_download": _hf_download, "upload": _upload}
+    if request["operation"] in _TRANSFERS:  # plain HTTP transfers, resumable
+        transfers = _load("remote_zip")
+        operation.update({name: getattr(transfers, f) for name, f in _TRANSFERS.items()})
     try:
         result = {"ok": True, "value": operation[request["operation"]](params, stage, seconds)}
     except BaseException as error:  # noqa: BLE001 - everything goes back to the parent
