@@ -99,8 +99,8 @@ class MultiScale(nn.Module):
     def _resize_input(self, x: torch.Tensor, scale: float) -> torch.Tensor:
         if self.mode == "pytorch":
             return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
-        size = tuple(self.scaled_side(n, scale) for n in x.shape[-2:])
-        return resize_bilinear(x, size)
+        h, w = x.shape[-2:]
+        return resize_bilinear(x, (self.scaled_side(h, scale), self.scaled_side(w, scale)))
 
     def _resize_logits(self, logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
         if self.mode == "pytorch":

@@ -247,6 +247,7 @@ class Segmenter:
             h, w = image.shape[:2]
             self.check_size(h, w)
             if self.tiled(h, w):
+                assert self.tile_size is not None  # tiled() says so
                 with torch.inference_mode():  # one full-size buffer, softmax tile by tile
                     out[index] = tiled_logits(
                         np.asarray(image),

@@ -87,7 +87,8 @@ class _Graph(nn.Module):
         logits = self.network(image)
         if not self.probabilities:
             return logits
-        return torch.softmax(upsample_logits(logits, image.shape[-2:]), dim=1)
+        height, width = image.shape[-2:]
+        return torch.softmax(upsample_logits(logits, (height, width)), dim=1)
 
 
 def require_extra(verify: bool = True) -> Any:
@@ -147,7 +148,7 @@ def onnx_metadata(
     return {
         "deeplabv2.version": __version__,
         "deeplabv2.architecture": str(getattr(model, "architecture", None) or "custom"),
-        "deeplabv2.num_classes": str(int(model.num_classes)),
+        "deeplabv2.num_classes": str(model.num_classes),
         "deeplabv2.class_names": json.dumps(list(getattr(model, "class_names", ()))),
         "deeplabv2.preprocessing": json.dumps(
             {
@@ -271,6 +272,7 @@ def _onnx_proto(graph: _Graph, min_side: int, opset: Optional[int]) -> Any:
             external_data=False,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     if any(not dims[i].dim_param for i in (0, 2, 3)):
@@ -299,7 +301,7 @@ def _verify(path: str, graph: nn.Module, tolerance: float) -> list[tuple[tuple[i
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(0)
-    errors = []
+    errors: list[tuple[tuple[int, ...], float]] = []
     for shape in VERIFY_SHAPES:
         x = torch.randn(shape, generator=generator) * 60.0
         with torch.no_grad():

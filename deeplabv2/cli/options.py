@@ -171,6 +171,12 @@ def _add_speed_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
+class _AnyNetwork(nn.Module):
+    """Stands for the network where only its smallest input matters."""
+
+    min_input_size = MIN_INPUT_SIZE
+
+
 def _check_tiles(args: argparse.Namespace) -> None:
     """``--tile-size`` and ``--tile-overlap``, with multi-scale testing's minimum unless
     ``--single-scale`` (the weights' protocols all have MSC: its 0.5 branch of a tile must
@@ -178,8 +184,7 @@ def _check_tiles(args: argparse.Namespace) -> None:
     tile_overlap_for(args.tile_size, args.tile_overlap, names=("--tile-size", "--tile-overlap"))
     if args.single_scale or args.tile_size is None:
         return
-    network = nn.Module()
-    network.min_input_size = MIN_INPUT_SIZE
+    network = _AnyNetwork()
     modes = (args.msc_mode,) if args.msc_mode else ("caffe", "pytorch")
     least = OUTPUT_STRIDE + max(
         MultiScale(network, RELEASE_PROTOCOL.scales, mode=mode).min_input_size() for mode in modes

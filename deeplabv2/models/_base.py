@@ -69,6 +69,8 @@ class DeepLabBase(HubMixin, nn.Module):
     min_input_size = MIN_INPUT_SIZE
     #: How the family's weights are evaluated when the weights do not say (the release's).
     default_protocol: EvalProtocol = RELEASE_PROTOCOL
+    backbone: nn.Module  # (B, 3, H, W) -> features, set by the family
+    aspp: nn.Module  # features -> (B, num_classes, h, w) logits
 
     def __init__(self, num_classes: int, **model_args: Any) -> None:
         super().__init__()

@@ -14,7 +14,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 import torch
 from torch import nn
@@ -38,6 +38,11 @@ from ._checkpoint import (
     to_state_dict,
 )
 from ._registry import get_model
+
+if TYPE_CHECKING:
+    from ._base import DeepLabBase
+
+Model = TypeVar("Model", bound="DeepLabBase")
 
 __all__ = ["Loaded", "Pretrained", "build", "load_model", "load_state"]
 
@@ -72,7 +77,9 @@ def _open(
         ) from None
 
 
-def _class_names(checkpoint: Checkpoint, entry: Optional[Weights], num_classes: int) -> tuple:
+def _class_names(
+    checkpoint: Checkpoint, entry: Optional[Weights], num_classes: Optional[int]
+) -> tuple:
     if entry is not None:
         return tuple(entry.categories)
     names = checkpoint.metadata.get("classes")
@@ -235,7 +242,7 @@ def _fit_head(mapping: CheckpointMapping, loaded: Loaded, num_classes: Optional[
 
 def build(
     mapping: CheckpointMapping,
-    model_class: Callable[..., nn.Module],
+    model_class: Callable[..., Model],
     pretrained: Pretrained,
     num_classes: Optional[int],
     *,
@@ -244,7 +251,7 @@ def build(
     local_files_only: bool = False,
     progress: bool = True,
     **model_args: Any,
-) -> nn.Module:
+) -> Model:
     """Build ``model_class(num_classes=..., **fixed, **model_args)`` and load ``pretrained``
     into it, strictly: what every builder of every family calls.
 
@@ -287,7 +294,7 @@ def build(
     recorded = {k: v for k, v in loaded.model_args.items() if k not in fixed}
     args = {**recorded, **model_args}
 
-    def make(n: int) -> nn.Module:
+    def make(n: int) -> Model:
         return model_class(num_classes=n, **fixed, **args)
 
     _check_complete(mapping, make, loaded)

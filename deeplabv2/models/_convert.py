@@ -8,10 +8,9 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
-from torch import nn
 
 from ..protocol import EvalProtocol, PretrainedInfo
 from ..version import __version__
@@ -19,6 +18,9 @@ from ..weights import Checkpoint, save_safetensors
 from ._builder import load_state
 from ._checkpoint import check_state_dict, detect_architecture, expected_shapes
 from ._registry import get_mapping
+
+if TYPE_CHECKING:
+    from ._base import DeepLabBase
 
 __all__ = ["CONVERSION_VERSION", "convert_checkpoint", "save_weights", "weights_metadata"]
 
@@ -102,7 +104,7 @@ def weights_metadata(
 
 
 def save_weights(
-    model: nn.Module, path: Union[str, os.PathLike], *, force: bool = False, source: str = ""
+    model: DeepLabBase, path: Union[str, os.PathLike], *, force: bool = False, source: str = ""
 ) -> os.PathLike:
     """Write a model's weights to a ``.safetensors`` file that loads back as it is.
 

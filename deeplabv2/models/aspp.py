@@ -10,6 +10,12 @@ from torch import nn
 __all__ = ["ASPP", "VGGASPP"]
 
 
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of a convolution built with one."""
+    assert conv.bias is not None
+    return conv.bias
+
+
 class ASPP(nn.Module):
     """Parallel 3x3 atrous convolutions whose outputs are **summed** (DeepLab v2, not v3).
 
@@ -29,13 +35,14 @@ class ASPP(nn.Module):
     ) -> None:
         super().__init__()
         self.rates = tuple(int(r) for r in rates)
-        self.convs = nn.ModuleList(
+        convs = [
             nn.Conv2d(in_channels, num_classes, kernel_size=3, padding=r, dilation=r, bias=True)
             for r in self.rates
-        )
-        for conv in self.convs:
+        ]
+        for conv in convs:
             nn.init.normal_(conv.weight, mean=0.0, std=0.01)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(_bias(conv))
+        self.convs = nn.ModuleList(convs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.convs[0](x)
@@ -56,7 +63,7 @@ class _FCBranch(nn.Module):
         self.fc8 = nn.Conv2d(hidden, num_classes, 1)
         self.dropout = nn.Dropout(dropout)
         nn.init.normal_(self.fc8.weight, mean=0.0, std=0.01)  # the prototxt's gaussian filler
-        nn.init.zeros_(self.fc8.bias)
+        nn.init.zeros_(_bias(self.fc8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(torch.relu(self.fc6(x)))

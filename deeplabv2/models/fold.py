@@ -25,6 +25,8 @@ def _fold_pair(owner: nn.Module, conv_path: str, bn_path: str) -> None:
     bn = owner.get_submodule(bn_path)
     if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
         raise TypeError(f"cannot fold {bn_path} ({type(bn).__name__}) into {conv_path}")
+    if bn.running_mean is None or bn.running_var is None:
+        raise TypeError(f"cannot fold {bn_path}: it keeps no running statistics")
     # Computed in float64 so the folded weights round only once.
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)

@@ -20,12 +20,15 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, cast
 
 from .._files import atomic_write, check_destination
 from ..errors import WeightsFormatError, WeightsMismatchError
 from ..weights import hf_download, network, sha256sum
 from .model_card import CONFIG_NAME, WEIGHTS_NAME, Metrics, hub_config, model_card
+
+if TYPE_CHECKING:
+    from ._base import DeepLabBase
 
 __all__ = [
     "CARD_NAME",
@@ -88,7 +91,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _text_writer(text: str) -> Callable[[str], None]:
-    return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    return write
 
 
 def upload_folder(
@@ -127,6 +133,8 @@ def upload_folder(
 
 class HubMixin:
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for the DeepLab networks."""
+
+    num_classes: int  # set by the network (DeepLabBase)
 
     def save_pretrained(
         self,
@@ -175,7 +183,7 @@ class HubMixin:
         )
         write_folder(
             save_directory,
-            lambda path: save_weights(self, path, force=True),
+            lambda path: save_weights(cast("DeepLabBase", self), path, force=True),
             config,
             force=force,
             license=license,

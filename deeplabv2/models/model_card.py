@@ -22,7 +22,6 @@ PAPER = (
 )
 
 Metrics = Mapping[str, Mapping[str, Any]]  # dataset -> {metric: value, "source": ...}
-Metrics = Mapping[str, Mapping[str, Any]]  # dataset -> {metric: value, "source": ...}
 
 
 def hub_config(

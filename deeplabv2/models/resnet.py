@@ -114,6 +114,11 @@ class ResNet(nn.Module):
     Caffe's rounding, see :func:`deeplabv2.models.output_size` (513 -> 65, 321 -> 41).
     """
 
+    layer1: nn.Sequential  # res2..res5, added by name in __init__
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(
         self,
         blocks: Sequence[int] = (3, 4, 23, 3),

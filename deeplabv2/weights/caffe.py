@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -76,9 +77,12 @@ class _Fields:
     def __iter__(self) -> _Fields:
         return self
 
-    def __next__(self) -> tuple[int, int, object]:
+    def __next__(self) -> tuple[int, int, Any]:
+        """``(field number, wire type, value)``: the value is an int (varint) or the
+        ``(start, end)`` span of the field's bytes."""
         if self.pos >= self.end:
             raise StopIteration
+        value: Any
         key, pos = _varint(self.buf, self.pos, self.end)
         number, wire = key >> 3, key & 7
         if number == 0:
@@ -138,7 +142,9 @@ class _Runs:
     step however many there are."""
 
     def __init__(self, dtype: str) -> None:
-        self.dtype, self.starts, self.counts = dtype, [], []
+        self.dtype = dtype
+        self.starts: list[int] = []
+        self.counts: list[int] = []
 
     def decode(self, buf: memoryview) -> np.ndarray:
         """The values of every run, in order: the runs' records side by side (a view when
@@ -248,7 +254,7 @@ def parse_net(data: bytes | memoryview) -> tuple[str, list[CaffeLayer]]:
             :data:`MAX_LAYERS`, or a blob whose shape does not fit its values.
     """
     buf = memoryview(data)
-    name, layers = "", []
+    name, layers = "", list[CaffeLayer]()
     for number, wire, value in _Fields(buf, 0, len(buf)):
         if number == 1 and wire == _BYTES:
             name = bytes(buf[value[0] : value[1]]).decode("utf-8", errors="replace")
@@ -258,7 +264,8 @@ def parse_net(data: bytes | memoryview) -> tuple[str, list[CaffeLayer]]:
                     f"more than {MAX_LAYERS} layers: this is not a DeepLab model (the largest "
                     "DeepLab v2 net has about 1,700)"
                 )
-            layers.append(_layer(buf, *value, v1=number == 2))
+            start, end = value
+            layers.append(_layer(buf, start, end, v1=number == 2))
     if not layers:
         raise CaffeFormatError("no layers found: this is not a Caffe NetParameter (.caffemodel)")
     return name, layers

@@ -39,8 +39,10 @@ def _photos(root: Path) -> None:
 def docs_sandbox(tmp_path_factory, release_caffemodel, voc_safetensors) -> tuple[Path, dict]:
     """``(folder, environment)``: photos, a tiny VOC 2012, release-style files under their
     release names, and a torch.hub cache that holds the ``voc12`` weights."""
-    from deeplabv2.weights import get_weights
     import torch
+
+    from deeplabv2.weights import get_weights
+    from deeplabv2.weights.release import cache_files
 
     root = tmp_path_factory.mktemp("docs")
     _photos(root)
@@ -58,8 +60,8 @@ def docs_sandbox(tmp_path_factory, release_caffemodel, voc_safetensors) -> tuple
     previous = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        entry = get_weights("voc12")
-        _place(release_caffemodel, Path(torch.hub.get_dir()) / "checkpoints" / f"{entry.name}.caffemodel")
+        checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+        _place(release_caffemodel, cache_files(get_weights("voc12"), checkpoints)[1])
     finally:
         for name, value in previous.items():
             if value is None:
