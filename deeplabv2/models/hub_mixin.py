@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, cast
 from .._files import atomic_write, check_destination
 from ..errors import WeightsFormatError, WeightsMismatchError
 from ..weights import hf_download, network, sha256sum
+from ..weights.upload import upload
 from .model_card import CONFIG_NAME, WEIGHTS_NAME, Metrics, hub_config, model_card
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def upload_folder(
     options = dict(commit_message=commit_message, create_pr=create_pr, allow_patterns=patterns)
     if api is None or type(api) is HfApi:
         limits = {"api": api, "token": token, "timeout": timeout, "private": private}
-        return network.upload(os.fspath(directory), repo_id, **limits, **options)
+        return upload(os.fspath(directory), repo_id, **limits, **options)
     api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.upload_folder(folder_path=str(directory), repo_id=repo_id, **options)
     return getattr(commit, "oid", None)

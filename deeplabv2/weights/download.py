@@ -99,6 +99,8 @@ def hf_download(
     )
     endpoint = constants.ENDPOINT.rstrip("/")
     where = f"{endpoint}/{repo_id}"
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
     if local_files_only or _offline():
         try:
             return hf_hub_download(

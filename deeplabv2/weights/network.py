@@ -38,10 +38,10 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 from urllib.parse import urlsplit
 
-__all__ = ["ENV_VAR", "NetworkFailure", "host_of", "network_timeout", "run", "upload"]
+__all__ = ["ENV_VAR", "NetworkFailure", "host_of", "network_timeout", "run"]
 
 #: The environment variable that sets the limit, in seconds.
 ENV_VAR = "DEEPLABV2_NETWORK_TIMEOUT"
@@ -51,12 +51,12 @@ DEFAULT_TIMEOUT = 10.0
 STALL_BYTES = 10 * 1024
 #: Seconds a helper process gets to end by itself once told to, before it is killed.
 GRACE = 5.0
-_AUTH = "no token or no write access; run `hf auth login` or pass a token"
 
 
 def network_timeout(timeout: Optional[float] = None) -> float:
     """The limit in seconds: ``timeout``, else ``DEEPLABV2_NETWORK_TIMEOUT`` if set, else 10; a
     ValueError naming either if it is not a number of seconds greater than 0."""
+    value: Any
     name, value = ("timeout=", timeout) if timeout is not None else (ENV_VAR, os.getenv(ENV_VAR))
     if timeout is None and not (value or "").strip():
         return DEFAULT_TIMEOUT
@@ -141,6 +141,7 @@ def run(operation: str, params: dict, *, seconds: float, host: str, env: Optiona
         stdout=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
+    assert process.stdin is not None and process.stdout is not None  # both are pipes
     try:
         with contextlib.suppress(BrokenPipeError):  # if it died at once, its exit code says so
             process.stdin.write(json.dumps(request).encode() + b"\n")
@@ -165,38 +166,6 @@ def run(operation: str, params: dict, *, seconds: float, host: str, env: Optiona
     if result.pop("ok"):
         return result["value"]
     raise NetworkFailure(**result)
-
-
-def upload(directory: str, repo_id: str, *, api: Any, token: Any, timeout: Any, **options: Any):
-    """``HfApi.create_repo`` and ``upload_folder`` in a helper process (``api``: an ``HfApi``
-    whose settings are used, or None); the commit sha, or a one-line ``TimeoutError``,
-    ``ConnectionError``, ``PermissionError`` (HTTP 401/403) or ``RuntimeError``."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import are_progress_bars_disabled
-
-    from ..version import __version__
-
-    seconds = network_timeout(timeout)
-    names = ("endpoint", "token", "library_name", "library_version", "user_agent", "headers")
-    hub = dict(endpoint=constants.ENDPOINT, library_name="deeplabv2", library_version=__version__)
-    hub.update({name: getattr(api, name) for name in names if getattr(api, name, None) is not None})
-    hub.update({"token": token} if token is not None else {})
-    endpoint = hub["endpoint"] = str(hub["endpoint"]).rstrip("/")
-    progress, where = not are_progress_bars_disabled(), f"cannot upload to {repo_id}"
-    folder = os.path.abspath(directory)
-    params = dict(folder=folder, repo_id=repo_id, api=hub, progress=progress, **options)
-    try:
-        env = {"HF_ENDPOINT": endpoint}
-        return run("upload", params, seconds=seconds, host=host_of(endpoint), env=env)
-    except NetworkFailure as failure:
-        if failure.kind == "http" and failure.status in (401, 403):
-            auth = f"{where} on {failure.host} (HTTP {failure.status}): {_AUTH}"
-            raise PermissionError(auth) from None
-        if failure.timed_out:
-            hint = f"set {ENV_VAR} or pass timeout= to wait longer"
-            raise TimeoutError(f"{where}: {failure.describe(hint)}") from None
-        error = ConnectionError if failure.kind in ("connect", "dropped") else RuntimeError
-        raise error(f"{where}: {failure.describe()}") from None
 
 
 # -- the helper process's side (``params`` from the parent, ``stage``: a list of one item) ----
@@ -297,7 +266,8 @@ class _Limits:
 
     def install(self) -> None:
         """Patch this helper process's ``socket`` and ``ssl`` with the limits."""
-        limits, plain, secure = self, socket.socket, ssl.SSLSocket
+        # the classes are patched in place (typed as Any: their methods are replaced)
+        limits, plain, secure = self, cast(Any, socket.socket), cast(Any, ssl.SSLSocket)
         _ORIGINAL.update(getaddrinfo=socket.getaddrinfo, create_connection=socket.create_connection)
         _ORIGINAL.update(settimeout=plain.settimeout, connect=plain.connect)
         recv, recv_into, send, sendall = plain.recv, plain.recv_into, plain.send, plain.sendall
@@ -317,7 +287,9 @@ class _Limits:
 
     def describe(self, error: BaseException, stage: str) -> dict[str, Any]:
         """The fields of the :class:`NetworkFailure` that ``error`` means (JSON)."""
-        chain, todo = [], [error]  # the error, its causes and contexts, a URLError's reason
+        # the error, its causes and contexts, a URLError's reason
+        chain: list[BaseException] = []
+        todo: list[Any] = [error]
         while todo and len(chain) < 32:
             item = todo.pop(0)
             if isinstance(item, BaseException) and all(item is not seen for seen in chain):
@@ -337,9 +309,11 @@ class _Limits:
                 host = host_of(str(url)) if url else base["host"]
                 return {**base, "kind": "http", "status": status, "host": host, "detail": detail}
         for item in chain:  # the system's words first: "connection refused"
-            if isinstance(item, socket.gaierror) or getattr(item, "errno", 0) in _REFUSED | _BROKEN:
-                kind = "dropped" if item.errno in _BROKEN else "connect"
-                return {**base, "kind": kind, "detail": str(item.strerror or item).lower()}
+            code = getattr(item, "errno", 0)
+            if isinstance(item, socket.gaierror) or code in _REFUSED | _BROKEN:
+                kind = "dropped" if code in _BROKEN else "connect"
+                detail = str(getattr(item, "strerror", None) or item).lower()
+                return {**base, "kind": kind, "detail": detail}
         for item in chain:
             name, detail = type(item).__name__, " ".join(str(item).split())[:300]
             if isinstance(item, socket.timeout) or "Timeout" in name:
@@ -384,6 +358,8 @@ def _load(name: str) -> Any:
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
