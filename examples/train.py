@@ -91,7 +91,7 @@ from deeplabv2 import MultiScale, PretrainedInfo, Segmenter, atomic_write
 from deeplabv2.data import CAFFE_MEAN_BGR, DATASETS, open_dataset
 from deeplabv2.data.classes import resolve_class_names
 from deeplabv2.distributed import Ranks, start, stop
-from deeplabv2.errors import DeepLabV2Error
+from deeplabv2.errors import DatasetError, DeepLabV2Error
 from deeplabv2.evaluate import evaluate
 from deeplabv2.interp import resize_bilinear
 from deeplabv2.models import DeepLabV2, get_model, list_models, save_weights
@@ -340,8 +340,9 @@ def class_pixel_counts(base: Any, num_classes: int, ignore_index: int) -> tuple[
         label = np.asarray(base.label(label_path)).reshape(-1)
         label = label[label != ignore_index]
         if label.size and (label.min() < 0 or label.max() >= num_classes):
-            raise ConfigError(
-                f"{label_path}: label values outside 0..{num_classes - 1} and {ignore_index}"
+            raise DatasetError(
+                f"{label_path}: label values outside 0..{num_classes - 1} and {ignore_index}; "
+                "fix the labels or num_classes before computing class weights"
             )
         counts = np.bincount(label, minlength=num_classes)
         pixels += counts
@@ -567,12 +568,13 @@ def build_model(config: Config, data: Any = None) -> nn.Module:
     warning = init.warning if init is not None else None
     seen = pixel_label_stages(lineage)
     if config.supervision == "weak" and seen:
-        warning = (
+        weak = (
             f"a weakly supervised run started from weights that saw pixel labels "
             f"({init.name or init.source}: {'; '.join(seen)}): not comparable with weakly "
             "supervised results from an ImageNet initialisation"
         )
-        warnings.warn(f"train.py: {warning}", stacklevel=2)
+        warnings.warn(f"train.py: {weak}", stacklevel=2)
+        warning = weak if warning is None else f"{weak}; {warning}"
     model.class_names = config.names()
     model.pretrained_info = PretrainedInfo(
         source="examples/train.py",

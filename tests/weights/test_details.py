@@ -44,3 +44,22 @@ def test_the_ports_voc_training_is_its_own_entry(capsys) -> None:
     assert row["classes"] == 21 and row["source"] == "deeplabv2_resnet101_msc-vocaug-20000.pth"
     assert "mIoU 76.65" in row["metrics"] and "mIoU 77.93" in row["metrics"]
     assert row["warning"] is None
+
+
+def test_the_model_card_shows_the_lineage_and_the_warning() -> None:
+    from deeplabv2.models.model_card import hub_config, model_card
+
+    entry = get_weights("voc12-trainval")
+    config = hub_config(
+        entry.architecture,
+        entry.num_classes,
+        entry.categories,
+        entry.protocol.as_dict(),
+        "train2_iter_20000.caffemodel",
+        lineage=entry.lineage,
+        warning=entry.warning,
+    )
+    card = model_card(config, sha256="0" * 64)
+    assert "trained on (oldest first): " + " -> ".join(entry.lineage) in card
+    assert f"**warning**: {entry.warning}" in card
+    assert "warning" not in model_card({**config, "warning": None}, sha256="0" * 64).lower()
