@@ -18,6 +18,7 @@ __all__ = [
     "ImageSizeError",
     "LabelError",
     "OutputExistsError",
+    "SeenDataError",
     "WeightsFormatError",
     "WeightsMismatchError",
     "WeightsUnavailableError",
@@ -63,6 +64,11 @@ class LabelError(DeepLabV2Error, ValueError):
 
 class DatasetError(DeepLabV2Error, ValueError):
     """A dataset is empty or malformed (list files, missing folders)."""
+
+
+class SeenDataError(DeepLabV2Error, ValueError):
+    """Weights would be scored on images they were trained on (their lineage names the split);
+    ``allow_seen_data=True`` / ``--allow-seen-data`` scores them anyway."""
 
 
 class ExportVerificationError(DeepLabV2Error, RuntimeError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from contextlib import closing
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -14,9 +13,10 @@ from tqdm import tqdm
 
 from .data.classes import VOC_CLASSES
 from .distributed import Ranks, check_peers, collective, report_failure
-from .errors import DatasetError, ImageError, LabelError
+from .errors import DatasetError, ImageError, LabelError, SeenDataError
 from .metrics import ConfusionMatrix
 from .pipeline import Result, default_crf_workers, stream
+from .protocol import stages_that_saw
 from .segmenter import Segmenter
 
 __all__ = ["evaluate"]
@@ -108,12 +108,29 @@ def _warn_about_labels(matrix: ConfusionMatrix, scored: int) -> None:
         )
 
 
-def _warn_if_trained_on(model: Any, dataset: Any) -> None:
-    """Loudly warn when weights trained on VOC val are evaluated on a val split."""
+def _check_unseen(model: Any, dataset: Any, allow: bool) -> None:
+    """Refuse (:class:`~deeplabv2.errors.SeenDataError`) to score weights on a split their
+    lineage says they were trained on; with ``allow``, a warning instead."""
     info = getattr(model, "pretrained_info", None)
-    split = Path(str(getattr(dataset, "split", ""))).stem
-    if info is not None and info.warning and "val" in split:
-        warnings.warn(f"WARNING: {info.name or info.source}: {info.warning}", stacklevel=3)
+    data_name = getattr(dataset, "data_name", None)
+    split = getattr(dataset, "split_name", None)
+    if info is None or not data_name or not split:
+        return
+    stages = stages_that_saw(info.lineage, data_name, split)
+    if not stages:
+        return
+    message = (
+        f"the weights {info.name or info.source} were trained on the images of {data_name} "
+        f"{split} (their lineage: {'; '.join(stages)}), so scores there measure what they "
+        "remember, not how they generalise" + (f" ({info.warning})" if info.warning else "")
+    )
+    if allow:
+        warnings.warn(f"{message}; scored anyway (allow_seen_data)", stacklevel=3)
+        return
+    raise SeenDataError(
+        f"{message}. Evaluate on a split they have not seen, or pass allow_seen_data=True "
+        "(--allow-seen-data) to score them anyway"
+    )
 
 
 def evaluate(
@@ -128,6 +145,7 @@ def evaluate(
     strict_labels: bool = False,
     ranks: Optional[Ranks] = None,
     skip_unreadable: bool = False,
+    allow_seen_data: bool = False,
 ) -> dict:
     """Segment every ``(image, label, name)`` of ``dataset`` and score it.
 
@@ -147,6 +165,9 @@ def evaluate(
     With ``skip_unreadable``, an image or label that cannot be read (``ImageError``,
     ``OSError``) or whose sizes differ (``DatasetError``) is left out of the scores and
     listed in ``failed_images`` instead of raising.
+    Weights whose lineage (``model.pretrained_info.lineage``) names the dataset's split
+    (``dataset.data_name`` and ``dataset.split_name``, e.g. ``voc12-trainval`` on VOC 2012
+    val) are refused unless ``allow_seen_data`` (then a warning).
 
     Returns:
         :meth:`deeplabv2.metrics.ConfusionMatrix.scores` plus ``num_images`` (those scored),
@@ -154,11 +175,12 @@ def evaluate(
 
     Raises:
         DatasetError: an empty dataset.
+        SeenDataError: weights trained on the dataset's split, without ``allow_seen_data``.
     """
     if len(dataset) == 0:
         raise DatasetError("the dataset is empty: there is nothing to evaluate")
     ranks = ranks or Ranks.current()
-    _warn_if_trained_on(segmenter.model, dataset)
+    _check_unseen(segmenter.model, dataset, allow_seen_data)
     num_classes = int(segmenter.model.num_classes)
     names = segmenter.class_names or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, strict=strict_labels)

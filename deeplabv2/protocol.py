@@ -9,6 +9,8 @@ overrode (``dataclasses.replace``).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -19,8 +21,11 @@ __all__ = [
     "RELEASE_PROTOCOL",
     "VGG_RELEASE_PROTOCOL",
     "EvalProtocol",
+    "PIXEL_LABELS",
     "PretrainedInfo",
+    "pixel_label_stages",
     "protocol_of",
+    "stages_that_saw",
 ]
 
 _MSC_MODES = ("caffe", "pytorch")
@@ -136,3 +141,46 @@ def protocol_of(model: Any) -> EvalProtocol:
     if info is not None and info.protocol is not None:
         return info.protocol
     return getattr(model, "default_protocol", None) or RELEASE_PROTOCOL
+
+
+# -- lineages: what weights have seen ---------------------------------------------------------
+
+#: The labels of a lineage stage that saw dense, human-made labels (``"... (pixel labels)"``).
+PIXEL_LABELS = "pixel labels"
+# a split that holds others: VOC "trainaug" holds VOC train, "trainval" train and val
+_HOLDS = {"trainaug": ("train",), "trainval": ("train", "val")}
+
+
+def _labels_of(stage: str) -> str:
+    """The kind of labels a stage names in its last parentheses (``""`` if none)."""
+    match = re.search(r"\(([^()]*)\)\s*$", stage)
+    return match.group(1).strip() if match else ""
+
+
+def pixel_label_stages(lineage: Sequence[str]) -> tuple[str, ...]:
+    """The stages of ``lineage`` that trained on pixel labels (``"MS-COCO (pixel labels)"``)."""
+    return tuple(stage for stage in lineage if _labels_of(stage) == PIXEL_LABELS)
+
+
+def stages_that_saw(lineage: Sequence[str], data_name: str, split: str) -> tuple[str, ...]:
+    """The stages of ``lineage`` that trained on the images of ``split`` of ``data_name``.
+
+    A stage is ``"<data name> <split>[ + <split> ...] (<labels>)"`` (``"VOC 2012 trainaug + val
+    (pixel labels)"``); splits compare lower case without ``_``/``-``, and ``trainaug`` holds
+    ``train``, ``trainval`` both ``train`` and ``val``. A stage that names no split of
+    ``data_name`` (``"MS-COCO (pixel labels)"``) is not counted.
+    """
+    wanted = re.sub(r"[_-]", "", split.lower())
+    found = []
+    for stage in lineage:
+        head = re.sub(r"\([^()]*\)\s*$", "", stage).strip()
+        if not head.startswith(data_name + " "):
+            continue
+        splits = {
+            re.sub(r"[_-]", "", s.lower())
+            for s in re.split(r"[\s+,]+", head[len(data_name) :])
+            if s
+        }
+        if wanted in splits or any(wanted in _HOLDS.get(s, ()) for s in splits):
+            found.append(stage)
+    return tuple(found)

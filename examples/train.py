@@ -20,11 +20,23 @@ averaged over the images (Caffe's batch of 1 with ``iter_size`` 10). ``loss: "ne
 PyTorch port's variant (labels resized by nearest neighbour to every branch, averaged over the
 batch's pixels).
 
-Datasets (``dataset`` in the config): ``voc`` (VOC layout or the release's list files),
-``folder`` (``images/`` + ``labels/`` + a list file: pseudo-labels written by
-``deeplabv2 predict`` are valid), ``cocostuff164k``, ``cocostuff10k``, ``cityscapes``.
+Datasets (``dataset`` in the config, :func:`deeplabv2.data.open_dataset`): ``voc`` (VOC layout
+or the release's list files), ``coco`` (MS-COCO 2014, 81 classes, as weakly supervised
+segmentation uses it), ``folder`` (``images/`` + ``labels/`` + a list file: pseudo-labels written
+by ``deeplabv2 predict`` are valid), ``cocostuff164k``, ``cocostuff10k``, ``cityscapes``.
+``label_dir`` takes the training split's labels from another folder (pseudo-labels; ``voc``,
+``coco`` and ``folder``); validation keeps the dataset's own labels.
 Initialisations (``init``): a registry name of the network (``coco-init``, ``imagenet``,
 ``torchvision-imagenet``...), a local file, or null.
+
+Weakly supervised segmentation (``supervision: "weak"``: the training labels are pseudo-labels):
+starting from weights that saw pixel labels (their lineage, e.g. ``coco-init``: MS-COCO pixel
+labels) warns, and the warning is recorded in the final weights (``pretrained_info.warning``,
+kept in the safetensors header). Every run appends its own stage to the weights' lineage
+(``"VOC 2012 trainaug (pseudo-labels, weak supervision)"``), which ``deeplabv2 eval`` checks
+before scoring a split. ``class_weights`` weighs the cross-entropy by class: ``"median_frequency"``
+(from the training labels), a list of ``num_classes`` numbers, or a JSON file of one.
+``sources`` maps config keys to where their values come from (see ``docs/training.md``).
 
 Every ``checkpoint_every`` iterations ``<out>/checkpoint.safetensors`` (model) and
 ``<out>/resume.safetensors`` (model, optimizer and RNG tensors; iteration, optimizer settings,
@@ -60,6 +72,7 @@ import math
 import os
 import random
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -75,22 +88,18 @@ from torch import nn
 from tqdm import tqdm
 
 from deeplabv2 import MultiScale, PretrainedInfo, Segmenter, atomic_write
-from deeplabv2.data import (
-    CAFFE_MEAN_BGR,
-    Cityscapes,
-    COCOStuff,
-    SegmentationFolder,
-    VOCSegmentation,
-)
+from deeplabv2.data import CAFFE_MEAN_BGR, DATASETS, open_dataset
 from deeplabv2.data.classes import resolve_class_names
 from deeplabv2.distributed import Ranks, start, stop
-from deeplabv2.errors import DeepLabV2Error
+from deeplabv2.errors import DatasetError, DeepLabV2Error
 from deeplabv2.evaluate import evaluate
 from deeplabv2.interp import resize_bilinear
 from deeplabv2.models import DeepLabV2, get_model, list_models, save_weights
 from deeplabv2.msc import MultiScaleOutput
+from deeplabv2.protocol import PIXEL_LABELS, pixel_label_stages
 
-DATASETS = ("voc", "folder", "cocostuff164k", "cocostuff10k", "cityscapes")
+SUPERVISION = ("full", "weak")  # the labels of the training split: pixel labels or pseudo-labels
+CLASS_WEIGHTS = ("median_frequency",)  # computed ones; else a list of numbers or a JSON file
 RESUME_FILE = "resume.safetensors"  # what --resume reads: no pickle
 RESUME_FORMAT = "deeplabv2-train-resume/1"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickle of older versions (--convert-checkpoint)
@@ -171,6 +180,10 @@ class Config:
     val_every: int = 2000
     val_limit: Optional[int] = None
     skip_nonfinite: bool = False
+    supervision: str = "full"  # "weak": the training labels are pseudo-labels (WSSS)
+    label_dir: Optional[str] = None  # labels of the training split from this folder
+    class_weights: Optional[Any] = None  # "median_frequency", a list, a JSON file, or null
+    sources: dict[str, str] = field(default_factory=dict)  # key -> where its value comes from
 
     def __post_init__(self) -> None:
         """Refuse values of the wrong type or out of range (:class:`ConfigError`)."""
@@ -184,6 +197,12 @@ class Config:
             raise ConfigError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.loss not in ("caffe", "nearest"):
             raise ConfigError(f"loss must be 'caffe' or 'nearest', got {self.loss!r}")
+        if self.supervision not in SUPERVISION:
+            fail("supervision", f"one of {SUPERVISION}")
+        if self.label_dir is not None and not (isinstance(self.label_dir, str) and self.label_dir):
+            fail("label_dir", "a folder of label PNGs or null")
+        self._check_class_weights()
+        self._check_sources()
         for name in ("split", "val_split"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 fail(name, "a split name or list file")
@@ -224,6 +243,31 @@ class Config:
         for name in ("flip", "msc", "amp", "skip_nonfinite"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "true or false")
+
+    def _check_class_weights(self) -> None:
+        value = self.class_weights
+        if value is None or value in CLASS_WEIGHTS:
+            return
+        if isinstance(value, str) and value.endswith(".json"):
+            return  # read (and checked) when the run starts
+        if not (_is_list(value, float) and len(value) == self.num_classes and min(value) >= 0):
+            raise ConfigError(
+                f"class_weights must be null, one of {CLASS_WEIGHTS}, a JSON file (.json) or "
+                f"{self.num_classes} numbers >= 0 (one per class), got {value!r}"
+            )
+
+    def _check_sources(self) -> None:
+        """``sources`` maps config keys (or ``"recipe"``) to where their values come from."""
+        if not (isinstance(self.sources, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.sources.items()
+        )):  # fmt: skip
+            raise ConfigError(f"sources must map keys to texts, got {self.sources!r}")
+        unknown = set(self.sources) - {f.name for f in fields(self)} - {"recipe"}
+        if unknown:
+            raise ConfigError(
+                f"sources names unknown config keys {sorted(unknown)} (a source is given for a "
+                "config key, or for the whole 'recipe')"
+            )
 
     @classmethod
     def load(cls, path: Optional[str], overrides: dict) -> Config:
@@ -272,15 +316,73 @@ class Config:
 # -- data -----------------------------------------------------------------------------------------
 
 
-def dataset(config: Config, root: str, split: str, limit: Optional[int] = None):
-    """The ``(image, label, name)`` dataset the config names."""
-    if config.dataset == "voc":
-        return VOCSegmentation(root, split, limit=limit)
-    if config.dataset == "folder":
-        return SegmentationFolder(root, split, class_names=config.names(), limit=limit)
-    if config.dataset.startswith("cocostuff"):
-        return COCOStuff(root, split, version=config.dataset[len("cocostuff") :], limit=limit)
-    return Cityscapes(root, split, limit=limit)
+def dataset(
+    config: Config, root: str, split: str, limit: Optional[int] = None, training: bool = False
+):
+    """The ``(image, label, name)`` dataset the config names; the training split's labels come
+    from ``label_dir`` when it is set (pseudo-labels), validation keeps the dataset's own."""
+    return open_dataset(
+        config.dataset,
+        root,
+        split,
+        class_names=config.names(),
+        limit=limit,
+        label_dir=config.label_dir if training else None,
+    )
+
+
+def class_pixel_counts(base: Any, num_classes: int, ignore_index: int) -> tuple[np.ndarray, ...]:
+    """Per class: its labelled pixels, and the labelled pixels of the images it appears in
+    (``(num_classes,) int64`` each), over the training split's labels as they are on disk."""
+    pixels = np.zeros(num_classes, np.int64)
+    present_in = np.zeros(num_classes, np.int64)
+    for _, _, label_path in base.items:
+        label = np.asarray(base.label(label_path)).reshape(-1)
+        label = label[label != ignore_index]
+        if label.size and (label.min() < 0 or label.max() >= num_classes):
+            raise DatasetError(
+                f"{label_path}: label values outside 0..{num_classes - 1} and {ignore_index}; "
+                "fix the labels or num_classes before computing class weights"
+            )
+        counts = np.bincount(label, minlength=num_classes)
+        pixels += counts
+        present_in[counts > 0] += label.size
+    return pixels, present_in
+
+
+def median_frequency(pixels: np.ndarray, present_in: np.ndarray) -> np.ndarray:
+    """Median-frequency balancing (Eigen & Fergus, ICCV 2015; SegNet): ``freq_c = pixels_c /
+    present_in_c`` and ``w_c = median(freq) / freq_c`` over the classes that appear;
+    0 for a class that never appears (it is never a target, so its weight is never used)."""
+    seen = pixels > 0
+    if not seen.any():
+        raise ConfigError("class_weights: the training labels hold no labelled pixel")
+    freq = np.zeros(len(pixels), np.float64)
+    freq[seen] = pixels[seen] / present_in[seen]
+    weights = np.zeros(len(pixels), np.float64)
+    weights[seen] = np.median(freq[seen]) / freq[seen]
+    return weights
+
+
+def class_weights(config: Config, base: Any) -> Optional[torch.Tensor]:
+    """The cross-entropy's class weights the config names (None: unweighted)."""
+    value = config.class_weights
+    if value is None:
+        return None
+    if value == "median_frequency":
+        counts = class_pixel_counts(base, config.num_classes, config.ignore_index)
+        value = median_frequency(*counts).tolist()
+    elif isinstance(value, str):
+        try:
+            value = json.loads(Path(value).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"class_weights: cannot read {value} ({error})") from None
+        if not (_is_list(value, float) and len(value) == config.num_classes and min(value) >= 0):
+            raise ConfigError(
+                f"class_weights: {config.class_weights} must hold a JSON list of "
+                f"{config.num_classes} numbers >= 0"
+            )
+    return torch.tensor(value, dtype=torch.float32)
 
 
 class TrainSet(torch.utils.data.Dataset):
@@ -357,12 +459,27 @@ def batch_keys(
 # -- the loss ---------------------------------------------------------------------------------
 
 
-def per_image_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+def per_image_ce(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int,
+    weight: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Cross-entropy of each image averaged over its labelled pixels: ``(B,)`` (Caffe's
-    ``SoftmaxWithLoss`` with ``VALID`` normalisation on a batch of one; 0 for no pixels)."""
-    pixels = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none")
-    valid = (labels != ignore_index).flatten(1).sum(1).clamp(min=1)
-    return pixels.flatten(1).sum(1) / valid
+    ``SoftmaxWithLoss`` with ``VALID`` normalisation on a batch of one; 0 for no pixels).
+
+    With class weights ``(C,)``, each pixel's term is multiplied by its target's weight and
+    the average is over the weights (``sum w_y l / sum w_y``, as PyTorch's weighted mean).
+    """
+    pixels = F.cross_entropy(
+        logits.float(), labels, weight=weight, ignore_index=ignore_index, reduction="none"
+    )
+    valid = labels != ignore_index
+    if weight is None:
+        return pixels.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)
+    target = weight[labels.clamp(0, weight.numel() - 1)] * valid
+    total = target.flatten(1).sum(1)
+    return torch.where(total > 0, pixels.flatten(1).sum(1) / total.clamp(min=1e-12), 0.0)
 
 
 def release_targets(
@@ -400,26 +517,36 @@ def nearest(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return resized[:, 0].long()
 
 
-def branch_losses(output: Any, labels: torch.Tensor, config: Config, scales: Sequence[float]):
+def branch_losses(
+    output: Any,
+    labels: torch.Tensor,
+    config: Config,
+    scales: Sequence[float],
+    weight: Optional[torch.Tensor] = None,
+):
     """The loss terms by name: ``(B,)`` per image (``caffe``) or batch scalars (``nearest``).
 
     With MSC, the release's four terms (:func:`release_targets`) or the port's (every branch
     and the fusion against nearest-resized labels); without, the network's logits alone.
+    ``weight``: the class weights of ``class_weights`` (None: unweighted).
     """
     ignore = config.ignore_index
     if config.loss == "caffe":
         if not isinstance(output, MultiScaleOutput):
-            return {"logits": per_image_ce(output, labels[:, ::8, ::8], ignore)}
+            return {"logits": per_image_ce(output, labels[:, ::8, ::8], ignore, weight)}
         return {
-            name: per_image_ce(z, target, ignore)
+            name: per_image_ce(z, target, ignore, weight)
             for name, z, target in release_targets(output, scales, labels)
         }
-    if not isinstance(output, MultiScaleOutput):
-        return {"logits": F.cross_entropy(output.float(), nearest(labels, output.shape[-2:]),
-                                          ignore_index=ignore)}  # fmt: skip
-    named = [("fused", output.fused)] + [(f"x{s:g}", z) for s, z in zip(scales, output.per_scale)]
+    named = (
+        [("fused", output.fused)] + [(f"x{s:g}", z) for s, z in zip(scales, output.per_scale)]
+        if isinstance(output, MultiScaleOutput)
+        else [("logits", output)]
+    )
     return {
-        name: F.cross_entropy(z.float(), nearest(labels, z.shape[-2:]), ignore_index=ignore)
+        name: F.cross_entropy(
+            z.float(), nearest(labels, z.shape[-2:]), weight=weight, ignore_index=ignore
+        )
         for name, z in named
     }
 
@@ -427,22 +554,45 @@ def branch_losses(output: Any, labels: torch.Tensor, config: Config, scales: Seq
 # -- model and optimisation ------------------------------------------------------------------------
 
 
-def build_model(config: Config) -> nn.Module:
+def build_model(config: Config, data: Any = None) -> nn.Module:
     """The network with its initialisation, class names and test protocol (the family's, with
-    the training mean), and what it has seen: the initialisation's lineage plus this run."""
+    the training mean), and what it has seen: the initialisation's lineage plus this run
+    (:func:`run_stage`). A weakly supervised run (``supervision: "weak"``) from weights that saw
+    pixel labels warns, and the warning stays in the weights' record (and saved files)."""
     if config.model == "deeplab_v2_resnet101" and list(config.blocks) != [3, 4, 23, 3]:
         model: nn.Module = DeepLabV2(num_classes=config.num_classes, blocks=tuple(config.blocks))
     else:
         model = get_model(config.model, pretrained=config.init, num_classes=config.num_classes)
     init = model.pretrained_info
+    lineage = init.lineage if init is not None else ()
+    warning = init.warning if init is not None else None
+    seen = pixel_label_stages(lineage)
+    if config.supervision == "weak" and seen:
+        weak = (
+            f"a weakly supervised run started from weights that saw pixel labels "
+            f"({init.name or init.source}: {'; '.join(seen)}): not comparable with weakly "
+            "supervised results from an ImageNet initialisation"
+        )
+        warnings.warn(f"train.py: {weak}", stacklevel=2)
+        warning = weak if warning is None else f"{weak}; {warning}"
     model.class_names = config.names()
     model.pretrained_info = PretrainedInfo(
         source="examples/train.py",
         classes=model.class_names,
         protocol=replace(model.default_protocol, mean_bgr=tuple(config.mean_bgr)),
-        lineage=(init.lineage if init is not None else ()) + (f"{config.dataset} (this run)",),
+        lineage=lineage + (run_stage(config, data),),
+        warning=warning,
     )
     return model
+
+
+def run_stage(config: Config, data: Any = None) -> str:
+    """This run as a lineage stage: ``"<data> <split> (<labels>)"`` (``"VOC 2012 trainaug
+    (pseudo-labels, weak supervision)"``), so that ``evaluate`` knows which split it saw."""
+    name = getattr(data, "data_name", None) or f"{config.dataset} dataset"
+    split = getattr(data, "split_name", None) or Path(config.split).stem
+    labels = PIXEL_LABELS if config.supervision == "full" else "pseudo-labels, weak supervision"
+    return f"{name} {split} ({labels})"
 
 
 def param_groups(model: nn.Module, config: Config) -> list[dict]:
@@ -572,6 +722,7 @@ class Run:
     last_checkpoint: Optional[int] = None
     logger: Any = None
     skipped: list[int] = field(default_factory=list)  # iterations whose step was skipped
+    class_weight: Optional[torch.Tensor] = None  # the cross-entropy's (C,) class weights
 
     @property
     def rank(self) -> int:
@@ -612,7 +763,7 @@ def train_step(run: Run, iteration: int) -> dict[str, float]:
         with checked(run.ranks):  # DDP's own collectives come first in its forward
             with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=config.amp):
                 output = run.net(x)
-            terms = branch_losses(output, y, config, run.scales)
+            terms = branch_losses(output, y, config, run.scales, run.class_weight)
             if config.loss == "caffe":  # images are averaged over the whole (global) batch
                 loss = sum(t.sum() for t in terms.values()) / per_rank_images
             else:
@@ -855,7 +1006,12 @@ def validate(run: Run) -> dict:
     single scale), sharded across the ranks; the model returns to training mode."""
     segmenter = Segmenter(run.model, scales=(), device=run.device)
     guarded = GuardedDataset(run.val_set)
-    scores = evaluate(segmenter, guarded, progress=False, crf_workers=0, ranks=run.ranks)
+    with warnings.catch_warnings():  # a config may validate on its training split
+        warnings.filterwarnings("ignore", message=".*scored anyway")
+        scores = evaluate(
+            segmenter, guarded, progress=False, crf_workers=0, ranks=run.ranks,
+            allow_seen_data=True,
+        )  # fmt: skip
     run.model.train()
     agree(run.ranks, guarded.error)
     return scores
@@ -936,14 +1092,15 @@ def prepare(
             f"batch_size {config.batch_size} is not divisible by {ranks.world} ranks x "
             f"{config.accumulate} accumulation steps"
         )
-    train_set = TrainSet(dataset(config, data_root, config.split), config)
+    train_set = TrainSet(dataset(config, data_root, config.split, training=True), config)
     val_set = dataset(config, data_root, config.val_split, config.val_limit)
     if resume and not out.is_dir():
         raise CheckpointError(f"--resume: {out} does not exist")
     device = ranks.device(None)  # this rank's GPU, else the CPU
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    model = build_model(config).to(device).train()
+    model = build_model(config, train_set.base).to(device).train()
+    weight = class_weights(config, train_set.base)
     groups = param_groups(model, config)
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     run = Run(
@@ -956,6 +1113,7 @@ def prepare(
         val_set=val_set,
         device=device,
         ranks=ranks,
+        class_weight=None if weight is None else weight.to(device),
     )
     first = load_checkpoint(run, convert) if resume else 0
     out.mkdir(parents=True, exist_ok=True)
@@ -1049,6 +1207,9 @@ def run_loop(run: Run, start: int, stop_at: Optional[int]) -> dict:
                 "val": scores,
                 "history": history,
                 "skipped_iterations": list(run.skipped),
+                "class_weights": None if run.class_weight is None else run.class_weight.tolist(),
+                "lineage": list(run.model.pretrained_info.lineage),
+                "warning": run.model.pretrained_info.warning,
                 "rank_checksums": sums,
                 "config": asdict(config),
             }
@@ -1113,6 +1274,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     parser.add_argument("--accumulate", type=int)
     parser.add_argument("--init", help="registry name of the network or a weights file")
+    parser.add_argument(
+        "--label-dir",
+        dest="label_dir",
+        help="the training split's labels from this folder (pseudo-labels)",
+    )
     parser.add_argument("--model", choices=list_models())
     parser.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast")
     parser.add_argument(
@@ -1130,7 +1296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         )
     if args.convert_checkpoint and not args.resume:
         parser.error("--convert-checkpoint goes with --resume")
-    names = ("max_iter", "lr", "batch_size", "accumulate", "amp", "init", "model")
+    names = ("max_iter", "lr", "batch_size", "accumulate", "amp", "init", "model", "label_dir")
     try:
         config = Config.load(args.config, {k: getattr(args, k) for k in names})
     except ConfigError as error:

@@ -1,5 +1,5 @@
-"""``deeplabv2 eval``: the scores (mIoU and co.) on a VOC-format dataset, in one process or
-sharded across ``torchrun`` ranks (rank 0 prints and writes them)."""
+"""``deeplabv2 eval``: the scores (mIoU and co.) on a dataset (VOC format by default), in one
+process or sharded across ``torchrun`` ranks (rank 0 prints and writes them)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..data.voc import VOCSegmentation
+from ..data.kinds import DATASETS, open_dataset
 from ..distributed import start, stop
 from ..evaluate import evaluate
 from ..weights.files import atomic_write, check_destination
@@ -20,8 +20,15 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``eval`` and its options."""
-    parser = commands.add_parser("eval", help="mIoU on a VOC-format dataset")
+    parser = commands.add_parser("eval", help="mIoU on a dataset (VOC format by default)")
     parser.add_argument("--data", required=True, help="dataset root (e.g. VOCdevkit/VOC2012)")
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="voc",
+        help="the dataset's layout (voc; coco: MS-COCO 2014 with 81 classes; folder: images/ + "
+        "labels/ + <split>.txt)",
+    )
     parser.add_argument("--split", default="val", help="split name or list file (val)")
     parser.add_argument("--out", help="write the scores as JSON here")
     parser.add_argument("--limit", type=int, help="only the first N images")
@@ -29,6 +36,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--strict-labels",
         action="store_true",
         help="fail on label values that are neither a class nor 255 (default: warn once)",
+    )
+    parser.add_argument(
+        "--allow-seen-data",
+        action="store_true",
+        help="score weights on a split their lineage says they were trained on (default: refuse)",
     )
     add_options(parser)
     parser.set_defaults(run=run)
@@ -53,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         check_destination(out, args.force)
-    dataset = VOCSegmentation(args.data, args.split, limit=args.limit)
+    dataset = open_dataset(args.dataset, args.data, args.split, limit=args.limit)
     ranks = start()
     try:
         device = ranks.device(args.device)
@@ -64,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             strict_labels=args.strict_labels,
             ranks=ranks,
             skip_unreadable=True,  # reported, and the exit code is 1, as in predict
+            allow_seen_data=args.allow_seen_data,
             **speed(args, device),
         )
         code = 1 if results["failed_images"] else 0

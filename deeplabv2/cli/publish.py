@@ -79,6 +79,7 @@ def _write_folder(weights: Weights, src: Any, out_dir: Path, force: bool) -> dic
         weights.protocol.as_dict() if weights.protocol else None,
         Path(src).name,
         lineage=weights.lineage,
+        warning=weights.warning,
     )
 
     def write_weights(path: Path) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 __all__ = [
     "CLASS_LISTS",
     "COCOSTUFF_CLASSES",
+    "COCO_CLASSES",
     "VOC_CLASSES",
     "overlay",
     "resolve_class_names",
@@ -49,6 +50,23 @@ COCOSTUFF_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: MS-COCO 2014 as weakly supervised segmentation uses it: background + the 80 thing classes, in
+#: the order of their COCO category ids (1..90 without the 10 unused ids), label values 0..80
+#: (255 = ignore), as in the COCO setups of IRN-based methods (RIB, CLIMS: 81 classes).
+COCO_CLASSES: tuple[str, ...] = (
+    "background", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
+    "boat", "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
+    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+
 def voc_palette(num_colors: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map: ``(num_colors, 3) uint8``, label ``i`` -> RGB (bit-interleaved).
 
@@ -77,11 +95,16 @@ def overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 #: Named class lists accepted by :func:`resolve_class_names` (and ``--classes``).
-CLASS_LISTS: dict[str, tuple[str, ...]] = {"voc": VOC_CLASSES, "cocostuff": COCOSTUFF_CLASSES}
+CLASS_LISTS: dict[str, tuple[str, ...]] = {
+    "voc": VOC_CLASSES,
+    "coco": COCO_CLASSES,
+    "cocostuff": COCOSTUFF_CLASSES,
+}
 
 
 def resolve_class_names(spec: str) -> tuple[str, ...]:
-    """``"voc"``, ``"cocostuff"``, or a text file with one class name per line (in order)."""
+    """``"voc"``, ``"coco"``, ``"cocostuff"``, or a text file with one class name per line
+    (in order)."""
     if spec in CLASS_LISTS:
         return CLASS_LISTS[spec]
     try:

@@ -41,6 +41,7 @@ class SegmentationFolder(PairedDataset):
         split: a list file name under ``root`` (``"train"`` -> ``train.txt``) or a path.
         class_names: the classes, index = label value (default: none known).
         limit: keep only the first ``limit`` entries.
+        label_dir: the folder of the label PNGs (default ``<root>/labels``).
     """
 
     def __init__(
@@ -49,8 +50,10 @@ class SegmentationFolder(PairedDataset):
         split: str = "train",
         class_names: Sequence[str] = (),
         limit: Optional[int] = None,
+        label_dir: Union[str, os.PathLike, None] = None,
     ) -> None:
         self.class_names = tuple(class_names)
+        self.label_dir = Path(root, "labels") if label_dir is None else Path(label_dir)
         super().__init__(root, split, limit)
 
     def _items(self, split: str) -> list[tuple[str, Path, Path]]:
@@ -73,7 +76,7 @@ class SegmentationFolder(PairedDataset):
             )
             if image is None:
                 raise DatasetError(f"{list_file}: no image for {name!r} in {self.root / 'images'}")
-            items.append((name, image, self.root / "labels" / f"{name}.png"))
+            items.append((name, image, self.label_dir / f"{name}.png"))
         return items
 
 
@@ -102,6 +105,7 @@ class COCOStuff(PairedDataset):
         if version not in ("164k", "10k"):
             raise ValueError(f"version must be '164k' or '10k', got {version!r}")
         self.version = version
+        self.data_name = f"COCO-Stuff {version}"
         super().__init__(root, split, limit)
 
     def _items(self, split: str) -> list[tuple[str, Path, Path]]:
@@ -157,6 +161,7 @@ class Cityscapes(PairedDataset):
     """
 
     class_names = CITYSCAPES_CLASSES
+    data_name = "Cityscapes"
 
     def _items(self, split: str) -> list[tuple[str, Path, Path]]:
         images = self.root / "leftImg8bit" / split

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -30,9 +31,13 @@ class PairedDataset:
 
     Attributes:
         class_names: the dataset's classes (index = label value); 255 is ignored.
+        data_name: the data set as a weights lineage names it (``"VOC 2012"``), or None when
+            unknown (a folder of any images): what the seen-data check of
+            :func:`deeplabv2.evaluate.evaluate` compares with the weights' lineage.
     """
 
     class_names: tuple[str, ...] = ()
+    data_name: Optional[str] = None
 
     def __init__(
         self, root: Union[str, os.PathLike], split: str = "val", limit: Optional[int] = None
@@ -48,6 +53,12 @@ class PairedDataset:
             if limit < 1:
                 raise ValueError(f"limit must be >= 1, got {limit}")
             self.items = self.items[:limit]
+
+    @property
+    def split_name(self) -> str:
+        """The split as a lineage names it: the list file's stem, lower case, without ``_`` and
+        ``-`` (``train_aug.txt`` -> ``trainaug``)."""
+        return re.sub(r"[_-]", "", Path(self.split).stem.lower())
 
     def _items(self, split: str) -> list[tuple[str, Path, Path]]:  # pragma: no cover
         raise NotImplementedError

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Optional, Union
 
 from ..errors import DatasetError
 from .classes import VOC_CLASSES
@@ -31,6 +33,9 @@ class VOCSegmentation(PairedDataset):
         root: the dataset directory (e.g. ``VOCdevkit/VOC2012``).
         split: ``"train"``, ``"val"``, ``"trainaug"``... or a list file.
         limit: keep only the first ``limit`` entries.
+        label_dir: a folder of ``<name>.png`` labels that replaces the dataset's own (e.g.
+            the pseudo-labels of weakly supervised segmentation); the list file's label
+            column is then not used.
 
     Raises:
         FileNotFoundError: no such root, split or label folder.
@@ -38,6 +43,19 @@ class VOCSegmentation(PairedDataset):
     """
 
     class_names = VOC_CLASSES
+    data_name = "VOC 2012"
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike],
+        split: str = "val",
+        limit: Optional[int] = None,
+        label_dir: Union[str, os.PathLike, None] = None,
+    ) -> None:
+        self.label_dir = None if label_dir is None else Path(label_dir)
+        if self.label_dir is not None and not self.label_dir.is_dir():
+            raise FileNotFoundError(f"label_dir {self.label_dir} is not a directory")
+        super().__init__(root, split, limit)
 
     def _items(self, split: str) -> list[tuple[str, Path, Path]]:
         names_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
@@ -60,6 +78,8 @@ class VOCSegmentation(PairedDataset):
                             f"{list_file}: expected '<image> <label>' per line, got {line!r}"
                         )
                     image, label = (self.root / p.lstrip("/") for p in parts)
+                    if self.label_dir is not None:
+                        label = self.label_dir / f"{image.stem}.png"
                     items.append((image.stem, image, label))
                 return items
         raise FileNotFoundError(
@@ -68,6 +88,8 @@ class VOCSegmentation(PairedDataset):
         )
 
     def _label_dir(self) -> Path:
+        if self.label_dir is not None:
+            return self.label_dir
         for name in ("SegmentationClassAug", "SegmentationClass"):
             if (self.root / name).is_dir():
                 return self.root / name

@@ -185,7 +185,7 @@ def load_state(
         has_head=has_head,
         protocol=_protocol(checkpoint, entry, mapping) if has_head else None,
         lineage=_lineage(checkpoint, entry),
-        warning=entry.warning if entry is not None else None,
+        warning=entry.warning if entry is not None else checkpoint.metadata.get("warning"),
     )
     return Loaded(state, num_classes, info, model_args)
 

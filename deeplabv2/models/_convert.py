@@ -78,8 +78,8 @@ def weights_metadata(
 ) -> dict[str, str]:
     """The safetensors header of a file this library writes (all values are strings): the
     architecture (left out for a custom network that no builder makes), the class count and
-    names, the source, the test protocol, the lineage, the network's non-default constructor
-    arguments and the versions that wrote it.
+    names, the source, the test protocol, the lineage and warning, the network's non-default
+    constructor arguments and the versions that wrote it.
     """
     if architecture is not None:
         get_mapping(architecture)  # a ValueError naming the known ones
@@ -98,6 +98,8 @@ def weights_metadata(
         metadata["protocol"] = json.dumps(info.protocol.as_dict())
     if info.lineage:
         metadata["lineage"] = json.dumps(list(info.lineage))
+    if info.warning:
+        metadata["warning"] = info.warning
     if model_args:
         metadata["model_args"] = json.dumps(dict(model_args))
     return metadata
@@ -109,7 +111,7 @@ def save_weights(
     """Write a model's weights to a ``.safetensors`` file that loads back as it is.
 
     The header records the architecture (when a builder makes the network), the class count
-    and names, the test protocol and lineage (``model.pretrained_info``) and the network's
+    and names, the test protocol, lineage and warning (``model.pretrained_info``) and the network's
     constructor arguments, so ``<builder>(pretrained=path)`` restores the same network,
     ``class_names`` and protocol. Written atomically; an existing file only with ``force``.
     """

@@ -319,11 +319,11 @@ _RESNET_ZIP = (
 _PORT = "https://github.com/kazuto1011/deeplab-pytorch/releases/download/v1.0/"
 _MSRA = "https://github.com/KaimingHe/deep-residual-networks"
 _TORCHVISION = "https://download.pytorch.org/models/resnet101-63fe2227.pth"
-_PORT_LICENSE = (
-    "MIT (the kazuto1011/deeplab-pytorch repository's licence; the training data, "
-    "COCO-Stuff, has licences of its own)"
+_PORT_LICENSE = "MIT (the kazuto1011/deeplab-pytorch repository's licence)"
+_PORT_README = (
+    "kazuto1011/deeplab-pytorch README, Performance "
+    "(commit 4219467fa5de07985f834f1bd8c04c186dc8f6d8)"
 )
-_PORT_README = "kazuto1011/deeplab-pytorch README (as quoted in this project's issue tracker)"
 _VAL_WARNING = (
     "these weights were trained on VOC 2012 train+val: scores on VOC val are meaningless; use "
     "them for test-server submissions only, and 'voc12' for anything evaluated on val"
@@ -355,24 +355,34 @@ def _backbone(tag: str, **fields: Any) -> Weights:
     )
 
 
-def _port(tag: str, iterations: str, file: str, **fields: Any) -> Weights:
-    """A COCO-Stuff model trained by the PyTorch port (its protocol, 182 classes)."""
+def _port(tag: str, file: str, **fields: Any) -> Weights:
+    """A model trained by the PyTorch port itself (its protocol and licence), converted."""
     return Weights(
         architecture=RESNET101.architecture,
         tag=tag,
+        url=_PORT + file,
+        protocol=PORT_PROTOCOL,
+        **fields,
+    )
+
+
+def _port_cocostuff(tag: str, iterations: str, file: str, **fields: Any) -> Weights:
+    """A COCO-Stuff model trained by the PyTorch port (182 classes)."""
+    version = tag[len("cocostuff") :]
+    return _port(
+        tag,
+        file,
         num_classes=182,
         categories=COCOSTUFF_CLASSES,
         description=(
-            f"DeepLab v2 ResNet-101 (MSC) trained on COCO-Stuff {tag[len('cocostuff') :]} by the "
-            f"PyTorch port kazuto1011/deeplab-pytorch ({iterations} iterations), converted."
+            f"DeepLab v2 ResNet-101 (MSC) trained on COCO-Stuff {version} by the PyTorch port "
+            f"kazuto1011/deeplab-pytorch ({iterations} iterations), converted."
         ),
-        url=_PORT + file,
-        protocol=PORT_PROTOCOL,
         num_params=55_919_384,
         ops=239.037,
         file_size=224.2,
-        license=_PORT_LICENSE,
-        lineage=(IMAGENET, COCO_PIXELS, f"COCO-Stuff {tag[len('cocostuff') :]} (pixel labels)"),
+        license=_PORT_LICENSE + "; the training data, COCO-Stuff, has licences of its own",
+        lineage=(IMAGENET, COCO_PIXELS, f"COCO-Stuff {version} (pixel labels)"),
         **fields,
     )
 
@@ -472,7 +482,7 @@ register_weights(
     )
 )
 register_weights(
-    _port(
+    _port_cocostuff(
         "cocostuff164k",
         "100k",
         "deeplabv2_resnet101_msc-cocostuff164k-100000.pth",
@@ -484,11 +494,36 @@ register_weights(
     )
 )
 register_weights(
-    _port(
+    _port_cocostuff(
         "cocostuff10k",
         "20k",
         "deeplabv2_resnet101_msc-cocostuff10k-20000.pth",
         metrics={"COCO-Stuff-10k-test": {"mIoU": 34.8, "mIoU+CRF": 35.6, "source": _PORT_README}},
         docs="Output i is COCO-Stuff label i (0..181, 255 ignored), as the port trains it.",
+    )
+)
+register_weights(
+    _port(
+        "voc12-port",
+        "deeplabv2_resnet101_msc-vocaug-20000.pth",
+        num_classes=21,
+        categories=VOC_CLASSES,
+        description=(
+            "DeepLab v2 ResNet-101 (MSC) trained on VOC 2012 trainaug by the PyTorch port "
+            "kazuto1011/deeplab-pytorch itself (configs/voc12.yaml: 20,000 iterations of 5 x "
+            "iter_size 2 images, lr 2.5e-4, from the release's init.caffemodel converted to "
+            "deeplabv1_resnet101-coco.pth), converted. Not a conversion of the release's "
+            "train2_iter_20000.caffemodel (that is 'voc12-trainval')."
+        ),
+        metrics={
+            "VOC2012-val": _port_scores(94.64, 86.50, 76.65, 90.41),
+            "VOC2012-val+CRF": _port_scores(95.04, 86.64, 77.93, 91.06),
+        },
+        num_params=44_048_532,
+        ops=188.886,
+        file_size=176.7,
+        license=_PORT_LICENSE + "; PASCAL VOC's terms apply to the data",
+        lineage=(IMAGENET, COCO_PIXELS, VOC_TRAINAUG),
+        docs="Evaluate with the port's protocol: its MSC resizing, images at their own size.",
     )
 )

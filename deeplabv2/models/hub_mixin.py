@@ -181,6 +181,7 @@ class HubMixin:
             (info.source if info is not None else "") or "deeplabv2",
             lineage=info.lineage if info is not None else (),
             model_args=getattr(self, "model_args", None),
+            warning=info.warning if info is not None else None,
         )
         write_folder(
             save_directory,

@@ -33,9 +33,11 @@ def hub_config(
     *,
     lineage: Sequence[str] = (),
     model_args: Optional[Mapping[str, Any]] = None,
+    warning: Optional[str] = None,
 ) -> dict[str, Any]:
     """The ``config.json`` of a model folder (``model_args``: the network's constructor
-    arguments besides ``num_classes``, e.g. its ASPP rates)."""
+    arguments besides ``num_classes``, e.g. its ASPP rates; ``warning``: what the weights
+    must not be used for, e.g. evaluation on the data they were trained on)."""
     return {
         "library_name": "deeplabv2",
         "deeplabv2_version": __version__,
@@ -44,6 +46,7 @@ def hub_config(
         "class_names": list(class_names),
         "protocol": dict(protocol) if protocol else None,
         "lineage": list(lineage),
+        "warning": warning,
         "model_args": dict(model_args or {}),
         "source": source,
         "weights": WEIGHTS_NAME,
@@ -125,6 +128,7 @@ def _body(
             f"{protocol.get('mean_bgr', 'the ImageNet mean of the release')}",
             f"- test protocol: {json.dumps(protocol) if protocol else 'n/a'}",
             f"- trained on (oldest first): {' -> '.join(config.get('lineage') or ()) or 'n/a'}",
+            *([f"- **warning**: {config['warning']}"] if config.get("warning") else []),
             f"- source: {config.get('source') or 'n/a'}",
             f"- `{WEIGHTS_NAME}` SHA-256: `{sha256}`",
             f"- licence: {licence}",

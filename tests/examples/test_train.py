@@ -138,7 +138,7 @@ def test_loss_of_a_repeated_batch_falls(voc: Path) -> None:
     torch.manual_seed(0)
     model = train.build_model(config).train()
     net = MultiScale(model)
-    data = train.TrainSet(train.VOCSegmentation(voc, "val"), config)
+    data = train.TrainSet(VOCSegmentation(voc, "val"), config)
     x, y = (torch.stack(t) for t in zip(data[(0, 1)], data[(1, 2)]))
     optimizer = torch.optim.SGD(train.param_groups(model, config), lr=config.lr, momentum=0.9)
     losses = []
@@ -326,9 +326,9 @@ def test_a_non_finite_loss_stops_the_run(voc: Path, tmp_path: Path, monkeypatch)
     real = train.branch_losses
     calls = []
 
-    def poisoned(output, labels, config, scales):
+    def poisoned(output, labels, config, scales, weight=None):
         calls.append(1)
-        terms = real(output, labels, config, scales)
+        terms = real(output, labels, config, scales, weight)
         if len(calls) >= 3:  # from the third iteration on
             terms["fused"] = terms["fused"] * float("nan")
         return terms
@@ -431,9 +431,9 @@ def poison(monkeypatch, iterations: set) -> None:
     real = train.branch_losses
     calls = []
 
-    def poisoned(output, labels, config, scales):
+    def poisoned(output, labels, config, scales, weight=None):
         calls.append(1)
-        terms = real(output, labels, config, scales)
+        terms = real(output, labels, config, scales, weight)
         if len(calls) in iterations:
             terms = {k: v * float("nan") for k, v in terms.items()}
         return terms

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -15,7 +14,6 @@ from deeplabv2.cli import main
 from deeplabv2.errors import CaffeFormatError, WeightsFormatError, WeightsMismatchError
 from deeplabv2.models import deeplab_v2_resnet101, load_model, save_weights
 from deeplabv2.models._convert import CONVERSION_VERSION
-from deeplabv2.weights import get_weights
 from deeplabv2.weights.caffe import read_caffemodel
 
 from .caffe_files import write_caffemodel
@@ -284,21 +282,3 @@ def test_load_model_picks_the_network_from_the_weights(voc_safetensors, release_
     assert model.architecture == "deeplab_v2_resnet101" and model.num_classes == 21
     with pytest.raises(WeightsMismatchError, match="is a deeplab_v2_resnet101 file"):
         load_model(release_caffemodel, model="deeplab_v2_vgg16")
-
-
-def test_trainval_weights_warn_when_evaluated_on_val(tmp_path, voc_safetensors, monkeypatch):
-    from deeplabv2.data import VOCSegmentation
-    from deeplabv2.evaluate import evaluate
-    from deeplabv2.segmenter import Segmenter
-
-    from ..voc_fixture import write_voc
-
-    model = deeplab_v2_resnet101(pretrained=voc_safetensors)
-    model.pretrained_info = dataclasses.replace(
-        model.pretrained_info,
-        name="deeplab_v2_resnet101.voc12-trainval",
-        warning=get_weights("voc12-trainval").warning,
-    )
-    data = VOCSegmentation(write_voc(tmp_path / "voc"), "val", limit=1)
-    with pytest.warns(UserWarning, match="voc12-trainval: these weights were trained on VOC"):
-        evaluate(Segmenter(model, scales=()), data, progress=False)
