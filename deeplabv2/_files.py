@@ -26,6 +26,7 @@ from .errors import OutputExistsError
 __all__ = [
     "TMP_SUFFIX",
     "atomic_write",
+    "atomic_write_text",
     "check_destination",
     "check_readable",
     "check_writable",
@@ -194,7 +195,7 @@ def _about_the_write(error: OSError, tmp: str) -> bool:
     return tmp in names or tmp in str(error) or error.errno in _WRITE_ERRNOS
 
 
-def atomic_write(path: PathLike, write: Callable[[str], None], *, force: bool = False) -> Path:
+def atomic_write(path: PathLike, write: Callable[[str], object], *, force: bool = False) -> Path:
     """Write ``path`` through ``write(tmp_path)`` into a temporary file, then rename it.
 
     The destination is checked first (:func:`check_destination`); the temporary file is
@@ -229,3 +230,8 @@ def atomic_write(path: PathLike, write: Callable[[str], None], *, force: bool = 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return path
+
+
+def atomic_write_text(path: PathLike, text: str, *, force: bool = False) -> Path:
+    """:func:`atomic_write` of a UTF-8 text."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), force=force)

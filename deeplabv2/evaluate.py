@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from contextlib import closing
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 import torch.distributed as dist
@@ -47,6 +47,7 @@ def _update(
             failed.append(str(result.error))
             continue
         label, name = result.extra
+        assert result.prediction is not None  # a result without an error has one
         try:
             matrix.update(result.prediction.labels, label)
         except LabelError as error:
@@ -181,7 +182,7 @@ def evaluate(
         raise DatasetError("the dataset is empty: there is nothing to evaluate")
     ranks = ranks or Ranks.current()
     _check_unseen(segmenter.model, dataset, allow_seen_data)
-    num_classes = int(segmenter.model.num_classes)
+    num_classes = int(cast(Any, segmenter.model).num_classes)
     names = segmenter.class_names or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, strict=strict_labels)
     speed = {"batch_size": batch_size, "workers": workers, "crf_workers": crf_workers}

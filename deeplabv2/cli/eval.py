@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .._files import atomic_write_text, check_destination
 from ..data.kinds import DATASETS, open_dataset
 from ..distributed import start, stop
 from ..evaluate import evaluate
-from ..weights.files import atomic_write, check_destination
 from .options import add_options, build_segmenter, check, speed
 
 __all__ = ["add_parser", "run"]
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         _print_scores(results)
         if out is not None:
             text = json.dumps(results, indent=2, allow_nan=False)
-            atomic_write(out, lambda tmp: Path(tmp).write_text(text), force=args.force)
+            atomic_write_text(out, text, force=args.force)
             print(f"wrote {out}")
         return code
     finally:

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Optional
+from typing import NoReturn, Optional
 
 from ..version import __version__
 from . import convert, demo, export, predict, publish, weights
@@ -20,7 +20,7 @@ VERBS = (predict, eval_, convert, weights, export, demo, publish)
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit code 2
+    def error(self, message: str) -> NoReturn:  # one line, exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -80,9 +80,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (KeyboardInterrupt, _Terminated) as interruption:
         return _stopped(interruption)
     except Exception as error:  # noqa: BLE001 - one clear line unless --verbose
-        interruption = _interruption(error)
-        if interruption is not None:
-            return _stopped(interruption)
+        cause = _interruption(error)
+        if cause is not None:
+            return _stopped(cause)
         if args.verbose:
             raise
         print(f"deeplabv2 {args.command}: error: {error}", file=sys.stderr)

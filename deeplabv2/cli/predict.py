@@ -18,12 +18,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .._files import check_writable
+from .._files import check_destination, check_writable
 from ..data.images import load_image
 from ..distributed import Ranks, check_peers, collective, start, stop, wait_for_peers
 from ..errors import ImageError
 from ..pipeline import Result, stream
-from ..weights.files import check_destination
 from . import writers
 from .options import add_options, build_segmenter, check, speed
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .._files import atomic_write
+from .._files import atomic_write_text
 
 __all__ = ["CRFParams", "PRESETS"]
 
@@ -97,8 +97,7 @@ class CRFParams:
     def save(self, path: Union[str, os.PathLike], force: bool = False) -> Path:
         """Write the parameters as JSON, atomically (an existing file only with ``force``)."""
         text = json.dumps(self.as_dict(), indent=2) + "\n"
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
-                            force=force)  # fmt: skip
+        return atomic_write_text(path, text, force=force)
 
 
 #: The release's test-time settings (``DenseCRF`` layer of the test prototxts, VOC 2012).

@@ -316,9 +316,9 @@ def deeplab_v2_resnet101(
 _RESNET_ZIP = (
     "http://liangchiehchen.com/projects/released/deeplab_aspp_resnet101/prototxt_and_model.zip"
 )
-_PORT = "https://github.com/kazuto1011/deeplab-pytorch/releases/download/v1.0/"
+_PORT_URL = "https://github.com/kazuto1011/deeplab-pytorch/releases/download/v1.0/"
 _MSRA = "https://github.com/KaimingHe/deep-residual-networks"
-_TORCHVISION = "https://download.pytorch.org/models/resnet101-63fe2227.pth"
+_TORCHVISION_URL = "https://download.pytorch.org/models/resnet101-63fe2227.pth"
 _PORT_LICENSE = "MIT (the kazuto1011/deeplab-pytorch repository's licence)"
 _PORT_README = (
     "kazuto1011/deeplab-pytorch README, Performance "
@@ -360,7 +360,7 @@ def _port(tag: str, file: str, **fields: Any) -> Weights:
     return Weights(
         architecture=RESNET101.architecture,
         tag=tag,
-        url=_PORT + file,
+        url=_PORT_URL + file,
         protocol=PORT_PROTOCOL,
         **fields,
     )
@@ -475,7 +475,7 @@ register_weights(
             "an approximation, since torchvision puts the stride on the 3x3 convolution and "
             "DeepLab on the first 1x1; conv1 is rescaled to the Caffe input convention."
         ),
-        url=_TORCHVISION,
+        url=_TORCHVISION_URL,
         docs="Initialisation for training when the MSRA file cannot be had; pass num_classes.",
         license="BSD-3-Clause (torchvision); ImageNet's terms apply to the data",
         lineage=(IMAGENET,),

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, cast
 
-from .._files import atomic_write, check_destination
+from .._files import atomic_write_text, check_destination
 from ..errors import WeightsFormatError, WeightsMismatchError
 from ..weights import hf_download, network, sha256sum
 from ..weights.upload import upload
@@ -71,7 +71,7 @@ def write_folder(
         CARD_NAME: model_card(config, sha256=sha256sum(paths[WEIGHTS_NAME]), **card),
     }
     for name, text in texts.items():
-        atomic_write(paths[name], _text_writer(text), force=force)
+        atomic_write_text(paths[name], text, force=force)
     return paths
 
 
@@ -89,13 +89,6 @@ def _read_config(path: Path) -> dict[str, Any]:
             "again with save_pretrained"
         )
     return config
-
-
-def _text_writer(text: str) -> Callable[[str], None]:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    return write
 
 
 def upload_folder(
