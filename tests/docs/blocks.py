@@ -6,8 +6,11 @@ site) changes that:
 
 - ``<!-- docs-test: skip REASON -->``: the block is not run; REASON says why (a GPU, the
   network, a dataset, a Hugging Face login). Every skip must give one.
+- ``<!-- docs-test: slow REASON -->``: the block runs only in the slow tests
+  (``python -m pytest -m slow``), e.g. an ONNX export that takes minutes on a CPU.
 - ``<!-- docs-test: setup`` ... ``-->``: Python run before the next block, in the same
-  namespace (to define e.g. the ``image`` and ``probs`` a snippet takes as given).
+  namespace (to define e.g. the ``image`` and ``probs`` a snippet takes as given); it may
+  stand above a skip or slow line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Optional
 
 RUNNABLE = ("python", "bash")
 _FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w+-]*)\s*$")
-_SKIP = re.compile(r"^<!-- docs-test: skip (?P<reason>\S.*?) -->$")
+_SKIP = re.compile(r"^<!-- docs-test: (?P<kind>skip|slow) (?P<reason>\S.*?) -->$")
 _SETUP = "<!-- docs-test: setup"
 
 
@@ -32,6 +35,7 @@ class Block:
     lang: str
     code: str
     skip: Optional[str] = None  # the reason it does not run
+    slow: Optional[str] = None  # the reason it runs only in the slow tests
     setup: str = ""  # Python run before it
 
     @property
@@ -39,24 +43,30 @@ class Block:
         return f"{self.path.name}:{self.line}"
 
 
-def _marker(lines: list[str], fence: int) -> tuple[Optional[str], str]:
-    """The skip reason and setup code written just above the fence at index ``fence``."""
-    above = fence - 1
-    if above < 0:
-        return None, ""
-    skip = _SKIP.match(lines[above].strip())
-    if skip:
-        return skip["reason"], ""
-    if lines[above].strip() != "-->":
-        if "docs-test" in lines[above]:
-            raise ValueError(f"line {above + 1}: a docs-test marker that is not understood")
-        return None, ""
-    start = above - 1
+def _setup(lines: list[str], end: int) -> dict[str, str]:
+    """``{"setup": code}`` if a setup comment ends at index ``end``, else nothing."""
+    if end < 0 or lines[end].strip() != "-->":
+        return {}
+    start = end - 1
     while start >= 0 and not lines[start].startswith("<!--"):
         start -= 1
     if start < 0 or lines[start].strip() != _SETUP:
-        return None, ""
-    return None, "\n".join(lines[start + 1 : above]) + "\n"
+        return {}
+    return {"setup": "\n".join(lines[start + 1 : end]) + "\n"}
+
+
+def _marker(lines: list[str], fence: int) -> dict[str, str]:
+    """The markers written just above the fence at index ``fence``: ``{"skip"|"slow": reason}``
+    and/or ``{"setup": code}`` (a setup comment above a skip or slow line still applies)."""
+    above = fence - 1
+    if above < 0:
+        return {}
+    marker = _SKIP.match(lines[above].strip())
+    if marker:
+        return {marker["kind"]: marker["reason"], **_setup(lines, above - 1)}
+    if "docs-test" in lines[above] and lines[above].strip() != _SETUP:
+        raise ValueError(f"line {above + 1}: a docs-test marker that is not understood")
+    return _setup(lines, above)
 
 
 def read_blocks(path: Path) -> list[Block]:
@@ -75,7 +85,6 @@ def read_blocks(path: Path) -> list[Block]:
             raise ValueError(f"{path}:{index + 1}: a code block that is never closed")
         indent = len(opening["indent"])
         code = "\n".join(line[indent:] for line in lines[index + 1 : end]) + "\n"
-        skip, setup = _marker(lines, index)
-        blocks.append(Block(path, index + 1, opening["lang"], code, skip, setup))
+        blocks.append(Block(path, index + 1, opening["lang"], code, **_marker(lines, index)))
         index = end + 1
     return blocks

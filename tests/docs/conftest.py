@@ -1,5 +1,6 @@
-"""A working folder where the documentation's examples run offline, as they would for a user
-who has downloaded the weights: the registry's names resolve from a filled torch.hub cache."""
+"""Where the documentation's examples run offline, as they would for a user who has the
+release's files and has downloaded the weights: the registry's names resolve from a filled
+torch.hub cache, the release files lie under their release names."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data as skdata
 
 from ..voc_fixture import write_voc
+from ..weights.caffe_files import write_caffemodel
+from ..weights.vgg_reference import synthetic_vgg_blobs
 from .counts import COUNTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,45 +39,55 @@ def _photos(root: Path) -> None:
         Image.fromarray(np.ascontiguousarray(photo[:81, :97])).save(root / "photos" / f"{name}.jpg")
 
 
-@pytest.fixture(scope="session")
-def docs_sandbox(tmp_path_factory, release_caffemodel, voc_safetensors) -> tuple[Path, dict]:
-    """``(folder, environment)``: photos, a tiny VOC 2012, release-style files under their
-    release names, and a torch.hub cache that holds the ``voc12`` weights."""
-    import torch
-
+def _fill_cache(torch_home: Path, files: dict[str, Path]) -> None:
+    """Put ``files`` (registry name -> file) where the loader looks after a download."""
     from deeplabv2.weights import get_weights
     from deeplabv2.weights.release import cache_files
 
+    checkpoints = torch_home / "hub" / "checkpoints"
+    for name, source in files.items():
+        _place(source, cache_files(get_weights(name), checkpoints)[1])
+
+
+@pytest.fixture(scope="session")
+def docs_files(tmp_path_factory, release_caffemodel) -> tuple[Path, dict]:
+    """``(folder, environment)``: photos, a tiny VOC 2012, release-style files under their
+    release names, and a torch.hub cache holding the ``voc12`` and VGG ``voc12`` weights."""
     root = tmp_path_factory.mktemp("docs")
     _photos(root)
     write_voc(root / "VOCdevkit" / "VOC2012")
     _place(release_caffemodel, root / "train_iter_20000.caffemodel")
-    _place(voc_safetensors, root / "voc12.safetensors")
-    (root / "examples").symlink_to(REPO / "examples")
+    vgg = write_caffemodel(root / "train_iter_6000.caffemodel", synthetic_vgg_blobs(False))
+    _fill_cache(root / ".torch", {"voc12": release_caffemodel, "deeplab_v2_vgg16.voc12": vgg})
     env = {
         "TORCH_HOME": str(root / ".torch"),
         "HF_HOME": str(root / ".hf"),
         "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "2",
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    previous = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-        _place(release_caffemodel, cache_files(get_weights("voc12"), checkpoints)[1])
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name)
-            else:
-                os.environ[name] = value
     return root, env
+
+
+@pytest.fixture
+def docs_sandbox(docs_files, tmp_path, monkeypatch) -> tuple[Path, dict]:
+    """A fresh working folder for one page (links to the shared files, the examples), with the
+    environment set for this process too."""
+    files, env = docs_files
+    for entry in files.iterdir():
+        (tmp_path / entry.name).symlink_to(entry)
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path, env
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
     if COUNTS["executed"] or COUNTS["skipped"]:
+        slow = sum(reason.startswith("slow") for _, reason in COUNTS["skipped"])
         terminalreporter.write_line(
             f"documentation examples: {COUNTS['executed']} blocks executed, "
-            f"{len(COUNTS['skipped'])} skipped with a reason"
+            f"{len(COUNTS['skipped']) - slow} skipped with a reason, {slow} slow ones left to "
+            "`-m slow`"
         )
