@@ -150,7 +150,10 @@ def _pairs(
         raise FileNotFoundError(f"the predictions folder {predictions} does not exist")
     no_truth = [str(label) for _, label in references if not label.is_file()]
     if no_truth:
-        raise FileNotFoundError(f"{_listed(no_truth, 'ground-truth files are missing')}")
+        raise FileNotFoundError(
+            f"{_listed(no_truth, 'ground-truth files are missing')}: check the labels folder "
+            "(--labels / --data) and the names in --split"
+        )
     pairs, missing = [], []
     for name, label in references:
         prediction = predictions / f"{name}.png"

@@ -192,6 +192,9 @@ def test_split_list_and_voc_root(folders, tmp_path):
     result = deeplabv2.score_folder(pred, gt, split=str(listed), workers=1)
     assert result.num_images == 2
     assert_matches(result, [maps["a_000"], maps["c_005"]])
+    listed.write_text("a_000\nz_999\n")
+    with pytest.raises(FileNotFoundError, match=r"1 ground-truth files are missing \(.*z_999"):
+        deeplabv2.score_folder(pred, gt, split=str(listed))
     root = tmp_path / "VOC2012"
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
     gt.rename(root / "SegmentationClass")
