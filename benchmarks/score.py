@@ -7,7 +7,9 @@ palette PNGs with a few objects on background and 255 bands along their borders,
 predictions as 8-bit grayscale PNGs of the same objects shifted a little, with 255 ("not sure")
 in some places, like pseudo-labels. Every figure is the median of ``--runs`` passes over the
 folder (after one warm-up pass, so the files are in the page cache: this measures decoding and
-counting, not the disk); the ratio is against 1 worker in the same run.
+counting, not the disk); the ratio is against 1 worker in the same run. The CPU seconds (this
+process and its workers) tell a lack of free cores from overhead: on a busy machine the wall
+time of N workers stays that of 1 while their CPU time stays the same.
 
     python benchmarks/score.py [--count 10582] [--workers 1 2 8] [--runs 3]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -62,14 +65,25 @@ def make_pairs(folder: Path, count: int, processes: int) -> None:
         pool.map(_draw_pair, [(folder, i) for i in range(count)], chunksize=64)
 
 
-def seconds(fn, runs: int) -> float:
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the reading workers)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def seconds(fn, runs: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``runs`` calls, after one warm-up call."""
     fn()  # warm-up
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_cpu_seconds() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -88,21 +102,24 @@ def main() -> None:
         made = time.perf_counter() - start
         rows = []
         for workers in counts:
-            t = seconds(
+            wall, cpu = seconds(
                 lambda w=workers: score_folder(folder / "pred", folder / "gt", workers=w),
                 args.runs,
             )
-            rows.append((workers, t))
+            rows.append((workers, wall, cpu))
         result = score_folder(folder / "pred", folder / "gt")
     print(
         f"score_folder(): {args.count} VOC-size label PNG pairs (generated in {made:.0f} s), "
         f"{os.cpu_count()} CPUs, median of {args.runs} passes; mIoU {result.mean_iou:.4f}, "
         f"{result.ignored_share:.1%} ignored"
     )
-    print(f"{'workers':<10}{'s/pass':>10}{'images/s':>12}{'vs 1 worker':>14}")
-    reference = dict(rows).get(1, rows[0][1])
-    for workers, t in rows:
-        print(f"{workers:<10}{t:>10.2f}{args.count / t:>12.0f}{reference / t:>13.2f}x")
+    print(f"{'workers':<10}{'s/pass':>10}{'images/s':>12}{'vs 1 worker':>14}{'CPU s/pass':>12}")
+    reference = next((wall for workers, wall, _ in rows if workers == 1), rows[0][1])
+    for workers, wall, cpu in rows:
+        print(
+            f"{workers:<10}{wall:>10.2f}{args.count / wall:>12.0f}{reference / wall:>13.2f}x"
+            f"{cpu:>12.2f}"
+        )
 
 
 if __name__ == "__main__":
