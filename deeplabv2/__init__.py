@@ -16,6 +16,7 @@ from .models import (
 )
 from .msc import MultiScale
 from .protocol import EvalProtocol, PretrainedInfo
+from .scoring import ScoreResult, score_folder
 from .segmenter import Prediction, Segmenter
 from .version import __version__
 
@@ -26,6 +27,7 @@ __all__ = [
     "MultiScale",
     "Prediction",
     "PretrainedInfo",
+    "ScoreResult",
     "Segmenter",
     "__version__",
     "atomic_write",
@@ -45,5 +47,6 @@ __all__ = [
     "models",
     "msc",
     "protocol",
+    "score_folder",
     "weights",
 ]

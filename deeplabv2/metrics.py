@@ -1,4 +1,5 @@
-"""Segmentation metrics from a confusion matrix: pixel/mean accuracy, mean IoU, fwIoU."""
+"""Segmentation metrics from a confusion matrix: pixel/mean accuracy, mean IoU, fwIoU, and
+per-class IoU, precision and recall."""
 
 from __future__ import annotations
 
@@ -26,17 +27,32 @@ class ConfusionMatrix:
     :attr:`invalid_labels` (value -> pixels), or raise a :class:`~deeplabv2.errors.LabelError`
     with ``strict=True``. Matrices merge with :meth:`merge` or :meth:`all_reduce`
     (``torch.distributed``), so evaluation can be split across processes.
+
+    With ``allow_unsure=True`` predictions may hold ``ignore_index`` too ("not sure", as
+    pseudo-labels do): such pixels are left out of the matrix and counted per ground-truth
+    class in :attr:`unsure`; :meth:`scores` counts them as misses unless
+    ``confident_only=True``. Without it such a prediction is an error, as any value outside
+    the classes.
     """
 
     def __init__(
-        self, num_classes: int, ignore_index: Optional[int] = 255, strict: bool = False
+        self,
+        num_classes: int,
+        ignore_index: Optional[int] = 255,
+        strict: bool = False,
+        *,
+        allow_unsure: bool = False,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
         self.strict = strict
+        self.allow_unsure = allow_unsure and ignore_index is not None
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        #: ``(num_classes,) int64``: pixels of each ground-truth class predicted ``ignore_index``
+        #: (only with ``allow_unsure``).
+        self.unsure = torch.zeros(num_classes, dtype=torch.int64)
         #: Label values outside the classes and ``ignore_index`` seen so far -> pixel count.
         self.invalid_labels: Counter[int] = Counter()
 
@@ -64,22 +80,31 @@ class ConfusionMatrix:
             if self.strict:
                 raise LabelError(_invalid_message(found, self.num_classes, self.ignore_index))
             self.invalid_labels.update(found)
-        pred, true = pred[valid], true[valid]
-        if pred.numel() and (pred.min() < 0 or pred.max() >= self.num_classes):
-            raise ValueError(f"predicted labels must be in 0..{self.num_classes - 1}")
-        counts = torch.bincount(true * self.num_classes + pred, minlength=self.num_classes**2)
-        self.matrix += counts.reshape(self.num_classes, self.num_classes).cpu()
+        # one bincount, no masked copies: row = target, column = prediction (column k: not
+        # sure, with allow_unsure), and one last bin for the pixels not scored
+        k = self.num_classes
+        columns = k + 1 if self.allow_unsure else k
+        if self.allow_unsure:
+            pred = torch.where(pred == self.ignore_index, k, pred)
+        if (valid & ((pred < 0) | (pred >= columns))).any():
+            raise ValueError(f"predicted labels must be in 0..{k - 1}")
+        index = torch.where(valid, true * columns + pred, k * columns)
+        counts = torch.bincount(index, minlength=k * columns + 1)[:-1].reshape(k, columns).cpu()
+        self.matrix += counts[:, :k]
+        if self.allow_unsure:
+            self.unsure += counts[:, k]
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another matrix of the same size in place; returns self."""
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")
         self.matrix += other.matrix
+        self.unsure += other.unsure
         self.invalid_labels.update(other.invalid_labels)
         return self
 
     def all_reduce(self, group=None) -> ConfusionMatrix:
-        """Sum the matrix (and the invalid label counts) over all processes of
+        """Sum the matrix, the unsure and the invalid label counts over all processes of
         ``torch.distributed``, in place; returns self.
 
         A collective: every process must call it, or the others wait for the process group's
@@ -89,9 +114,10 @@ class ConfusionMatrix:
         import torch.distributed as dist
 
         device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"
-        matrix = self.matrix.to(device)
-        dist.all_reduce(matrix, group=group)
-        self.matrix = matrix.cpu()
+        for name in ("matrix", "unsure"):
+            summed = getattr(self, name).to(device)
+            dist.all_reduce(summed, group=group)
+            setattr(self, name, summed.cpu())
         gathered: list = [None] * dist.get_world_size(group)
         dist.all_gather_object(gathered, dict(self.invalid_labels), group=group)
         self.invalid_labels = sum((Counter(g) for g in gathered), Counter())
@@ -99,6 +125,7 @@ class ConfusionMatrix:
 
     def reset(self) -> None:
         self.matrix.zero_()
+        self.unsure.zero_()
         self.invalid_labels.clear()
 
     def invalid_label_message(self) -> Optional[str]:
@@ -107,35 +134,52 @@ class ConfusionMatrix:
             return None
         return _invalid_message(self.invalid_labels, self.num_classes, self.ignore_index)
 
-    def scores(self, class_names: Optional[Sequence[str]] = None) -> dict:
-        """Pixel accuracy, mean accuracy, mean IoU, frequency-weighted IoU and per-class IoU.
+    def scores(
+        self, class_names: Optional[Sequence[str]] = None, *, confident_only: bool = False
+    ) -> dict:
+        """Pixel accuracy, mean accuracy, mean IoU, frequency-weighted IoU and per-class IoU,
+        precision and recall.
 
         Classes absent from both ground truth and prediction get IoU ``None`` and are left out
-        of the means (as in the DeepLab evaluation). A score with nothing to average (no pixels
-        at all) is ``None``, never NaN, so the result is valid JSON.
+        of the means (as in the DeepLab evaluation); a class never predicted has precision
+        ``None``, one absent from the ground truth recall ``None``. A score with nothing to
+        average (no pixels at all) is ``None``, never NaN, so the result is valid JSON.
+
+        Pixels predicted ``ignore_index`` (:attr:`unsure`, with ``allow_unsure``) count as
+        misses of their ground-truth class (in its IoU, recall, the accuracies and
+        ``num_pixels``) unless ``confident_only``, which scores the other pixels only.
         """
         m = self.matrix.to(torch.float64)
         tp = m.diag()
-        gt = m.sum(1)
+        gt = m.sum(1) + (0 if confident_only else self.unsure.to(torch.float64))
         pred = m.sum(0)
         union = gt + pred - tp
-        total = m.sum()
-        present = gt > 0
-        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
-        acc = torch.where(present, tp / gt.clamp(min=1), torch.nan)
+        total = gt.sum()
+        iou = _ratio(tp, union)
+        acc = _ratio(tp, gt)
         freq = gt / total if total > 0 else gt
         names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+
+        def per_class(values: torch.Tensor) -> dict:
+            return {name: (None if torch.isnan(v) else float(v)) for name, v in zip(names, values)}
+
         return {
             "pixel_accuracy": float(tp.sum() / total) if total > 0 else None,
             "mean_accuracy": _mean(acc),
             "mean_iou": _mean(iou),
             "fw_iou": float((freq[union > 0] * iou[union > 0]).sum()) if total > 0 else None,
-            "per_class_iou": {
-                name: (None if torch.isnan(v) else float(v)) for name, v in zip(names, iou)
-            },
+            "per_class_iou": per_class(iou),
+            "per_class_precision": per_class(_ratio(tp, pred)),
+            "per_class_recall": per_class(acc),
             "num_pixels": int(total),
+            "unsure_pixels": 0 if confident_only else int(self.unsure.sum()),
             "invalid_label_pixels": {str(k): v for k, v in sorted(self.invalid_labels.items())},
         }
+
+
+def _ratio(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """``part / whole`` per class, NaN where ``whole`` is 0 (undefined, not zero)."""
+    return torch.where(whole > 0, part / whole.clamp(min=1), torch.nan)
 
 
 def _mean(values: torch.Tensor) -> Optional[float]:

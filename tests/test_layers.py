@@ -31,6 +31,7 @@ FLOORS = {
     "segmenter": 5,
     "pipeline": 6,
     "evaluate": 7,
+    "scoring": 7,
     "cli": 8,
     "__init__": 9,
     "__main__": 10,

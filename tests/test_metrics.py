@@ -118,3 +118,25 @@ def test_scores_are_json_without_nan() -> None:
     assert scores["per_class_iou"]["2"] is None
     assert scores["mean_iou"] == pytest.approx((1 / 2 + 1 / 2) / 2)
     json.dumps(scores, allow_nan=False)
+
+
+def test_precision_recall_and_unsure_predictions() -> None:
+    target = np.array([[0, 0, 1, 1, 2, 255]])
+    prediction = np.array([[0, 255, 1, 0, 255, 255]])
+    with pytest.raises(ValueError, match=r"predicted labels must be in 0..2"):
+        ConfusionMatrix(3).update(prediction, target)  # 255 predicted: opt-in only
+    matrix = ConfusionMatrix(3, allow_unsure=True)
+    matrix.update(prediction, target)
+    assert matrix.unsure.tolist() == [1, 0, 1]  # per ground-truth class; GT 255 not counted
+    strict = matrix.scores(["a", "b", "c"])
+    assert strict["per_class_recall"] == {"a": 0.5, "b": 0.5, "c": 0.0}  # unsure are misses
+    assert strict["per_class_precision"] == {"a": 0.5, "b": 1.0, "c": None}  # c never predicted
+    assert strict["per_class_iou"] == {"a": 1 / 3, "b": 0.5, "c": 0.0}
+    assert strict["num_pixels"] == 5 and strict["unsure_pixels"] == 2
+    confident = matrix.scores(["a", "b", "c"], confident_only=True)
+    assert confident["per_class_recall"] == {"a": 1.0, "b": 0.5, "c": None}
+    assert confident["per_class_iou"] == {"a": 0.5, "b": 0.5, "c": None}
+    assert confident["num_pixels"] == 3 and confident["pixel_accuracy"] == pytest.approx(2 / 3)
+    other = ConfusionMatrix(3, allow_unsure=True)
+    other.update(np.array([255]), np.array([2]))
+    assert matrix.merge(other).unsure.tolist() == [1, 0, 2]

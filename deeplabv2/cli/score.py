@@ -1,0 +1,144 @@
+"""``deeplabv2 score``: the mIoU (and per-class IoU, precision, recall) of a folder of label maps,
+predictions or pseudo-labels, against the ground truth; no model involved."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .._files import atomic_write, check_destination
+from ..scoring import MAX_DEFAULT_WORKERS, SCORINGS, ScoreResult, score_folder
+
+__all__ = ["add_parser", "run"]
+
+_COLUMNS = (
+    ("IoU", "per_class_iou"),
+    ("prec.", "per_class_precision"),
+    ("recall", "per_class_recall"),
+)
+_SUMMARY = (
+    ("mean IoU", "mean_iou"),
+    ("pixel accuracy", "pixel_accuracy"),
+    ("mean accuracy", "mean_accuracy"),
+    ("fw IoU", "fw_iou"),
+)
+_LISTED = 20  # skipped names printed (all are in the JSON)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``score`` and its options."""
+    parser = commands.add_parser(
+        "score",
+        help="mIoU of a folder of label PNGs (predictions, pseudo-labels) against ground truth",
+        description="Score label PNGs (<name>.png, palette or 8-bit grayscale) against the "
+        "ground truth, twice: pixels predicted as --ignore counted as wrong "
+        "(ignored_as_wrong), and left out (confident_only).",
+    )
+    parser.add_argument("predictions", metavar="PRED_DIR", help="folder of predicted label PNGs")
+    truth = parser.add_mutually_exclusive_group(required=True)
+    truth.add_argument("--labels", metavar="GT_DIR", help="folder of ground-truth label PNGs")
+    truth.add_argument(
+        "--data",
+        metavar="ROOT",
+        help="a VOC root (VOCdevkit/VOC2012): SegmentationClassAug/ or SegmentationClass/",
+    )
+    parser.add_argument(
+        "--split",
+        metavar="LIST",
+        help="the images to score: a list file (names, or '<image> <label>' lines); with --data "
+        "also a split name (train, val, trainaug). Default with --labels: every PNG there",
+    )
+    parser.add_argument(
+        "--classes",
+        default="voc",
+        help="voc, cocostuff, coco or a file with one class name per line (voc)",
+    )
+    parser.add_argument(
+        "--ignore", type=int, default=255, help="ignored / not-sure label value (255)"
+    )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="score the images that have a prediction and list the others (default: error)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help=f"reading processes (default: the cores, at most {MAX_DEFAULT_WORKERS}; 1: none)",
+    )
+    parser.add_argument("--out", metavar="FILE.json", help="write the scores as JSON here")
+    parser.add_argument("--force", action="store_true", help="overwrite --out")
+    parser.set_defaults(run=run)
+
+
+def _percent(value: Optional[float]) -> str:
+    return "   n/a" if value is None else f"{100 * value:6.2f}"
+
+
+def print_table(result: ScoreResult) -> None:
+    """The per-class IoU, precision and recall, then the summary scores, both scorings side
+    by side."""
+    width = max(len(name) for name in (*result.class_names, *(s for s, _ in _SUMMARY)))
+    block = len(_COLUMNS) * 7 - 1
+    print((" " * width + "".join(f"  {scoring:<{block}}" for scoring in SCORINGS)).rstrip())
+    header = " ".join(f"{title:>6}" for title, _ in _COLUMNS)
+    print(f"{'class':<{width}}" + f"  {header}" * len(SCORINGS))
+    for name in result.class_names:
+        cells = []
+        for scoring in SCORINGS:
+            scores = result.scores[scoring]
+            cells.append(" ".join(_percent(scores[key][name]) for _, key in _COLUMNS))
+        print(f"{name:<{width}}" + "".join(f"  {cell}" for cell in cells))
+    for title, key in _SUMMARY:
+        cells = "".join(f"  {_percent(result.scores[s][key]):<{block}}" for s in SCORINGS).rstrip()
+        print(f"{title:<{width}}{cells}")
+
+
+def _report(result: ScoreResult, predictions: str) -> None:
+    """What was scored: images, the skipped ones, the share of ignored predictions."""
+    print(f"scored {result.num_images} images of {predictions} (values in %)")
+    if result.missing:
+        shown = ", ".join(result.missing[:_LISTED])
+        more = f" and {len(result.missing) - _LISTED} more" if len(result.missing) > _LISTED else ""
+        print(
+            f"deeplabv2 score: skipped {len(result.missing)} images without a prediction "
+            f"(--skip-missing): {shown}{more}",
+            file=sys.stderr,
+        )
+    print(
+        f"predicted as ignored: {_percent(result.ignored_share).strip()} % of the scored pixels "
+        f"(ground truth not ignored), {_percent(result.ignored_share_all).strip()} % of all"
+    )
+    print(
+        "ignored_as_wrong: those pixels count as misses of their class; confident_only: they "
+        "are left out"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 score``; the exit code."""
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_destination(out, args.force)
+    result = score_folder(
+        args.predictions,
+        args.labels,
+        data=args.data,
+        split=args.split,
+        classes=args.classes,
+        ignore_index=args.ignore,
+        skip_missing=args.skip_missing,
+        workers=args.workers,
+    )
+    _report(result, args.predictions)
+    print_table(result)
+    if out is not None:
+        data = {"predictions": args.predictions, "labels": args.labels or args.data}
+        data.update(split=args.split, **result.to_dict())
+        text = json.dumps(data, indent=2, allow_nan=False)
+        atomic_write(out, lambda tmp: Path(tmp).write_text(text), force=args.force)
+        print(f"wrote {out}")
+    return 0
