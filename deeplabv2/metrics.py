@@ -72,7 +72,7 @@ class ConfusionMatrix:
         ignored = torch.zeros_like(in_range)
         if self.ignore_index is not None:
             ignored = true == self.ignore_index
-        valid = in_range & ~ignored
+        valid = torch.logical_and(in_range, ~ignored)
         invalid = ~in_range & ~ignored
         if invalid.any():
             values, counts = torch.unique(true[invalid], return_counts=True)
@@ -85,7 +85,7 @@ class ConfusionMatrix:
         k = self.num_classes
         columns = k + 1 if self.allow_unsure else k
         if self.allow_unsure:
-            pred = torch.where(pred == self.ignore_index, k, pred)
+            pred = torch.where(pred.eq(self.ignore_index), k, pred)
         if (valid & ((pred < 0) | (pred >= columns))).any():
             raise ValueError(f"predicted labels must be in 0..{k - 1}")
         index = torch.where(valid, true * columns + pred, k * columns)

@@ -126,6 +126,7 @@ def _references(
                 "a VOC root needs a split: --split train (val, trainaug, or a list file)"
             )
         return [(name, label) for name, _, label in VOCSegmentation(data, split).items]
+    assert labels is not None  # one of the two, checked above
     folder = Path(labels)
     if not folder.is_dir():
         raise FileNotFoundError(f"the ground-truth folder {folder} does not exist")

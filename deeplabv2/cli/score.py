@@ -93,8 +93,8 @@ def print_table(result: ScoreResult) -> None:
             cells.append(" ".join(_percent(scores[key][name]) for _, key in _COLUMNS))
         print(f"{name:<{width}}" + "".join(f"  {cell}" for cell in cells))
     for title, key in _SUMMARY:
-        cells = "".join(f"  {_percent(result.scores[s][key]):<{block}}" for s in SCORINGS).rstrip()
-        print(f"{title:<{width}}{cells}")
+        row = "".join(f"  {_percent(result.scores[s][key]):<{block}}" for s in SCORINGS).rstrip()
+        print(f"{title:<{width}}{row}")
 
 
 def _report(result: ScoreResult, predictions: str) -> None:
