@@ -84,7 +84,7 @@ class ConfusionMatrix:
         # sure, with allow_unsure), and one last bin for the pixels not scored
         k = self.num_classes
         columns = k + 1 if self.allow_unsure else k
-        if self.allow_unsure:
+        if self.allow_unsure and self.ignore_index is not None:
             pred = torch.where(pred.eq(self.ignore_index), k, pred)
         if (valid & ((pred < 0) | (pred >= columns))).any():
             raise ValueError(f"predicted labels must be in 0..{k - 1}")
