@@ -1,3 +1,3 @@
 """The package version (PEP 440), read by ``pyproject.toml`` and ``deeplabv2.__version__``."""
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
