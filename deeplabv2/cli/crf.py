@@ -101,7 +101,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=8, help="on a GPU: images of one size per CRF call (8)"
     )
     parser.add_argument(
-        "--workers", type=int, help="on the CPU: CRF processes (default: one per core)"
+        "--workers",
+        type=int,
+        help="on the CPU: CRF processes (0: in this process; default: one per core)",
     )
     parser.add_argument(
         "--save-probs",
@@ -190,13 +192,16 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
     images, scores, outputs, todo = plan
     device = ranks.device(args.device)
     cpu = device.type == "cpu"
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    workers = args.workers
+    if workers is None:  # one process per core; none on one core
+        workers = os.cpu_count() or 1
+        workers = workers if workers > 1 else 0
     mine = [todo[j] for j in ranks.shard(len(todo))]
     written, failures = 0, []
     bar = tqdm(total=len(mine), desc="crf", unit="image", disable=args.quiet or ranks.rank != 0)
     results = pseudo_label_files(
         images, scores, recipe(args), indices=mine, backend=args.crf_backend, device=device,
-        batch_size=args.batch_size, workers=workers if cpu and workers > 1 else 0,
+        batch_size=args.batch_size, workers=workers if cpu else 0,
         min_confidence=args.min_confidence, allow_pickle=args.allow_pickle,
         max_pixels=args.max_pixels,
     )  # fmt: skip

@@ -63,7 +63,9 @@ def _with_background(cams: np.ndarray, recipe: PseudoLabelRecipe, value: float) 
     if recipe.background == "constant":  # IRN: np.pad(cams, ..., constant_values=thres)
         background = np.full((1, *cams.shape[1:]), value, dtype=cams.dtype)
     else:  # PSA: np.power(1 - np.max(cams, axis=0, keepdims=True), alpha)
-        peak = cams.max(axis=0, keepdims=True) if len(cams) else np.zeros_like(cams[:1])
+        peak = np.zeros((1, *cams.shape[1:]), cams.dtype)
+        if len(cams):
+            peak = cams.max(axis=0, keepdims=True)
         background = np.power(1 - peak, value)
     return np.concatenate((background, cams), axis=0).astype(np.float32)
 

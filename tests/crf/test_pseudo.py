@@ -5,6 +5,10 @@ papers' recipes written here with pydensecrf itself (IRN's ``crf_inference_label
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,14 @@ from deeplabv2.crf import (
 from deeplabv2.crf.synthetic import coarse_probs
 from deeplabv2.data.images import read_label
 
+from ..test_interrupts import (
+    _default_sigint,
+    alive,
+    cpu_seconds,
+    descendants,
+    temporaries,
+    wait_for,
+)
 from .photos import photo
 
 dcrf = pytest.importorskip("pydensecrf.densecrf", reason="the references need pydensecrf2")
@@ -308,3 +320,58 @@ def test_keys_with_the_background_are_refused(tmp_path):
         load_scores(tmp_path / "y.npz")
     with pytest.raises(ValueError, match="CAMs need a background"):
         pseudo_label(np.zeros((4, 4, 3), np.uint8), Scores(cams, np.array([7, 14])))
+
+
+def test_psa_dicts_and_images_without_a_class(tmp_path):
+    cams = np.random.default_rng(0).random((2, 6, 5), dtype=np.float32)
+    np.save(tmp_path / "psa.npy", {7: cams[0], 14: cams[1]})  # infer_cls.py --out_cam
+    scores = load_scores(tmp_path / "psa.npy", allow_pickle=True)
+    assert np.array_equal(scores.keys, [7, 14]) and np.array_equal(scores.values, cams)
+    assert np.array_equal(scores.classes(), [0, 8, 15])
+    # no foreground class (IRN keeps such images): all background, no CRF to run
+    empty = Scores(np.zeros((0, 6, 5), np.float32), np.zeros(0, np.int64))
+    for name in PSEUDO_LABEL_RECIPES:
+        out = pseudo_label(np.zeros((6, 5, 3), np.uint8), empty, PSEUDO_LABEL_RECIPES[name])
+        assert (out.labels == 0).all() and out.probs.shape == (2, 1, 6, 5)
+
+
+@pytest.mark.slow  # a CRF of seconds in a worker process, interrupted
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_signals_stop_the_workers(tmp_path, sig, group):
+    """As ``predict``'s CRF workers (tests/test_interrupts.py): exit 143 / 130 at once, no
+    worker process, temporary file or output left."""
+    images, scores, _ = write_inputs(tmp_path)
+    params = tmp_path / "crf.json"
+    params.write_text('{"iterations": 200000}')  # minutes: long enough to be interrupted
+    out = tmp_path / "labels"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deeplabv2.cli", "crf", str(images), str(scores), "--out",
+         str(out), "--crf-params", str(params), "--bg-threshold", "0.2", "--workers", "1",
+         "--crf-backend", "pydensecrf", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509 - no threads
+    )  # fmt: skip
+    try:
+        # the worker (not spawn's resource tracker) has imported and computes: seconds of CPU
+        busy = lambda: any(cpu_seconds(p) > 6 for p in descendants(process.pid))  # noqa: E731
+        wait_for(lambda: busy() or process.poll() is not None, timeout=300)
+        assert process.poll() is None
+        children = descendants(process.pid)
+        signalled = time.monotonic()
+        if group:  # Ctrl-C in a terminal: the whole process group
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+        _, err = process.communicate(timeout=120)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == (143 if sig == signal.SIGTERM else 130), err
+    assert "Traceback" not in err and took < 10
+    end = time.monotonic() + 5
+    while any(alive(pid) for pid in children):
+        assert time.monotonic() < end, "worker processes left behind"
+        time.sleep(0.1)
+    assert not out.exists() or (temporaries(out) == [] and list(out.iterdir()) == [])
