@@ -335,6 +335,29 @@ def test_psa_dicts_and_images_without_a_class(tmp_path):
         assert (out.labels == 0).all() and out.probs.shape == (2, 1, 6, 5)
 
 
+def test_the_gpu_path_batches_by_shape(tmp_path):
+    """The path ``--device cuda`` takes (images grouped by shape, batched CRF calls), run here
+    on the CPU: the same labels as one image at a time, failures still per image."""
+    from deeplabv2.crf.pseudo_files import _Job, _on_device
+
+    images, scores, data = write_inputs(tmp_path)
+    names = sorted(PHOTOS)
+    image_files = [str(images / f"{n}.png") for n in names] * 2  # 2 of each shape
+    score_files = [str(scores / f"{n}.npz") for n in names] * 2
+    np.savez(scores / "bad.npz", high_res=data["coffee"][1][:, :-1], keys=data["coffee"][2])
+    image_files.append(str(images / "coffee.png"))
+    score_files.append(str(scores / "bad.npz"))
+    job = _Job(PSEUDO_LABEL_RECIPES["irn"], "pydensecrf", 0.0, False, None)
+    results = list(_on_device(job, image_files, score_files, range(7), "cpu", batch_size=2))
+    assert sorted(r.index for r in results) == list(range(7))
+    for result in results:
+        if result.index == 6:
+            assert "bad.npz" in str(result.error)
+            continue
+        image, cams, keys = data[names[result.index % 3]]
+        assert np.array_equal(result.label.labels, irn_cam_to_ir_label(image, cams, keys))
+
+
 @pytest.mark.slow  # a CRF of seconds in a worker process, interrupted
 @pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
 def test_signals_stop_the_workers(tmp_path, sig, group):
