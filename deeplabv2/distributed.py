@@ -43,6 +43,7 @@ __all__ = [
     "report_failure",
     "start",
     "stop",
+    "total",
     "wait_for_peers",
 ]
 
@@ -242,6 +243,16 @@ def collective(ranks: Ranks) -> Iterator[None]:
     wait_for_peers(ranks)
     with _signals_end_process():
         yield
+
+
+def total(ranks: Ranks, value: int) -> int:
+    """``value`` summed over the ranks (a collective: every rank calls it)."""
+    if not ranks.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    with collective(ranks):
+        dist.all_reduce(tensor)
+    return int(tensor.item())
 
 
 def report_failure(ranks: Ranks, error: BaseException) -> None:

@@ -13,12 +13,9 @@ Used by :func:`deeplabv2.evaluate.evaluate` and ``deeplabv2 predict``:
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 
 from .crf import DenseCRF
+from .crf.workers import CRFWorkers, one_thread
 from .segmenter import Prediction, Segmenter
 
 __all__ = ["Result", "default_crf_workers", "stream"]
@@ -76,15 +74,9 @@ class _Decoded(torch.utils.data.Dataset):
         return index, torch.from_numpy(np.ascontiguousarray(rgb)), extra, None
 
 
-def _ignore_interrupts() -> None:
-    """CRF worker start: Ctrl-C (sent to the whole process group) is the parent's to handle;
-    it terminates the workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _crf_task(crf: DenseCRF, image: np.ndarray, probs: np.ndarray, want_probs: bool) -> np.ndarray:
     """Worker: the CRF of one image, one thread (returns probs, or labels when enough)."""
-    torch.set_num_threads(1)
+    one_thread()
     q = crf(image, probs)
     return q if want_probs else q.argmax(0).astype(np.int64)
 
@@ -105,13 +97,9 @@ class _Stream:
         self.segmenter, self.batch_size, self.crf_workers = segmenter, batch_size, crf_workers
         self.return_probs, self.on_network_error = return_probs, on_network_error
         self.progress = progress
-        self.pool: Optional[ProcessPoolExecutor] = None
+        self.pool: Optional[CRFWorkers] = None
         if segmenter.crf is not None and segmenter.device.type != "cuda" and crf_workers > 0:
-            context = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(
-                crf_workers, mp_context=context, initializer=_ignore_interrupts
-            )
-        self.pending: deque[tuple[Future, Result]] = deque()
+            self.pool = CRFWorkers(crf_workers)
         self.groups: dict[tuple, list[tuple[int, torch.Tensor, Any]]] = {}
 
     def done(self, result: Result) -> Result:
@@ -145,8 +133,9 @@ class _Stream:
         """The images still waiting in groups, then the CRF jobs still queued."""
         for key in list(self.groups):
             yield from self.run(self.groups.pop(key))
-        while self.pending:
-            yield from self.finish_crf()
+        if self.pool is not None:
+            for result, future in self.pool.drain():
+                yield from self.finish_crf(result, future)
 
     def run(self, items: list[tuple[int, torch.Tensor, Any]]) -> Iterator[Result]:
         """The network on images of one input size; a failing batch is retried one by one."""
@@ -177,16 +166,12 @@ class _Stream:
             result.prediction = segmenter.prediction(refined, self.return_probs)
             yield self.done(result)
         else:
-            job = self.pool.submit(
-                _crf_task, segmenter.crf, result.image, probs.cpu().numpy(), self.return_probs
-            )
-            self.pending.append((job, result))
-            while len(self.pending) > 2 * self.crf_workers:  # bound the memory of queued jobs
-                yield from self.finish_crf()
+            args = (segmenter.crf, result.image, probs.cpu().numpy(), self.return_probs)
+            for done, future in self.pool.submit(_crf_task, *args, tag=result):
+                yield from self.finish_crf(done, future)
 
-    def finish_crf(self) -> Iterator[Result]:
-        """Wait for the oldest queued CRF job; its result."""
-        future, result = self.pending.popleft()
+    def finish_crf(self, result: Result, future: Future) -> Iterator[Result]:
+        """A finished CRF job's result."""
         try:
             refined = torch.from_numpy(future.result())
         except Exception as error:  # noqa: BLE001 - sorted by on_network_error
@@ -204,21 +189,8 @@ class _Stream:
     def close(self, abort: bool = False) -> None:
         """Stop the CRF workers: once their jobs are done, or (``abort``: interrupted, or an
         error) at once, cancelling the queued jobs and terminating the running ones."""
-        if self.pool is None:
-            return
-        if not abort:
-            self.pool.shutdown(cancel_futures=True)
-            return
-        # the worker processes: no public handle before Python 3.14's terminate_workers()
-        workers = list((getattr(self.pool, "_processes", None) or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join(5)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
+        if self.pool is not None:
+            self.pool.close(abort)
 
 
 def stream(

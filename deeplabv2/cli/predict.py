@@ -15,12 +15,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from .._files import check_destination, check_writable
 from ..data.images import load_image
-from ..distributed import Ranks, check_peers, collective, start, stop, wait_for_peers
+from ..distributed import Ranks, check_peers, start, stop, total, wait_for_peers
 from ..errors import ImageError
 from ..pipeline import Result, stream
 from . import writers
@@ -132,16 +131,6 @@ def _segment(
     return failures
 
 
-def _total(ranks: Ranks, value: int) -> int:
-    """``value`` summed over the ranks."""
-    if not ranks.distributed:
-        return value
-    tensor = torch.tensor([value], dtype=torch.int64)
-    with collective(ranks):
-        dist.all_reduce(tensor)
-    return int(tensor.item())
-
-
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 predict``; the exit code (1 if any image failed)."""
     paths, out, outputs = _plan(args)
@@ -151,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         failures = _segment(args, ranks, paths, outputs)
         for failure in failures:
             print(f"deeplabv2 predict: skipped {failure}", file=sys.stderr)
-        failed = _total(ranks, len(failures))
+        failed = total(ranks, len(failures))
         if ranks.rank == 0:
             print(f"wrote {len(paths) - failed} of {len(paths)} segmentations to {out}")
         return 1 if failed else 0

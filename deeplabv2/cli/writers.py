@@ -1,4 +1,5 @@
-"""Files written by ``deeplabv2 predict``: indexed label PNGs, overlays, probabilities."""
+"""Files written by ``deeplabv2 predict`` and ``deeplabv2 crf``: indexed label PNGs, overlays,
+probabilities."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ __all__ = [
     "save_labels",
     "save_overlay",
     "save_probs",
+    "save_refined",
 ]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -68,5 +70,18 @@ def save_probs(path: Path, probs: np.ndarray, force: bool) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as handle:  # a file object: np.save would append .npy to a name
             np.save(handle, half)
+
+    atomic_write(path, write, force=force)
+
+
+def save_refined(path: Path, probs: np.ndarray, classes: np.ndarray, force: bool) -> None:
+    """A pseudo-label's refined probabilities as ``.npz``: ``probs`` ``(R, C, H, W)`` float16
+    (one ``(C, H, W)`` per CRF run of the recipe) and ``classes`` ``(C,)`` int64, the dataset
+    class of each channel."""
+    half, classes = probs.astype(np.float16), classes.astype(np.int64)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append .npz to a name
+            np.savez(handle, probs=half, classes=classes)
 
     atomic_write(path, write, force=force)

@@ -6,6 +6,11 @@ differentiable), ``numba`` the same lattice compiled for the CPU, ``pydensecrf``
 reference. ``BACKENDS`` (the names ``DenseCRF`` and the CLI take, ``"auto"`` first) and
 ``CPU_BACKENDS`` (what ``"auto"`` tries on the CPU before ``torch``) are read from the registry
 each time, so they include backends registered later.
+
+Pseudo-labels for weakly supervised segmentation (``deeplabv2 crf``): :func:`pseudo_label` and
+:func:`pseudo_label_files` refine CAMs or class scores (:func:`load_scores` reads IRN's, PSA's
+and our own layouts) with a :class:`PseudoLabelRecipe`; :data:`PSEUDO_LABEL_RECIPES` holds the
+published ones (``"psa"``, ``"irn"``), each with its source.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from .backends.registry import (
 )
 from .dense_crf import DenseCRF
 from .lattice import PermutohedralLattice
-from .params import PRESETS, CRFParams
+from .params import PRESETS, PSEUDO_LABEL_RECIPES, CRFParams, PseudoLabelRecipe
+from .pseudo import PseudoLabel, pseudo_label, pseudo_labels_batch
+from .pseudo_files import FileResult, pseudo_label_files
+from .scores import Scores, find_scores, load_scores
 
 __all__ = [
     "BACKENDS",
@@ -31,12 +39,22 @@ __all__ = [
     "Backend",
     "CRFParams",
     "DenseCRF",
+    "FileResult",
     "PRESETS",
+    "PSEUDO_LABEL_RECIPES",
     "PermutohedralLattice",
+    "PseudoLabel",
+    "PseudoLabelRecipe",
+    "Scores",
     "auto_backend",
     "backend_help",
+    "find_scores",
     "get_backend",
     "list_backends",
+    "load_scores",
+    "pseudo_label",
+    "pseudo_label_files",
+    "pseudo_labels_batch",
     "register_backend",
     "unregister_backend",
 ]

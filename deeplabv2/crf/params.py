@@ -1,4 +1,5 @@
-"""CRF parameters, the DeepLab v2 presets, and parameter files."""
+"""CRF parameters, the DeepLab v2 presets, parameter files, and the pseudo-label recipes of
+weakly supervised segmentation (PSA, IRN) with their sources."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Optional, Union
 
 from .._files import atomic_write_text
 
-__all__ = ["CRFParams", "PRESETS"]
+__all__ = ["CRFParams", "PRESETS", "PSEUDO_LABEL_RECIPES", "PseudoLabelRecipe"]
 
 Matrix = tuple[tuple[float, ...], ...]
 
@@ -104,4 +105,99 @@ class CRFParams:
 PRESETS: dict[str, CRFParams] = {
     "resnet101-voc": CRFParams(10, bi_w=4, bi_xy_std=67, bi_rgb_std=3, pos_w=3, pos_xy_std=1),
     "vgg16-voc": CRFParams(10, bi_w=4, bi_xy_std=65, bi_rgb_std=3, pos_w=2, pos_xy_std=2),
+}
+
+
+#: how a recipe turns CAMs into a background score (:class:`PseudoLabelRecipe`)
+BACKGROUNDS = ("constant", "power")
+#: where a recipe's unary comes from: the scores (``unary_from_softmax``) or their arg-max
+#: (``unary_from_labels``)
+UNARIES = ("probs", "labels")
+
+
+@dataclass(frozen=True)
+class PseudoLabelRecipe:
+    """How CAMs or class scores become pseudo-labels with the dense CRF.
+
+    Attributes:
+        params: the CRF's kernels and iterations (DeepLab notation: pydensecrf's
+            ``addPairwiseBilateral(sxy, srgb, compat)`` is ``bi_xy_std, bi_rgb_std, bi_w`` and
+            ``addPairwiseGaussian(sxy, compat)`` is ``pos_xy_std, pos_w``; a Potts ``compat`` of
+            10 is the weight 10).
+        unary: ``"probs"``: ``-log(clip(p, 1e-5, 1))`` of the scores (pydensecrf's
+            ``unary_from_softmax``); ``"labels"``: from their arg-max, ``-log(gt_prob)`` for
+            that class and ``-log((1 - gt_prob) / (C - 1))`` for the others (pydensecrf's
+            ``unary_from_labels`` with ``zero_unsure=False``).
+        gt_prob: the confidence in the arg-max of the ``"labels"`` unary, in (0, 1).
+        background: for CAMs (which have no background channel): ``"constant"``, a background
+            score of ``value`` everywhere (IRN's ``conf_fg_thres`` / ``conf_bg_thres``), or
+            ``"power"``, ``(1 - max_k cam_k) ** value`` (PSA's ``alpha``).
+        values: one background value per CRF run. Two runs give IRN's and PSA's confident
+            labels: the first (more background) decides the foreground, the second (less
+            background) the background; a pixel that is foreground in the second run but
+            background in the first is unsure (255).
+        background_wins: with two runs, a pixel that is foreground in the first run but
+            background in the second: background (PSA) or the first run's class (IRN).
+        source: where the values come from.
+    """
+
+    params: CRFParams = CRFParams()
+    unary: str = "probs"
+    gt_prob: float = 0.7
+    background: str = "constant"
+    values: tuple[float, ...] = ()
+    background_wins: bool = False
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.unary not in UNARIES:
+            raise ValueError(f"unary must be one of {UNARIES}, got {self.unary!r}")
+        if not 0 < self.gt_prob < 1:
+            raise ValueError(f"gt_prob must be in (0, 1), got {self.gt_prob!r}")
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
+        values = tuple(float(v) for v in self.values)
+        object.__setattr__(self, "values", values)
+        if len(values) > 2:
+            raise ValueError(f"a recipe has one or two background values, got {values}")
+        if any(not math.isfinite(v) for v in values):
+            raise ValueError(f"background values must be finite, got {values}")
+        if self.background == "power" and any(v <= 0 for v in values):
+            raise ValueError(f"the background's power (alpha) must be > 0, got {values}")
+        if self.background == "constant" and any(not 0 <= v <= 1 for v in values):
+            raise ValueError(f"a constant background score must be in [0, 1], got {values}")
+
+
+#: The settings of the papers' published code, in DeepLab notation.
+PSEUDO_LABEL_RECIPES: dict[str, PseudoLabelRecipe] = {
+    # PSA (Ahn & Kwak, CVPR 2018), github.com/jiwoon-ahn/psa: tool/imutils.py crf_inference
+    # (t=10, addPairwiseGaussian(sxy=3, compat=3), addPairwiseBilateral(sxy=80, srgb=13,
+    # compat=10), unary_from_softmax); infer_cls.py _crf_with_alpha (background
+    # (1 - max cam) ** alpha; --low_alpha 4, --high_alpha 32); voc12/data.py
+    # VOC12AffDataset.__getitem__ (label = la; la == 0 -> 255; ha == 0 -> 0).
+    "psa": PseudoLabelRecipe(
+        CRFParams(10, bi_w=10, bi_xy_std=80, bi_rgb_std=13, pos_w=3, pos_xy_std=3),
+        unary="probs",
+        background="power",
+        values=(4.0, 32.0),
+        background_wins=True,
+        source="jiwoon-ahn/psa: tool/imutils.py crf_inference, infer_cls.py _crf_with_alpha, "
+        "voc12/data.py VOC12AffDataset",
+    ),
+    # IRN (Ahn, Cho & Kwak, CVPR 2019), github.com/jiwoon-ahn/irn: misc/imutils.py
+    # crf_inference_label (t=10, gt_prob=0.7, unary_from_labels(zero_unsure=False),
+    # addPairwiseGaussian(sxy=3, compat=3), addPairwiseBilateral(sxy=50, srgb=5, compat=10));
+    # step/cam_to_ir_label.py _work (CAMs padded with conf_fg_thres / conf_bg_thres as class 0;
+    # conf = fg; fg == 0 -> 255; fg + bg == 0 -> 0); run_sample.py (--conf_fg_thres 0.30,
+    # --conf_bg_thres 0.05).
+    "irn": PseudoLabelRecipe(
+        CRFParams(10, bi_w=10, bi_xy_std=50, bi_rgb_std=5, pos_w=3, pos_xy_std=3),
+        unary="labels",
+        gt_prob=0.7,
+        background="constant",
+        values=(0.30, 0.05),
+        background_wins=False,
+        source="jiwoon-ahn/irn: misc/imutils.py crf_inference_label, "
+        "step/cam_to_ir_label.py, run_sample.py",
+    ),
 }

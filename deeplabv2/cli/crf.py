@@ -1,0 +1,243 @@
+"""``deeplabv2 crf``: pseudo-labels from CAMs or class scores with the dense CRF.
+
+For each image of ``IMAGES_DIR``, its scores in ``SCORES_DIR`` (``deeplabv2.crf.scores`` has the
+layouts: IRN's ``high_res``/``keys`` CAMs, ``(C, H, W)`` scores, ``predict --probs`` output) are
+refined with a recipe (``--preset psa|irn|resnet101-voc|vgg16-voc``, or ``--crf-params``) into a
+palette label PNG in ``--out`` (255 = unsure). Resumable: images whose outputs exist are skipped
+unless ``--force``. On the CPU the images go to ``--workers`` processes; on a GPU the torch backend
+refines batches of images of one size. Under ``torchrun`` each rank takes its share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .._files import check_destination, check_writable
+from ..crf import (
+    BACKENDS,
+    PRESETS,
+    PSEUDO_LABEL_RECIPES,
+    DenseCRF,
+    PseudoLabelRecipe,
+    backend_help,
+    find_scores,
+    pseudo_label_files,
+)
+from ..distributed import Ranks, check_peers, start, stop, total, wait_for_peers
+from ..errors import OutputExistsError
+from . import writers
+
+__all__ = ["add_parser", "recipe", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``crf`` and its options."""
+    parser = commands.add_parser(
+        "crf", help="refine CAMs or class scores into pseudo-labels with the dense CRF"
+    )
+    parser.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of the images")
+    parser.add_argument(
+        "scores_dir",
+        metavar="SCORES_DIR",
+        help="folder of one score file per image: <stem>.npz (IRN's high_res (K, H, W) CAMs in "
+        "[0, 1] + keys (K,) 0-based foreground classes, or one (C, H, W) array), <stem>.npy "
+        "(C, H, W) scores, or <stem>_probs.npy (predict --probs)",
+    )
+    parser.add_argument("--out", required=True, help="folder of the label PNGs")
+    recipe_group = parser.add_mutually_exclusive_group()
+    recipe_group.add_argument(
+        "--preset",
+        choices=(*sorted(PSEUDO_LABEL_RECIPES), *sorted(PRESETS)),
+        help="psa / irn: the papers' CRF settings, unary and background (docs/crf.md); "
+        "resnet101-voc / vgg16-voc: DeepLab's CRF on the scores. Default: DenseCRF()'s "
+        "parameters (DeepLab v2 ResNet-101, VOC)",
+    )
+    recipe_group.add_argument(
+        "--crf-params", metavar="FILE", help="CRF parameters from a JSON file (DenseCRF.save)"
+    )
+    background = parser.add_mutually_exclusive_group()
+    background.add_argument(
+        "--bg-threshold",
+        type=float,
+        metavar="T",
+        help="CAMs: a constant background score T in [0, 1] (IRN's conf_fg_thres/conf_bg_thres), "
+        "one CRF run",
+    )
+    background.add_argument(
+        "--bg-alpha",
+        type=float,
+        metavar="A",
+        help="CAMs: background (1 - max_k cam_k) ** A (PSA's alpha), one CRF run",
+    )
+    _add_run_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="pixels whose refined probability is below P are 255 (unsure)",
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also read pickled .npy dicts (IRN's make_cam.py, PSA's infer_cls.py). Loading a "
+        "pickle RUNS CODE stored in the file: use it only for files you trust",
+    )
+    parser.add_argument("--crf-backend", default="auto", choices=BACKENDS, help=backend_help())
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1...")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="on a GPU: images of one size per CRF call (8)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="on the CPU: CRF processes (0: in this process; default: one per core)",
+    )
+    parser.add_argument(
+        "--save-probs",
+        action="store_true",
+        help="also write <stem>_probs.npz: probs (R, C, H, W) float16, classes (C,)",
+    )
+    parser.add_argument("--max-pixels", type=int, help="refuse larger images")
+    parser.add_argument("--force", action="store_true", help="redo images whose outputs exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def recipe(args: argparse.Namespace) -> PseudoLabelRecipe:
+    """The recipe the options describe: a preset, or DenseCRF()'s / a file's parameters on the
+    scores as they are; ``--bg-threshold`` / ``--bg-alpha`` set a one-run background."""
+    if args.preset in PSEUDO_LABEL_RECIPES:
+        chosen = PSEUDO_LABEL_RECIPES[args.preset]
+    elif args.preset is not None:
+        chosen = PseudoLabelRecipe(PRESETS[args.preset])
+    elif args.crf_params is not None:
+        chosen = PseudoLabelRecipe(DenseCRF.from_spec(args.crf_params).params)
+    else:
+        chosen = PseudoLabelRecipe()
+    if args.bg_threshold is not None:
+        chosen = replace(chosen, background="constant", values=(args.bg_threshold,))
+    if args.bg_alpha is not None:
+        chosen = replace(chosen, background="power", values=(args.bg_alpha,))
+    return chosen
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not 0 <= args.min_confidence <= 1:
+        raise ValueError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
+        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    for name in ("images_dir", "scores_dir"):
+        folder = getattr(args, name)
+        if not os.path.isdir(folder):
+            raise NotADirectoryError(f"{name.upper()} {folder} is not a folder")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise NotADirectoryError(f"--out {args.out} is a file; give a folder for the labels")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA GPU is available here; use cpu")
+    recipe(args)  # a bad parameter file or background value fails here
+
+
+def _outputs(out: Path, stem: str, save_probs: bool) -> list[Path]:
+    return [out / f"{stem}.png"] + ([out / f"{stem}_probs.npz"] if save_probs else [])
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[list[Path]], list[int]]:
+    """Images, their score files and outputs, and the images still to do; all checked before
+    anything is read or written (a missing score file stops the run here)."""
+    _check(args)
+    images = writers.collect_images([args.images_dir])
+    if not images:
+        raise ValueError(f"no images in {args.images_dir}")
+    missing, scores = [], []
+    for image in images:
+        try:
+            scores.append(find_scores(args.scores_dir, image.stem))
+        except FileNotFoundError as error:
+            missing.append(str(error))
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise FileNotFoundError("; ".join(missing[:3]) + more)
+    out = Path(args.out)
+    outputs = [_outputs(out, image.stem, args.save_probs) for image in images]
+    todo = [
+        i for i, files in enumerate(outputs) if args.force or not all(f.exists() for f in files)
+    ]
+    check_writable(out, folder=True)
+    for i in todo:
+        for file in outputs[i]:
+            try:
+                check_destination(file, args.force, probe=False)
+            except OutputExistsError:
+                raise OutputExistsError(
+                    f"{file} exists but the other outputs of {images[i].name} do not (an "
+                    "interrupted run?); pass --force to redo it, or remove the file"
+                ) from None
+    return images, scores, outputs, todo
+
+
+def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, list[str]]:
+    """This rank's share: refine, write; the count written and the failures."""
+    images, scores, outputs, todo = plan
+    device = ranks.device(args.device)
+    cpu = device.type == "cpu"
+    workers = args.workers
+    if workers is None:  # one process per core; none on one core
+        workers = os.cpu_count() or 1
+        workers = workers if workers > 1 else 0
+    mine = [todo[j] for j in ranks.shard(len(todo))]
+    written, failures = 0, []
+    bar = tqdm(total=len(mine), desc="crf", unit="image", disable=args.quiet or ranks.rank != 0)
+    results = pseudo_label_files(
+        images, scores, recipe(args), indices=mine, backend=args.crf_backend, device=device,
+        batch_size=args.batch_size, workers=workers if cpu else 0,
+        min_confidence=args.min_confidence, allow_pickle=args.allow_pickle,
+        max_pixels=args.max_pixels,
+    )  # fmt: skip
+    with bar, closing(results):  # an error stops the workers at once
+        for result in results:
+            check_peers(ranks)  # another rank failed: stop too
+            bar.update(1)
+            if result.error is not None:
+                failures.append(str(result.error))
+                continue
+            label, files = result.label, outputs[result.index]
+            if args.save_probs:  # the PNG last: it marks the image as done
+                writers.save_refined(files[1], label.probs, label.classes, args.force)
+            writers.save_labels(files[0], label.labels, args.force)
+            written += 1
+    return written, failures
+
+
+def run(args: argparse.Namespace) -> int:
+    """``deeplabv2 crf``; the exit code (1 if any image failed)."""
+    plan = _plan(args)
+    images, todo = plan[0], plan[3]
+    ranks = start()
+    try:
+        wait_for_peers(ranks)  # no rank writes before every rank has checked
+        written, failures = _refine(args, ranks, plan)
+        for failure in failures:
+            print(f"deeplabv2 crf: skipped {failure}", file=sys.stderr)
+        written, failed = total(ranks, written), total(ranks, len(failures))
+        if ranks.rank == 0:
+            done = len(images) - len(todo)
+            print(
+                f"wrote {written} pseudo-labels to {args.out}"
+                + (f" ({done} already there)" if done else "")
+                + (f"; {failed} failed" if failed else "")
+            )
+        return 1 if failed else 0
+    finally:
+        stop(ranks)

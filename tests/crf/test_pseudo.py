@@ -1,0 +1,400 @@
+"""``deeplabv2 crf`` and ``deeplabv2.crf.pseudo_label``: pseudo-labels from CAMs, against the
+papers' recipes written here with pydensecrf itself (IRN's ``crf_inference_label`` +
+``cam_to_ir_label``, PSA's ``crf_inference`` + ``_crf_with_alpha`` + the la/ha combination)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deeplabv2.cli import main
+from deeplabv2.crf import (
+    PSEUDO_LABEL_RECIPES,
+    Scores,
+    get_backend,
+    load_scores,
+    pseudo_label,
+)
+from deeplabv2.crf.synthetic import coarse_probs
+from deeplabv2.data.images import read_label
+
+from ..test_interrupts import (
+    _default_sigint,
+    alive,
+    cpu_seconds,
+    descendants,
+    temporaries,
+    wait_for,
+)
+from .photos import photo
+
+dcrf = pytest.importorskip("pydensecrf.densecrf", reason="the references need pydensecrf2")
+utils = pytest.importorskip("pydensecrf.utils")
+
+PHOTOS = {"chelsea": (8, 7, 14), "astronaut": (1, 0), "coffee": (2, 4, 10, 18)}  # seed, keys
+NATIVE = ["torch"] + (["numba"] if get_backend("numba").available() else [])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small images: one thread is faster (and numba's spinning threads are slow on a busy
+    machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def image_of(name: str) -> np.ndarray:
+    """Real photos, cropped small (the tests stay fast): 201x150, 170x130, 180x140."""
+    crops = {
+        "chelsea": ("chelsea-451x300", np.s_[50:200, 150:351]),
+        "astronaut": ("astronaut-257x193", np.s_[:130, :170]),
+        "coffee": ("coffee-500x375", np.s_[100:240, 150:330]),
+    }
+    full, crop = crops[name]
+    return np.ascontiguousarray(photo(full)[crop])
+
+
+def cams_of(image: np.ndarray, keys: tuple[int, ...], seed: int) -> np.ndarray:
+    """``(K, H, W) float32`` CAMs in [0, 1] following the image's colours, each normalised by
+    its maximum as IRN's make_cam.py does (the first 3 colour clusters are left out: the
+    background)."""
+    probs = coarse_probs(image, len(keys) + 3, seed=seed, temperature=20)[3:]
+    return (probs / (probs.max(axis=(1, 2), keepdims=True) + 1e-5)).astype(np.float32)
+
+
+# ---- the references: the papers' code, with pydensecrf ----
+
+
+def irn_crf_inference_label(img, labels, n_labels, t=10, gt_prob=0.7):
+    h, w = img.shape[:2]
+    d = dcrf.DenseCRF2D(w, h, n_labels)
+    d.setUnaryEnergy(utils.unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False))
+    d.addPairwiseGaussian(sxy=3, compat=3)
+    d.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.ascontiguousarray(np.copy(img)), compat=10)
+    q = d.inference(t)
+    return np.argmax(np.array(q).reshape((n_labels, h, w)), axis=0)
+
+
+def irn_cam_to_ir_label(img, cams, keys, fg_thres=0.30, bg_thres=0.05):
+    keys = np.pad(keys + 1, (1, 0), mode="constant")
+    fg_conf_cam = np.pad(cams, ((1, 0), (0, 0), (0, 0)), mode="constant", constant_values=fg_thres)
+    fg_conf = keys[irn_crf_inference_label(img, np.argmax(fg_conf_cam, axis=0), keys.shape[0])]
+    bg_conf_cam = np.pad(cams, ((1, 0), (0, 0), (0, 0)), mode="constant", constant_values=bg_thres)
+    bg_conf = keys[irn_crf_inference_label(img, np.argmax(bg_conf_cam, axis=0), keys.shape[0])]
+    conf = fg_conf.copy()
+    conf[fg_conf == 0] = 255
+    conf[bg_conf + fg_conf == 0] = 0
+    return conf.astype(np.uint8)
+
+
+def psa_crf_inference(img, probs, labels, t=10):
+    h, w = img.shape[:2]
+    d = dcrf.DenseCRF2D(w, h, labels)
+    d.setUnaryEnergy(np.ascontiguousarray(utils.unary_from_softmax(probs)))
+    d.addPairwiseGaussian(sxy=3, compat=3)
+    d.addPairwiseBilateral(sxy=80, srgb=13, rgbim=np.copy(img), compat=10)
+    return np.array(d.inference(t)).reshape((labels, h, w))
+
+
+def psa_labels(img, cams, keys, low_alpha=4, high_alpha=32):
+    classes = np.concatenate(([0], keys + 1))
+    runs = []
+    for alpha in (low_alpha, high_alpha):
+        bg_score = np.power(1 - np.max(cams, axis=0, keepdims=True), alpha)
+        bgcam_score = np.concatenate((bg_score, cams), axis=0)
+        runs.append(psa_crf_inference(img, bgcam_score, bgcam_score.shape[0]).argmax(0))
+    label_la, label_ha = runs
+    label = classes[label_la]
+    label[label_la == 0] = 255
+    label[label_ha == 0] = 0
+    return label.astype(np.uint8)
+
+
+# ---- files ----
+
+
+def write_inputs(tmp_path: Path, layout: str = "npz") -> tuple[Path, Path, dict]:
+    images, scores = tmp_path / "images", tmp_path / "cams"
+    images.mkdir()
+    scores.mkdir()
+    data = {}
+    for name, (seed, *keys) in PHOTOS.items():
+        image = image_of(name)
+        Image.fromarray(image).save(images / f"{name}.png")
+        keys = np.array(keys, dtype=np.int64)
+        cams = cams_of(image, keys, seed)
+        if layout == "npz":
+            np.savez(scores / f"{name}.npz", high_res=cams, keys=keys)
+        else:  # IRN's own: np.save of a dict (pickled)
+            np.save(scores / f"{name}.npy", {"keys": keys, "high_res": cams})
+        data[name] = (image, cams, keys)
+    return images, scores, data
+
+
+def test_irn_recipe_equals_pydensecrf_pixel_for_pixel(tmp_path, capsys):
+    images, scores, data = write_inputs(tmp_path)
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn"]
+    assert main([*args, "--crf-backend", "pydensecrf", "--workers", "0", "--quiet"]) == 0
+    assert "wrote 3 pseudo-labels" in capsys.readouterr().out
+    for name, (image, cams, keys) in data.items():
+        expected = irn_cam_to_ir_label(image, cams, keys)
+        labels = read_label(out / f"{name}.png")
+        assert np.array_equal(labels, expected), name
+        assert {0, 255} <= set(np.unique(expected).tolist())  # fg, bg and unsure all occur
+        assert set(np.unique(expected).tolist()) - {0, 255} <= set((keys + 1).tolist())
+        assert len(set(np.unique(expected).tolist()) - {0, 255}) >= 1
+        assert Image.open(out / f"{name}.png").mode == "P"  # palette PNG, as predict writes
+
+
+@pytest.mark.parametrize("backend", NATIVE)
+def test_native_backends_agree_with_the_irn_reference(backend):
+    image, (seed, *keys) = image_of("coffee"), PHOTOS["coffee"]
+    keys = np.array(keys)
+    cams = cams_of(image, keys, seed)
+    expected = irn_cam_to_ir_label(image, cams, keys)
+    got = pseudo_label(image, Scores(cams, keys), PSEUDO_LABEL_RECIPES["irn"], backend=backend)
+    assert (got.labels == expected).mean() >= 0.999
+
+
+@pytest.mark.parametrize("backend", ["pydensecrf", *NATIVE])
+def test_psa_recipe_equals_pydensecrf(backend):
+    image, (seed, *keys) = image_of("chelsea"), PHOTOS["chelsea"]
+    keys = np.array(keys)
+    cams = cams_of(image, keys, seed)
+    expected = psa_labels(image, cams, keys)
+    got = pseudo_label(image, Scores(cams, keys), PSEUDO_LABEL_RECIPES["psa"], backend=backend)
+    assert got.probs.shape == (2, 3, *image.shape[:2])  # two runs, background + 2 CAMs
+    assert np.array_equal(got.classes, [0, 8, 15])
+    agreement = (got.labels == expected).mean()
+    assert agreement == 1.0 if backend == "pydensecrf" else agreement >= 0.999
+    assert {0, 255} <= set(np.unique(expected).tolist()) and 8 in expected
+
+
+def test_predict_probs_with_deeplab_crf(tmp_path):
+    """``predict --probs`` output (float16 (C, H, W) ``<stem>_probs.npy``) refined with
+    ``DenseCRF()``'s parameters: pydensecrf's ``unary_from_softmax`` on the same numbers."""
+    image = image_of("astronaut")
+    probs = coarse_probs(image, 5, seed=3).astype(np.float16)
+    (tmp_path / "im").mkdir()
+    (tmp_path / "sc").mkdir()
+    Image.fromarray(image).save(tmp_path / "im" / "a.jpg", quality=100)
+    np.save(tmp_path / "sc" / "a_probs.npy", probs)
+    jpeg = np.array(Image.open(tmp_path / "im" / "a.jpg").convert("RGB"))
+    args = ["crf", str(tmp_path / "im"), str(tmp_path / "sc"), "--out", str(tmp_path / "o")]
+    assert (
+        main([*args, "--crf-backend", "pydensecrf", "--workers", "0", "--quiet", "--save-probs"])
+        == 0
+    )
+    h, w = image.shape[:2]
+    d = dcrf.DenseCRF2D(w, h, 5)
+    d.setUnaryEnergy(utils.unary_from_softmax(probs.astype(np.float32)))
+    d.addPairwiseGaussian(sxy=1, compat=3)
+    d.addPairwiseBilateral(sxy=67, srgb=3, rgbim=np.ascontiguousarray(jpeg), compat=4)
+    q = np.array(d.inference(10)).reshape(5, h, w)
+    assert np.array_equal(read_label(tmp_path / "o" / "a.png"), q.argmax(0))
+    saved = np.load(tmp_path / "o" / "a_probs.npz")
+    assert saved["probs"].shape == (1, 5, h, w) and saved["probs"].dtype == np.float16
+    assert np.array_equal(saved["classes"], np.arange(5))
+    assert np.abs(saved["probs"][0].astype(np.float32) - q).max() < 2e-3
+
+
+class _Payload:
+    """Unpickling this touches the marker file: the code a pickle can run."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_pickles_only_with_allow_pickle(tmp_path, capsys):
+    images, scores, data = write_inputs(tmp_path, layout="pickle")
+    marker = tmp_path / "pwned"
+    np.save(scores / "chelsea.npy", {"keys": _Payload(str(marker)), "high_res": data["chelsea"][1]})
+    assert b"touch" in (scores / "chelsea.npy").read_bytes()  # the payload is in the file
+    out = tmp_path / "labels"
+    assert main(["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
+                 "--workers", "0", "--quiet"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--allow-pickle" in err and "runs code" in err and "chelsea.npy" in err
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="allow-pickle"):
+        load_scores(scores / "chelsea.npy")
+    assert not marker.exists()
+    # IRN's own pickles, trusted: read with the flag, same labels as the .npz layout
+    os.remove(scores / "chelsea.npy")
+    np.save(scores / "chelsea.npy", {"keys": data["chelsea"][2], "high_res": data["chelsea"][1]})
+    assert main(["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
+                 "--allow-pickle", "--crf-backend", "pydensecrf", "--workers", "0",
+                 "--quiet"]) == 0  # fmt: skip
+    image, cams, keys = data["chelsea"]
+    assert np.array_equal(read_label(out / "chelsea.png"), irn_cam_to_ir_label(image, cams, keys))
+
+
+def test_resume_skips_finished_images(tmp_path, capsys):
+    images, scores, _ = write_inputs(tmp_path)
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--bg-threshold", "0.2",
+            "--crf-backend", "pydensecrf", "--workers", "0", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    kept = out / "coffee.png"
+    os.utime(kept, (1, 1))
+    (out / "chelsea.png").unlink()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 1 pseudo-labels" in printed and "2 already there" in printed
+    assert (out / "chelsea.png").exists() and kept.stat().st_mtime == 1
+    assert main([*args, "--force"]) == 0
+    assert kept.stat().st_mtime > 1
+    assert not list(out.glob("*tmp*")) and not list(out.glob(".*"))  # no temporary left
+
+
+def test_min_confidence_marks_unsure_pixels(tmp_path):
+    image, (seed, *keys) = image_of("astronaut"), PHOTOS["astronaut"]
+    scores = Scores(cams_of(image, np.array(keys), seed), np.array(keys))
+    recipe = PSEUDO_LABEL_RECIPES["psa"]
+    plain = pseudo_label(image, scores, recipe, backend="pydensecrf")
+    strict = pseudo_label(image, scores, recipe, backend="pydensecrf", min_confidence=0.9)
+    confidence = plain.probs.max(axis=1).min(axis=0)
+    low = confidence < 0.9
+    assert 0.01 < low.mean() < 0.99  # the threshold does something, not everything
+    assert (strict.labels[low] == 255).all()
+    assert np.array_equal(strict.labels[~low], plain.labels[~low])
+
+
+@pytest.mark.slow  # starting the worker processes takes seconds
+def test_workers_give_the_same_labels(tmp_path):
+    images, scores, _ = write_inputs(tmp_path)
+    common = ["crf", str(images), str(scores), "--preset", "irn", "--crf-backend", "pydensecrf",
+              "--quiet"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "a"), "--workers", "0"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
+    for name in PHOTOS:
+        assert np.array_equal(read_label(tmp_path / "a" / f"{name}.png"),
+                              read_label(tmp_path / "b" / f"{name}.png"))  # fmt: skip
+
+
+def test_clear_errors_name_the_file(tmp_path, capsys):
+    images, scores, data = write_inputs(tmp_path)
+    out = ["--out", str(tmp_path / "o"), "--preset", "irn", "--workers", "0", "--quiet"]
+    os.remove(scores / "astronaut.npz")
+    assert main(["crf", str(images), str(scores), *out]) == 1
+    err = capsys.readouterr().err
+    assert "astronaut" in err and "no scores" in err
+    assert not (tmp_path / "o").exists()  # nothing done before the check
+    # scores of another size, NaN scores: those images fail (named), the others are written
+    image, cams, keys = data["astronaut"]
+    np.savez(scores / "astronaut.npz", high_res=cams[:, :-1], keys=keys)
+    nan = data["chelsea"][1].copy()
+    nan[0, 5, 5] = np.nan
+    np.savez(scores / "chelsea.npz", high_res=nan, keys=data["chelsea"][2])
+    assert main(["crf", str(images), str(scores), *out]) == 1
+    err = capsys.readouterr().err
+    assert "astronaut.npz" in err and "size" in err
+    assert "chelsea.npz" in err and "NaN" in err
+    assert (tmp_path / "o" / "coffee.png").exists()
+    assert not (tmp_path / "o" / "chelsea.png").exists()
+
+
+def test_keys_with_the_background_are_refused(tmp_path):
+    cams = np.zeros((2, 4, 4), np.float32)
+    np.savez(tmp_path / "x.npz", high_res=cams, keys=np.array([0, 7, 14]))
+    with pytest.raises(ValueError, match="x.npz: 3 keys for 2 CAMs.*without the background"):
+        load_scores(tmp_path / "x.npz")
+    np.savez(tmp_path / "y.npz", high_res=cams + 2, keys=np.array([7, 14]))
+    with pytest.raises(ValueError, match=r"y.npz: CAMs must be in \[0, 1\]"):
+        load_scores(tmp_path / "y.npz")
+    with pytest.raises(ValueError, match="CAMs need a background"):
+        pseudo_label(np.zeros((4, 4, 3), np.uint8), Scores(cams, np.array([7, 14])))
+
+
+def test_psa_dicts_and_images_without_a_class(tmp_path):
+    cams = np.random.default_rng(0).random((2, 6, 5), dtype=np.float32)
+    np.save(tmp_path / "psa.npy", {7: cams[0], 14: cams[1]})  # infer_cls.py --out_cam
+    scores = load_scores(tmp_path / "psa.npy", allow_pickle=True)
+    assert np.array_equal(scores.keys, [7, 14]) and np.array_equal(scores.values, cams)
+    assert np.array_equal(scores.classes(), [0, 8, 15])
+    # no foreground class (IRN keeps such images): all background, no CRF to run
+    empty = Scores(np.zeros((0, 6, 5), np.float32), np.zeros(0, np.int64))
+    for name in PSEUDO_LABEL_RECIPES:
+        out = pseudo_label(np.zeros((6, 5, 3), np.uint8), empty, PSEUDO_LABEL_RECIPES[name])
+        assert (out.labels == 0).all() and out.probs.shape == (2, 1, 6, 5)
+
+
+def test_the_gpu_path_batches_by_shape(tmp_path):
+    """The path ``--device cuda`` takes (images grouped by shape, batched CRF calls), run here
+    on the CPU: the same labels as one image at a time, failures still per image."""
+    from deeplabv2.crf.pseudo_files import _Job, _on_device
+
+    images, scores, data = write_inputs(tmp_path)
+    names = sorted(PHOTOS)
+    image_files = [str(images / f"{n}.png") for n in names] * 2  # 2 of each shape
+    score_files = [str(scores / f"{n}.npz") for n in names] * 2
+    np.savez(scores / "bad.npz", high_res=data["coffee"][1][:, :-1], keys=data["coffee"][2])
+    image_files.append(str(images / "coffee.png"))
+    score_files.append(str(scores / "bad.npz"))
+    job = _Job(PSEUDO_LABEL_RECIPES["irn"], "pydensecrf", 0.0, False, None)
+    results = list(_on_device(job, image_files, score_files, range(7), "cpu", batch_size=2))
+    assert sorted(r.index for r in results) == list(range(7))
+    for result in results:
+        if result.index == 6:
+            assert "bad.npz" in str(result.error)
+            continue
+        image, cams, keys = data[names[result.index % 3]]
+        assert np.array_equal(result.label.labels, irn_cam_to_ir_label(image, cams, keys))
+
+
+@pytest.mark.slow  # a CRF of seconds in a worker process, interrupted
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_signals_stop_the_workers(tmp_path, sig, group):
+    """As ``predict``'s CRF workers (tests/test_interrupts.py): exit 143 / 130 at once, no
+    worker process, temporary file or output left."""
+    images, scores, _ = write_inputs(tmp_path)
+    params = tmp_path / "crf.json"
+    params.write_text('{"iterations": 200000}')  # minutes: long enough to be interrupted
+    out = tmp_path / "labels"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deeplabv2.cli", "crf", str(images), str(scores), "--out",
+         str(out), "--crf-params", str(params), "--bg-threshold", "0.2", "--workers", "1",
+         "--crf-backend", "pydensecrf", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509 - no threads
+    )  # fmt: skip
+    try:
+        # the worker (not spawn's resource tracker) has imported and computes: seconds of CPU
+        busy = lambda: any(cpu_seconds(p) > 6 for p in descendants(process.pid))  # noqa: E731
+        wait_for(lambda: busy() or process.poll() is not None, timeout=300)
+        assert process.poll() is None
+        children = descendants(process.pid)
+        signalled = time.monotonic()
+        if group:  # Ctrl-C in a terminal: the whole process group
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+        _, err = process.communicate(timeout=120)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == (143 if sig == signal.SIGTERM else 130), err
+    assert "Traceback" not in err and took < 10
+    end = time.monotonic() + 5
+    while any(alive(pid) for pid in children):
+        assert time.monotonic() < end, "worker processes left behind"
+        time.sleep(0.1)
+    assert not out.exists() or (temporaries(out) == [] and list(out.iterdir()) == [])
