@@ -14,7 +14,7 @@ Used by :func:`deeplabv2.evaluate.evaluate` and ``deeplabv2 predict``:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -162,6 +162,7 @@ class _Stream:
             result.prediction = segmenter.prediction(probs, self.return_probs)
             yield self.done(result)
         elif self.pool is None:
+            assert result.image is not None  # run() keeps every image it sends to the network
             refined = segmenter.refine(result.image, probs)
             result.prediction = segmenter.prediction(refined, self.return_probs)
             yield self.done(result)
@@ -205,7 +206,7 @@ def stream(
     tolerant: tuple[type[BaseException], ...] = (),
     on_network_error: Optional[Callable[[BaseException], bool]] = None,
     progress: Any = None,
-) -> Iterator[Result]:
+) -> Generator[Result, None, None]:
     """Segment ``load(i)`` for every ``i`` of ``indices``; yields a :class:`Result` each.
 
     Args:
@@ -222,7 +223,8 @@ def stream(
             is retried image by image first.
         progress: a tqdm bar to advance (or None).
 
-    Results come in the order they finish (not necessarily ``indices``' order).
+    Results come in the order they finish (not necessarily ``indices``' order). Close the
+    generator (``contextlib.closing``) to stop the decoding and CRF workers early.
     """
     loader = torch.utils.data.DataLoader(
         _Decoded(load, indices, tolerant),

@@ -213,6 +213,7 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
                 failures.append(str(result.error))
                 continue
             label, files = result.label, outputs[result.index]
+            assert label is not None  # a FileResult without an error has its label
             if args.save_probs:  # the PNG last: it marks the image as done
                 writers.save_refined(files[1], label.probs, label.classes, args.force)
             writers.save_labels(files[0], label.labels, args.force)

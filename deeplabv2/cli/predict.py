@@ -84,12 +84,16 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], Path, list[list[Path]]]
 
 
 def _write(result: Result, files: list[Path], args: argparse.Namespace) -> None:
-    labels = result.prediction.labels.numpy()
+    prediction, image = result.prediction, result.image
+    # stream() gives a result without an error its prediction and the image it segmented
+    assert prediction is not None and image is not None
+    labels = prediction.labels.numpy()
     writers.save_labels(files[0], labels, args.force)
     if args.overlay:
-        writers.save_overlay(files[1], result.image, labels, args.force)
+        writers.save_overlay(files[1], image, labels, args.force)
     if args.probs:
-        writers.save_probs(files[-1], result.prediction.probs.numpy(), args.force)
+        assert prediction.probs is not None  # _segment streams with return_probs=args.probs
+        writers.save_probs(files[-1], prediction.probs.numpy(), args.force)
 
 
 def _segment(

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..data.transforms import numpy_to_tensor
 from .backends.registry import AUTO, auto_backend, backend_choices, get_backend
-from .params import PRESETS, CRFParams
+from .params import PRESETS, CRFParams, Matrix
 
 __all__ = ["DenseCRF"]
 
@@ -69,16 +69,20 @@ class DenseCRF(nn.Module):
         pos_w: float = 3.0,
         pos_xy_std: float = 1.0,
         backend: str = "auto",
-        compatibility: Optional[Sequence[Sequence[float]]] = None,
+        compatibility: Optional[Union[Sequence[Sequence[float]], np.ndarray, Tensor]] = None,
     ) -> None:
         super().__init__()
         if backend not in backend_choices():
             raise ValueError(f"backend must be one of {backend_choices()}, got {backend!r}")
-        if isinstance(compatibility, (np.ndarray, Tensor)):
-            compatibility = compatibility.tolist()
-        self.params = CRFParams(
-            iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std, compatibility
-        )
+        matrix: Optional[Matrix] = None
+        if compatibility is not None:
+            rows = (
+                compatibility.tolist()
+                if isinstance(compatibility, (np.ndarray, Tensor))
+                else compatibility
+            )
+            matrix = tuple(tuple(row) for row in rows)  # CRFParams checks and symmetrises it
+        self.params = CRFParams(iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std, matrix)
         self.backend = backend
         if backend != AUTO:
             get_backend(backend).require()  # fail now, with the install hint, not at first call
@@ -128,11 +132,7 @@ class DenseCRF(nn.Module):
 
     def forward(self, image: ArrayLike, probs: ArrayLike, from_logits: bool = False) -> ArrayLike:
         """Refined probabilities; see the class docstring for shapes and types."""
-        is_numpy = _check_family(image, probs)
-        if is_numpy:
-            image_t, probs_t = _numpy_to_torch(image, probs)
-        else:
-            image_t, probs_t = image, probs
+        image_t, probs_t, is_numpy = _as_tensors(image, probs)
         batched = _check_shapes(image_t, probs_t, is_numpy)
         if not batched:
             image_t, probs_t = image_t.unsqueeze(0), probs_t.unsqueeze(0)
@@ -172,12 +172,13 @@ class DenseCRF(nn.Module):
         return q.argmax(dim=class_dim)
 
 
-def _check_family(image: ArrayLike, probs: ArrayLike) -> bool:
-    """True for numpy inputs, False for torch; ValueError for anything else or a mix."""
+def _as_tensors(image: ArrayLike, probs: ArrayLike) -> tuple[Tensor, Tensor, bool]:
+    """The inputs as tensors (numpy images made channels-first), and whether they were numpy;
+    ValueError for anything else or a mix."""
     if isinstance(image, np.ndarray) and isinstance(probs, np.ndarray):
-        return True
+        return (*_numpy_to_torch(image, probs), True)
     if isinstance(image, Tensor) and isinstance(probs, Tensor):
-        return False
+        return image, probs, False
     raise ValueError(
         "image and probs must both be numpy arrays or both torch tensors, got "
         f"{type(image).__name__} and {type(probs).__name__}"

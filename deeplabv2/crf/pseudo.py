@@ -172,12 +172,12 @@ def pseudo_labels_batch(
     for image, score, name in zip(images, scores, names):
         check_image(image, score, name)
         inputs.append(crf_inputs(score, recipe))
-    refined: list[list[Optional[np.ndarray]]] = [[None] * len(runs) for runs in inputs]
+    refined: dict[tuple[int, int], np.ndarray] = {}  # (image, run) -> refined probabilities
     groups: dict[tuple, list[tuple[int, int]]] = {}
     for i, runs in enumerate(inputs):
         for r, probs in enumerate(runs):
             if probs.shape[0] < 2:  # no foreground class: nothing to choose
-                refined[i][r] = np.ones_like(probs)
+                refined[i, r] = np.ones_like(probs)
             else:
                 groups.setdefault(probs.shape, []).append((i, r))
     for members in groups.values():
@@ -187,12 +187,13 @@ def pseudo_labels_batch(
             probs_t = torch.stack([torch.from_numpy(inputs[i][r]) for i, r in chunk]).to(device)
             q = crf(image_t.permute(0, 3, 1, 2), probs_t).cpu().numpy()
             for (i, r), qi in zip(chunk, q):
-                refined[i][r] = qi
+                refined[i, r] = qi
     out = []
-    for score, runs in zip(scores, refined):
+    for i, (score, runs) in enumerate(zip(scores, inputs)):
         classes = score.classes()
-        labels = _combine(runs, classes, recipe, min_confidence)
-        out.append(PseudoLabel(labels, np.stack(runs), classes))
+        done = [refined[i, r] for r in range(len(runs))]
+        labels = _combine(done, classes, recipe, min_confidence)
+        out.append(PseudoLabel(labels, np.stack(done), classes))
     return out
 
 

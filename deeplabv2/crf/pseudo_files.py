@@ -9,7 +9,7 @@ batches of images of one size. ``deeplabv2 crf`` writes what it yields.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -149,7 +149,7 @@ def pseudo_label_files(
     min_confidence: float = 0.0,
     allow_pickle: bool = False,
     max_pixels: Optional[int] = None,
-) -> Iterator[FileResult]:
+) -> Generator[FileResult, None, None]:
     """Pseudo-labels of ``images[i]`` with the scores in ``scores[i]`` for each ``i`` of
     ``indices`` (default: all); yields a :class:`FileResult` each, in the order they finish.
 
@@ -169,7 +169,8 @@ def pseudo_label_files(
         max_pixels: refuse larger images.
 
     An image whose files cannot be read or do not fit (:data:`PER_IMAGE_ERRORS`) comes back with
-    ``error`` set; anything else is raised.
+    ``error`` set; anything else is raised. Close the generator (``contextlib.closing``) to stop
+    the worker processes early.
     """
     if len(images) != len(scores):
         raise ValueError(f"{len(images)} images but {len(scores)} score files")

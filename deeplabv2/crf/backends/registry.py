@@ -48,10 +48,12 @@ class MeanField(Protocol):
         ``(B, C, H, W) float32`` marginals on the device of ``probs``.
 
     ``DenseCRF`` validates the inputs, converts them to this layout and moves them to the CPU
-    (and the result back) for a backend that does not run on their device.
+    (and the result back) for a backend that does not run on their device. :meth:`Backend.run`
+    passes the three positionally, so a backend may name them as it likes and take optional
+    extras of its own (the torch backend's ``weights``, ``compatibility`` and ``batched``).
     """
 
-    def __call__(self, images: Tensor, probs: Tensor, params: CRFParams) -> Tensor: ...
+    def __call__(self, images: Tensor, probs: Tensor, params: CRFParams, /) -> Tensor: ...
 
 
 def _nothing_to_load() -> None:

@@ -117,12 +117,14 @@ def _kernels(
     if learned or params.pos_w != 0:
         folded = 1.0 if learned else params.pos_w
         lattice = smoothness_lattice(h, w, params.pos_xy_std, folded, device)
-        kernels.append((lattice, weights[0] if learned else None, True))
+        kernels.append((lattice, weights[0] if weights is not None else None, True))
     if learned or params.bi_w != 0:
         feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)
         lattice = PermutohedralLattice(feats)
-        kernels.append((lattice.symmetric_normalized(1.0), weights[1], False) if learned else
-                       (lattice.symmetric_normalized(params.bi_w), None, False))  # fmt: skip
+        if weights is not None:
+            kernels.append((lattice.symmetric_normalized(1.0), weights[1], False))
+        else:
+            kernels.append((lattice.symmetric_normalized(params.bi_w), None, False))
     return kernels
 
 

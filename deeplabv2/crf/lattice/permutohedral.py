@@ -40,13 +40,13 @@ def _elevate(features: Tensor) -> Tensor:
     """``(P, d) float32`` features -> ``(P, d+1) float32`` points on the hyperplane."""
     d = features.shape[1]
     cf = features * scale_factors(d, features.device)
-    elevated = [None] * (d + 1)
+    elevated: list[Tensor] = []  # coordinates d, d-1, ..., 0
     sm = torch.zeros_like(cf[:, 0])
     for j in range(d, 0, -1):
-        elevated[j] = sm - float(j) * cf[:, j - 1]
+        elevated.append(sm - float(j) * cf[:, j - 1])
         sm = sm + cf[:, j - 1]
-    elevated[0] = sm
-    return torch.stack(elevated, dim=1)
+    elevated.append(sm)
+    return torch.stack(elevated[::-1], dim=1)
 
 
 def _rank(delta: Tensor) -> Tensor:

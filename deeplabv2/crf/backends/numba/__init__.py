@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -70,7 +71,9 @@ def threads() -> Iterator[None]:
 
     wanted = torch.get_num_threads()
     previous = numba.get_num_threads()  # starts numba's pool on first use
-    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
+    # numba.config sets its attributes at run time, from the environment
+    most = cast(Any, numba.config).NUMBA_NUM_THREADS
+    numba.set_num_threads(max(1, min(wanted, most)))
     torch.set_num_threads(wanted)
     try:
         yield
@@ -107,8 +110,8 @@ def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
         compat = np.zeros((0, 0), np.float32)
     padded = -(-c // _LANES) * _LANES
     # an absent kernel: no corners per point, so its (empty) lattice is never read
-    absent = (np.zeros((h * w, 0), np.int32), np.zeros((h * w, 0), np.float32))
-    absent += (absent[1],)
+    no_weights = np.zeros((h * w, 0), np.float32)
+    absent = (np.zeros((h * w, 0), np.int32), no_weights, no_weights)
     out = torch.empty(b, c, h, w)
     with threads():
         # the smoothness kernel depends on the image size only: one lattice for the batch
@@ -127,7 +130,9 @@ def mean_field(image: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
             compiled.update(unary, *absent, *absent, compat, q, final[0])  # softmax(-unary)
             for step in range(1, params.iterations + 1):
                 blurred = [lat.splat_blur(q, buf) for lat, buf in zip(lattices, buffers)]
-                slices = [(lat.vertex, lat.slice_weight, v) for lat, v in zip(lattices, blurred)]
+                slices: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+                    (lat.vertex, lat.slice_weight, v) for lat, v in zip(lattices, blurred)
+                ]
                 slices += [absent] * (2 - len(slices))
                 compiled.update(unary, *slices[0], *slices[1], compat, q, final[step])
     return out

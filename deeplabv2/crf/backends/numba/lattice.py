@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 from types import ModuleType
+from typing import Optional
 
 import numpy as np
 import torch
@@ -73,7 +74,8 @@ class CompiledLattice:
         self.table = compiled.neighbours(distinct, shifts)
         bary = bary[:n]
         slice_bary = bary * np.float32(1.0 / (1.0 + 2.0**-d))
-        self._lists = None  # the splat lists of the gather splat, built when first needed
+        #: the splat lists of the gather splat (start, point, weight), built when first needed
+        self._lists: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
         self.splat_weight, self.slice_weight = bary, slice_bary  # K itself, for K 1
         total = self.filter(np.ones((n, 1), np.float32))[:, 0].copy()
         #: (N, d+1) splat and slice weights, normalisation (and the weight) folded in
@@ -86,9 +88,10 @@ class CompiledLattice:
 
     def buffers(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """Two ``(M+1, C) float32`` lattice buffers."""
-        return tuple(np.empty((self.num_vertices + 1, channels), np.float32) for _ in range(2))
+        shape = (self.num_vertices + 1, channels)
+        return np.empty(shape, np.float32), np.empty(shape, np.float32)
 
-    def splat_blur(self, values: np.ndarray, buffers) -> np.ndarray:
+    def splat_blur(self, values: np.ndarray, buffers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Splat ``(N, C) float32`` values and blur them; returns the ``(M+1, C)`` lattice.
 
         On one thread the points are scattered in order (sequential reads of the values; the
