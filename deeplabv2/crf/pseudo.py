@@ -158,7 +158,9 @@ def pseudo_labels_batch(
     Args:
         images: ``(H, W, 3) uint8`` RGB images.
         scores: their scores (:func:`~deeplabv2.crf.scores.load_scores`), at the images' sizes.
-        recipe, backend, min_confidence: as :func:`pseudo_label`.
+        recipe: as :func:`pseudo_label`.
+        backend: as :func:`pseudo_label`.
+        min_confidence: as :func:`pseudo_label`.
         device: where the CRF's tensors go (``"cuda"``: the torch backend runs there).
         batch_size: images per CRF call.
         names: the images' names for error messages.
