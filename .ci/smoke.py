@@ -17,9 +17,9 @@ import deeplabv2
 
 
 def cli(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "deeplabv2", *args], capture_output=True, text=True, check=False
-    )
+    """Run the installed ``deeplabv2`` console script (the wheel's entry point)."""
+    script = Path(sys.executable).with_name("deeplabv2")
+    result = subprocess.run([script, *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"deeplabv2 {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
