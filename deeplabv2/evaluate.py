@@ -121,7 +121,8 @@ def _check_unseen(model: Any, dataset: Any, allow: bool) -> None:
     if not stages:
         return
     message = (
-        f"the weights {info.name or info.source} were trained on the images of {data_name} "
+        f"the weights {info.name or info.path or info.source} were trained on the images of "
+        f"{data_name} "
         f"{split} (their lineage: {'; '.join(stages)}), so scores there measure what they "
         "remember, not how they generalise" + (f" ({info.warning})" if info.warning else "")
     )
@@ -183,7 +184,18 @@ def evaluate(
     ranks = ranks or Ranks.current()
     _check_unseen(segmenter.model, dataset, allow_seen_data)
     num_classes = int(cast(Any, segmenter.model).num_classes)
-    names = segmenter.class_names or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)
+    data_classes = tuple(getattr(dataset, "class_names", ()) or ())
+    if data_classes and len(data_classes) != num_classes:
+        raise ValueError(
+            f"the network predicts {num_classes} classes but the dataset has "
+            f"{len(data_classes)} ({type(dataset).__name__}): these weights are not for this "
+            "dataset; pass weights trained on it (--weights)"
+        )
+    names = (
+        segmenter.class_names
+        or data_classes
+        or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)
+    )
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, strict=strict_labels)
     speed = {"batch_size": batch_size, "workers": workers, "crf_workers": crf_workers}
     try:

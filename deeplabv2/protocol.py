@@ -147,8 +147,14 @@ def protocol_of(model: Any) -> EvalProtocol:
 
 #: The labels of a lineage stage that saw dense, human-made labels (``"... (pixel labels)"``).
 PIXEL_LABELS = "pixel labels"
-# a split that holds others: VOC "trainaug" holds VOC train, "trainval" train and val
-_HOLDS = {"trainaug": ("train",), "trainval": ("train", "val")}
+# the disjoint parts of a split that holds others: VOC "trainaug" is train + SBD's extra
+# images ("aug"), "trainval" train + val (any other split is its own part)
+_PARTS = {"trainaug": {"train", "aug"}, "trainval": {"train", "val"}}
+
+
+def _parts(split: str) -> set[str]:
+    name = re.sub(r"[_-]", "", split.lower())
+    return _PARTS.get(name, {name})
 
 
 def _labels_of(stage: str) -> str:
@@ -166,21 +172,18 @@ def stages_that_saw(lineage: Sequence[str], data_name: str, split: str) -> tuple
     """The stages of ``lineage`` that trained on the images of ``split`` of ``data_name``.
 
     A stage is ``"<data name> <split>[ + <split> ...] (<labels>)"`` (``"VOC 2012 trainaug + val
-    (pixel labels)"``); splits compare lower case without ``_``/``-``, and ``trainaug`` holds
-    ``train``, ``trainval`` both ``train`` and ``val``. A stage that names no split of
-    ``data_name`` (``"MS-COCO (pixel labels)"``) is not counted.
+    (pixel labels)"``); splits compare lower case without ``_``/``-``, and a stage counts when
+    its splits share images with ``split``: ``trainaug`` holds ``train``, ``trainval`` both
+    ``train`` and ``val`` (so weights trained on ``train`` have seen part of ``trainval``). A
+    stage that names no split of ``data_name`` (``"MS-COCO (pixel labels)"``) is not counted.
     """
-    wanted = re.sub(r"[_-]", "", split.lower())
+    wanted = _parts(split)
     found = []
     for stage in lineage:
         head = re.sub(r"\([^()]*\)\s*$", "", stage).strip()
         if not head.startswith(data_name + " "):
             continue
-        splits = {
-            re.sub(r"[_-]", "", s.lower())
-            for s in re.split(r"[\s+,]+", head[len(data_name) :])
-            if s
-        }
-        if wanted in splits or any(wanted in _HOLDS.get(s, ()) for s in splits):
+        names = [s for s in re.split(r"[\s+,]+", head[len(data_name) :]) if s]
+        if any(wanted & _parts(name) for name in names):
             found.append(stage)
     return tuple(found)

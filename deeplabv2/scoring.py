@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -84,11 +85,15 @@ class ScoreResult:
         }
 
 
+def _usable_cores() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
 def default_workers() -> int:
     """The reading processes used by default: the usable cores, at most
     :data:`MAX_DEFAULT_WORKERS`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_DEFAULT_WORKERS, cores or 1))
+    return min(MAX_DEFAULT_WORKERS, _usable_cores())
 
 
 def _names_in_split(split: PathLike) -> list[str]:
@@ -100,14 +105,21 @@ def _names_in_split(split: PathLike) -> list[str]:
             f"--split {split}: no such list file (one name per line, or '<image> <label>' "
             "lines); with a VOC root, pass it as --data ROOT and a split name"
         )
-    names = []
+    names: list[str] = []
     for line in read_lines(path):
         parts = line.split()
-        if len(parts) > 2:
-            raise DatasetError(f"{path}: expected '<name>' or '<image> <label>' per line: {line!r}")
-        names.append(Path(parts[-1]).stem if len(parts) == 2 else parts[0])
+        if len(parts) == 2 and parts[1].lower().endswith(".png"):  # '<image> <label>'
+            names.append(Path(parts[1]).stem)
+        else:  # a name (spaces allowed), or a label file's name
+            names.append(line[: -len(".png")] if line.lower().endswith(".png") else line)
     if not names:
         raise DatasetError(f"{path} lists no images")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DatasetError(
+            f"{path} lists {_listed(repeated, 'name(s)')} more than once: each image would be "
+            "scored that many times; remove the repeated lines"
+        )
     return names
 
 
@@ -303,6 +315,13 @@ def score_folder(
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > _usable_cores():
+        warnings.warn(
+            f"workers={workers} lowered to the {_usable_cores()} usable cores (more reading "
+            "processes than cores only add start-up time)",
+            stacklevel=2,
+        )
+        workers = _usable_cores()
     pairs, missing = _pairs(Path(predictions), _references(labels, data, split), skip_missing)
     task = functools.partial(_score_chunk, num_classes=len(names), ignore=ignore_index)
     matrix = ConfusionMatrix(len(names), ignore_index, strict=True, allow_unsure=True)

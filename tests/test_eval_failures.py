@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from skimage import data as skdata
 
 from deeplabv2.cli import main
@@ -33,15 +34,22 @@ def test_eval_skips_an_unreadable_image_and_scores_the_rest(tmp_path, voc_safete
     assert len(scores["failed_images"]) == 1 and "2007_000002.jpg" in scores["failed_images"][0]
 
 
-@pytest.mark.filterwarnings("ignore:.*label pixels hold values")  # 5 classes, VOC labels
-def test_evaluate_raises_on_an_unreadable_image_unless_asked_to_skip(tmp_path, tiny_deeplab):
+def tiny_voc_network():
+    """A one-block-per-stage DeepLab v2 with VOC's 21 classes."""
+    from deeplabv2.models import DeepLabV2
+
+    torch.manual_seed(0)
+    return DeepLabV2(num_classes=21, blocks=(1, 1, 1, 1)).eval()
+
+
+def test_evaluate_raises_on_an_unreadable_image_unless_asked_to_skip(tmp_path):
     root = write_voc(tmp_path / "voc")
     (root / "JPEGImages" / "2007_000002.jpg").write_bytes(b"not a jpeg")
     from deeplabv2.data.voc import VOCSegmentation
     from deeplabv2.errors import ImageError
 
     data = VOCSegmentation(root, "val")
-    segmenter = Segmenter(tiny_deeplab, scales=(), pad_to=None)
+    segmenter = Segmenter(tiny_voc_network(), scales=(), pad_to=None)
     with pytest.raises(ImageError, match="2007_000002.jpg"):
         evaluate(segmenter, data, progress=False, ignore_index=255)
     scores = evaluate(segmenter, data, progress=False, skip_unreadable=True)
@@ -87,3 +95,12 @@ def test_eval_warns_when_every_label_is_ignored(tmp_path, voc_safetensors, capsy
     assert len([w for w in warned if "no labelled pixel" in str(w.message)]) == 1
     assert "mean_iou" in capsys.readouterr().out
     assert json.loads((tmp_path / "r.json").read_text())["mean_iou"] is None
+
+
+def test_a_network_for_other_classes_is_refused(tmp_path, tiny_deeplab):
+    from deeplabv2.data.voc import VOCSegmentation
+
+    data = VOCSegmentation(write_voc(tmp_path / "voc"), "val")
+    segmenter = Segmenter(tiny_deeplab, scales=(), pad_to=None)  # 5 classes, VOC has 21
+    with pytest.raises(ValueError, match="predicts 5 classes but the dataset has 21"):
+        evaluate(segmenter, data, progress=False)

@@ -231,3 +231,40 @@ def test_bad_options(folders, capsys):
         main(["score", str(pred)])
     assert usage.value.code == 2
     assert "one of the arguments --labels --data is required" in capsys.readouterr().err
+
+
+def test_split_lines_names_with_spaces_and_repeats(tmp_path):
+    from deeplabv2.errors import DatasetError
+    from deeplabv2.scoring import _names_in_split
+
+    split = tmp_path / "split.txt"
+    split.write_text("my im\nim0.png\n/JPEGImages/a.jpg /SegmentationClassAug/a.png\n")
+    assert _names_in_split(split) == ["my im", "im0", "a"]
+    split.write_text("im0\nim1\nim0\n")
+    with pytest.raises(DatasetError, match=r"1 name\(s\) \(im0\) more than once"):
+        _names_in_split(split)
+
+
+def test_a_truncated_label_png_is_named(tmp_path):
+    from deeplabv2.data.images import read_label
+    from deeplabv2.errors import ImageError
+
+    path = tmp_path / "cut.png"
+    Image.fromarray(np.zeros((65, 81), np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(ImageError, match="cut.png"):
+        read_label(path)
+
+
+def test_more_workers_than_cores_are_lowered(tmp_path, monkeypatch):
+    from deeplabv2 import scoring
+
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    Image.fromarray(np.zeros((65, 81), np.uint8)).save(pred / "a.png")
+    Image.fromarray(np.zeros((65, 81), np.uint8)).save(gt / "a.png")
+    monkeypatch.setattr(scoring, "_usable_cores", lambda: 1)
+    with pytest.warns(UserWarning, match="workers=1000 lowered to the 1 usable cores"):
+        result = scoring.score_folder(pred, gt, workers=1000)
+    assert result.num_images == 1

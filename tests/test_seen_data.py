@@ -52,6 +52,12 @@ def test_lineage_stages_are_read_by_data_split_and_labels() -> None:
     assert stages_that_saw(trainval, "VOC 2012", "train")  # trainaug holds VOC train
     assert stages_that_saw(get_weights("voc12").lineage, "VOC 2012", "val") == ()
     assert stages_that_saw(trainval, "MS-COCO 2014", "val") == ()  # "MS-COCO" names no split
+    # splits that share images, not only one inside the other
+    train = ("VOC 2012 train (pixel labels)",)
+    assert stages_that_saw(train, "VOC 2012", "trainval") == train
+    assert stages_that_saw(train, "VOC 2012", "trainaug") == train
+    assert stages_that_saw(get_weights("voc12").lineage, "VOC 2012", "trainval")  # trainaug
+    assert stages_that_saw(("VOC 2012 val (pixel labels)",), "VOC 2012", "trainaug") == ()
     assert pixel_label_stages(get_weights("coco-init").lineage) == ("MS-COCO (pixel labels)",)
     assert pixel_label_stages(get_weights("imagenet").lineage) == ()
 
