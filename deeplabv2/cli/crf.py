@@ -113,6 +113,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="also write <stem>_probs.npz: probs (R, C, H, W) float16, classes (C,)",
     )
     parser.add_argument("--max-pixels", type=int, help="refuse larger images")
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="N",
+        help="the dataset's classes, background included (21 for VOC): an image whose scores "
+        "or CAM keys give a class >= N fails, named (default: unchecked)",
+    )
     parser.add_argument("--force", action="store_true", help="redo images whose outputs exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -140,6 +147,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
     if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    if args.num_classes is not None and not 2 <= args.num_classes <= 255:
+        raise ValueError(f"--num-classes must be in 2..255, got {args.num_classes}")
     for name in ("images_dir", "scores_dir"):
         folder = getattr(args, name)
         if not os.path.isdir(folder):
@@ -252,6 +261,13 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
                 continue
             label, files = result.label, outputs[result.index]
             assert label is not None  # a FileResult without an error has its label
+            if args.num_classes is not None and label.classes.max() >= args.num_classes:
+                failures.append(
+                    f"{scores[result.index]}: class {label.classes.max()} is beyond "
+                    f"--num-classes {args.num_classes} (CAM keys are 0-based foreground classes: "
+                    f"at most {args.num_classes - 2})"
+                )
+                continue
             if args.save_probs:  # the PNG last: it marks the image as done
                 writers.save_refined(files[1], label.probs, label.classes, args.force)
             writers.save_labels(files[0], label.labels, args.force)

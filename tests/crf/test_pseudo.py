@@ -511,3 +511,19 @@ def test_workers_are_capped_at_the_cores_and_images(tmp_path, capsys, monkeypatc
                  "--workers", "100000", "--quiet"]) == 0  # fmt: skip
     assert asked == [2] and "lowered to 2" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_classes_beyond_num_classes_fail(tmp_path, capsys):
+    images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
+    np.savez(scores / "b.npz", high_res=np.load(scores / "b.npz")["high_res"], keys=[7, 25])
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
+            "--workers", "0", "--quiet"]  # fmt: skip
+    assert main([*args, "--num-classes", "21"]) == 1
+    err = capsys.readouterr().err
+    assert "b.npz: class 26 is beyond --num-classes 21" in err and "a.npz" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert main([*args, "--num-classes", "1"]) == 1
+    assert "--num-classes must be in 2..255" in capsys.readouterr().err
+    assert main(args) == 0  # unchecked by default
+    assert 26 in read_label(out / "b.png")  # CAM 1 (key 25) labelled 26, as asked
