@@ -16,6 +16,7 @@ import sys
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 from tqdm import tqdm
@@ -103,7 +104,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        help="on the CPU: CRF processes (0: in this process; default: one per core)",
+        help="on the CPU: CRF processes (0: in this process; default: one per usable core); "
+        "never more than the cores or the images to do",
     )
     parser.add_argument(
         "--save-probs",
@@ -111,6 +113,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="also write <stem>_probs.npz: probs (R, C, H, W) float16, classes (C,)",
     )
     parser.add_argument("--max-pixels", type=int, help="refuse larger images")
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="N",
+        help="the dataset's classes, background included (21 for VOC): an image whose scores "
+        "or CAM keys give a class >= N fails, named (default: unchecked)",
+    )
     parser.add_argument("--force", action="store_true", help="redo images whose outputs exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -138,15 +147,38 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
     if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    if args.num_classes is not None and not 2 <= args.num_classes <= 255:
+        raise ValueError(f"--num-classes must be in 2..255, got {args.num_classes}")
     for name in ("images_dir", "scores_dir"):
         folder = getattr(args, name)
         if not os.path.isdir(folder):
             raise NotADirectoryError(f"{name.upper()} {folder} is not a folder")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise NotADirectoryError(f"--out {args.out} is a file; give a folder for the labels")
+    out = Path(args.out).resolve()
+    for name in ("images_dir", "scores_dir"):
+        folder = Path(getattr(args, name)).resolve()
+        if out == folder or folder in out.parents:
+            raise ValueError(
+                f"--out {args.out} is {name.upper()} {getattr(args, name)} or inside it: the "
+                "labels would be written among (or over) the inputs; give another folder"
+            )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA GPU is available here; use cpu")
     recipe(args)  # a bad parameter file or background value fails here
+
+
+def _check_stems(images: list[Path]) -> None:
+    """ValueError naming both files if two images share a stem (``a.jpg``, ``a.png``): their
+    labels and score files would be the same."""
+    seen: dict[str, Path] = {}
+    for image in images:
+        if image.stem in seen:
+            raise ValueError(
+                f"{seen[image.stem]} and {image} have the same name: both would get the label "
+                f"{image.stem}.png and the same score file; rename or move one of them"
+            )
+        seen[image.stem] = image
 
 
 def _outputs(out: Path, stem: str, save_probs: bool) -> list[Path]:
@@ -160,6 +192,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[list[P
     images = writers.collect_images([args.images_dir])
     if not images:
         raise ValueError(f"no images in {args.images_dir}")
+    _check_stems(images)
     missing, scores = [], []
     for image in images:
         try:
@@ -187,21 +220,35 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[list[P
     return images, scores, outputs, todo
 
 
+def _workers(requested: Optional[int], images: int) -> int:
+    """CRF processes: at most one per usable core and per image (a line on stderr when a
+    requested number is lowered); by default as many as that allows, none if that is one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = min(cores or 1, images)
+    if requested is None or images == 0:
+        return limit if limit > 1 else 0
+    if requested > limit:
+        print(
+            f"deeplabv2 crf: --workers {requested} lowered to {limit} ({cores} usable cores, "
+            f"{images} images to do)",
+            file=sys.stderr,
+        )
+        return limit
+    return requested
+
+
 def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, list[str]]:
     """This rank's share: refine, write; the count written and the failures."""
     images, scores, outputs, todo = plan
     device = ranks.device(args.device)
     cpu = device.type == "cpu"
-    workers = args.workers
-    if workers is None:  # one process per core; none on one core
-        workers = os.cpu_count() or 1
-        workers = workers if workers > 1 else 0
     mine = [todo[j] for j in ranks.shard(len(todo))]
+    workers = _workers(args.workers, len(mine)) if cpu else 0
     written, failures = 0, []
     bar = tqdm(total=len(mine), desc="crf", unit="image", disable=args.quiet or ranks.rank != 0)
     results = pseudo_label_files(
         images, scores, recipe(args), indices=mine, backend=args.crf_backend, device=device,
-        batch_size=args.batch_size, workers=workers if cpu else 0,
+        batch_size=args.batch_size, workers=workers,
         min_confidence=args.min_confidence, allow_pickle=args.allow_pickle,
         max_pixels=args.max_pixels,
     )  # fmt: skip
@@ -214,6 +261,13 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
                 continue
             label, files = result.label, outputs[result.index]
             assert label is not None  # a FileResult without an error has its label
+            if args.num_classes is not None and label.classes.max() >= args.num_classes:
+                failures.append(
+                    f"{scores[result.index]}: class {label.classes.max()} is beyond "
+                    f"--num-classes {args.num_classes} (CAM keys are 0-based foreground classes: "
+                    f"at most {args.num_classes - 2})"
+                )
+                continue
             if args.save_probs:  # the PNG last: it marks the image as done
                 writers.save_refined(files[1], label.probs, label.classes, args.force)
             writers.save_labels(files[0], label.labels, args.force)

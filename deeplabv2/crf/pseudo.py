@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .dense_crf import DenseCRF
-from .params import PseudoLabelRecipe
+from .params import PSEUDO_LABEL_RECIPES, PseudoLabelRecipe
 from .potentials import PROB_FLOOR
 from .scores import Scores
 
@@ -141,10 +141,39 @@ def check_image(image: np.ndarray, scores: Scores, name: str) -> None:
         )
 
 
+def _check_arguments(
+    scores: Sequence[Scores], recipe: Union[PseudoLabelRecipe, str, None]
+) -> PseudoLabelRecipe:
+    """The recipe (a :data:`PSEUDO_LABEL_RECIPES` name taken too); TypeError for scores that are
+    not :class:`Scores` (whose checks have run) or a recipe of another type."""
+    for score in scores:
+        if not isinstance(score, Scores):
+            raise TypeError(
+                f"scores must be deeplabv2.crf.Scores, got {type(score).__name__}: wrap an array "
+                "as Scores(values) (class scores) or Scores(cams, keys) (CAMs), or read a file "
+                "with load_scores"
+            )
+    if isinstance(recipe, str):
+        if recipe not in PSEUDO_LABEL_RECIPES:
+            raise ValueError(
+                f"unknown recipe {recipe!r}; the names of PSEUDO_LABEL_RECIPES are "
+                f"{', '.join(sorted(PSEUDO_LABEL_RECIPES))}"
+            )
+        return PSEUDO_LABEL_RECIPES[recipe]
+    if recipe is None:
+        return PseudoLabelRecipe()
+    if not isinstance(recipe, PseudoLabelRecipe):
+        raise TypeError(
+            f"recipe must be a PseudoLabelRecipe or a name of PSEUDO_LABEL_RECIPES, got "
+            f"{type(recipe).__name__}"
+        )
+    return recipe
+
+
 def pseudo_labels_batch(
     images: Sequence[np.ndarray],
     scores: Sequence[Scores],
-    recipe: Optional[PseudoLabelRecipe] = None,
+    recipe: Union[PseudoLabelRecipe, str, None] = None,
     *,
     backend: str = "auto",
     device: Union[str, torch.device] = "cpu",
@@ -165,7 +194,7 @@ def pseudo_labels_batch(
         batch_size: images per CRF call.
         names: the images' names for error messages.
     """
-    recipe = recipe if recipe is not None else PseudoLabelRecipe()
+    recipe = _check_arguments(scores, recipe)
     names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
     if not 0 <= min_confidence <= 1:
         raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
@@ -202,7 +231,7 @@ def pseudo_labels_batch(
 def pseudo_label(
     image: np.ndarray,
     scores: Scores,
-    recipe: Optional[PseudoLabelRecipe] = None,
+    recipe: Union[PseudoLabelRecipe, str, None] = None,
     *,
     backend: str = "auto",
     min_confidence: float = 0.0,
@@ -212,10 +241,12 @@ def pseudo_label(
     Args:
         image: ``(H, W, 3) uint8`` RGB image (the original photo, not a network input).
         scores: its scores or CAMs at its size (:func:`~deeplabv2.crf.scores.load_scores`, or
-            ``Scores(values, keys)`` built in memory).
+            ``Scores(values, keys)`` built in memory, checked as a file's; a bare array is
+            refused with TypeError).
         recipe: CRF parameters, unary, background (:data:`~deeplabv2.crf.PSEUDO_LABEL_RECIPES`
-            has PSA's and IRN's); None: ``PseudoLabelRecipe()``, DeepLab v2's CRF
-            (``DenseCRF()``'s parameters) on the scores as they are.
+            has PSA's and IRN's: pass one or its name, ``"irn"``); None:
+            ``PseudoLabelRecipe()``, DeepLab v2's CRF (``DenseCRF()``'s parameters) on the
+            scores as they are.
         backend: the CRF backend (``DenseCRF``'s names).
         min_confidence: pixels whose refined probability (the smallest over the runs of each
             run's largest) is below this are 255.

@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-__all__ = ["SCORE_NAMES", "Scores", "find_scores", "load_scores"]
+__all__ = ["SCORE_NAMES", "Scores", "check_scores", "find_scores", "load_scores"]
 
 #: the file names tried for an image ``<stem>.<ext>``, in this order
 SCORE_NAMES = ("{stem}.npz", "{stem}.npy", "{stem}_probs.npy")
@@ -39,18 +39,28 @@ PICKLE_HINT = (
 
 @dataclass(frozen=True)
 class Scores:
-    """One image's scores.
+    """One image's scores, checked when made (from a file or in memory).
 
     Attributes:
         values: ``(C, H, W) float32``: class scores (``keys`` None; channel ``c`` is class
-            ``c``, 0 the background) or foreground CAMs in [0, 1] (``keys`` given).
-        keys: ``(K,) int64`` 0-based foreground class indices of the CAMs, or None.
+            ``c``, 0 the background; ``C >= 2``) or foreground CAMs in [0, 1] (``keys`` given).
+            Any float array is taken (stored as contiguous float32).
+        keys: ``(K,) int64`` 0-based foreground class indices of the CAMs (distinct, in
+            0..253), or None.
         path: the file they came from (for messages).
+
+    ValueError (naming ``path``) for a wrong shape or dtype, NaN or infinite values, negative
+    scores, CAMs above 1, or keys that do not fit (:func:`check_scores`).
     """
 
     values: np.ndarray
     keys: Optional[np.ndarray] = None
     path: str = ""
+
+    def __post_init__(self) -> None:
+        values, keys = check_scores(self.values, self.keys, self.path)
+        object.__setattr__(self, "values", values)  # frozen: set once, here
+        object.__setattr__(self, "keys", keys)
 
     @property
     def cams(self) -> bool:
@@ -62,6 +72,35 @@ class Scores:
         if self.keys is None:
             return np.arange(self.values.shape[0], dtype=np.int64)
         return np.concatenate(([0], self.keys + 1)).astype(np.int64)
+
+
+def check_scores(
+    values: Any, keys: Any = None, path: str = ""
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """``values`` as ``(C, H, W) float32`` and ``keys`` as ``(K,) int64`` (or None), checked as
+    :class:`Scores` says; ValueError naming ``path`` (or "Scores" in memory) otherwise."""
+    where = path or "Scores"
+    what = "scores" if keys is None else "CAMs (high_res)"
+    values = _float_array(values, what, where)
+    if keys is None:
+        if values.shape[0] < 2:
+            raise ValueError(f"{where}: scores need at least 2 classes, got {values.shape[0]}")
+        return values, None
+    keys = np.asarray(keys)  # IRN's keys are a torch tensor in its pickles
+    if keys.ndim != 1 or not np.issubdtype(keys.dtype, np.integer):
+        raise ValueError(
+            f"{where}: keys must be a (K,) integer array, got {keys.dtype} {keys.shape}"
+        )
+    if len(keys) != values.shape[0]:
+        raise ValueError(
+            f"{where}: {len(keys)} keys for {values.shape[0]} CAMs; keys are the CAMs' 0-based "
+            "foreground classes, without the background (IRN's make_cam.py layout)"
+        )
+    if len(keys) and (keys.min() < 0 or keys.max() > 253 or len(set(keys.tolist())) != len(keys)):
+        raise ValueError(f"{where}: keys must be distinct class indices in 0..253, got {keys}")
+    if values.size and values.max() > 1:
+        raise ValueError(f"{where}: CAMs must be in [0, 1] (normalised), max {values.max()}")
+    return values, keys.astype(np.int64)
 
 
 def find_scores(scores_dir: Union[str, os.PathLike], stem: str) -> Path:
@@ -94,12 +133,12 @@ def _from_mapping(fields: Any, path: str) -> Scores:
     """CAMs from ``high_res`` + ``keys``, PSA's ``{class: CAM}``, or one ``probs`` array."""
     names = list(fields.keys())
     if "high_res" in names and "keys" in names:
-        return _cams(fields["high_res"], fields["keys"], path)
+        return Scores(fields["high_res"], fields["keys"], path)
     if names and all(isinstance(k, (int, np.integer)) for k in names):  # PSA's dict
         keys = np.asarray(names, dtype=np.int64)
-        return _cams(np.stack([np.asarray(fields[k]) for k in names]), keys, path)
+        return Scores(np.stack([np.asarray(fields[k]) for k in names]), keys, path)
     if "probs" in names or len(names) == 1:
-        return _probs(fields["probs" if "probs" in names else names[0]], path)
+        return Scores(fields["probs" if "probs" in names else names[0]], None, path)
     raise ValueError(
         f"{path}: unknown layout with the fields {names}; expected 'high_res' and 'keys' (CAMs), "
         "or one (C, H, W) array (scores)"
@@ -121,32 +160,6 @@ def _float_array(array: Any, what: str, path: str) -> np.ndarray:
     return array
 
 
-def _probs(array: Any, path: str) -> Scores:
-    values = _float_array(array, "scores", path)
-    if values.shape[0] < 2:
-        raise ValueError(f"{path}: scores need at least 2 classes, got {values.shape[0]}")
-    return Scores(values, None, path)
-
-
-def _cams(high_res: Any, keys: Any, path: str) -> Scores:
-    values = _float_array(high_res, "CAMs (high_res)", path)
-    keys = np.asarray(keys)  # IRN's keys are a torch tensor in its pickles
-    if keys.ndim != 1 or not np.issubdtype(keys.dtype, np.integer):
-        raise ValueError(
-            f"{path}: keys must be a (K,) integer array, got {keys.dtype} {keys.shape}"
-        )
-    if len(keys) != values.shape[0]:
-        raise ValueError(
-            f"{path}: {len(keys)} keys for {values.shape[0]} CAMs; keys are the CAMs' 0-based "
-            "foreground classes, without the background (IRN's make_cam.py layout)"
-        )
-    if len(keys) and (keys.min() < 0 or keys.max() > 253 or len(set(keys.tolist())) != len(keys)):
-        raise ValueError(f"{path}: keys must be distinct class indices in 0..253, got {keys}")
-    if values.size and values.max() > 1:
-        raise ValueError(f"{path}: CAMs must be in [0, 1] (normalised), max {values.max()}")
-    return Scores(values, keys.astype(np.int64), path)
-
-
 def load_scores(path: Union[str, os.PathLike], *, allow_pickle: bool = False) -> Scores:
     """Read one image's scores or CAMs (the layouts of this module's docstring).
 
@@ -165,4 +178,4 @@ def load_scores(path: Union[str, os.PathLike], *, allow_pickle: bool = False) ->
         if not isinstance(item, dict):
             raise ValueError(f"{path}: a pickled object that is not a dict of CAMs")
         return _from_mapping(item, path)
-    return _probs(loaded, path)
+    return Scores(loaded, None, path)

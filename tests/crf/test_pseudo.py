@@ -398,3 +398,132 @@ def test_signals_stop_the_workers(tmp_path, sig, group):
         assert time.monotonic() < end, "worker processes left behind"
         time.sleep(0.1)
     assert not out.exists() or (temporaries(out) == [] and list(out.iterdir()) == [])
+
+
+# ---- refused inputs (tiny 65x81 images, no worker process) ----
+
+
+def tiny_inputs(tmp_path: Path, stems=("im0",)) -> tuple[Path, Path]:
+    """65x81 random images with IRN-layout CAMs (keys 7, 14)."""
+    rng = np.random.default_rng(0)
+    images, scores = tmp_path / "images", tmp_path / "cams"
+    images.mkdir()
+    scores.mkdir()
+    for stem in stems:
+        Image.fromarray(rng.integers(0, 256, (65, 81, 3), dtype=np.uint8)).save(
+            images / f"{stem}.png"
+        )
+        cams = rng.random((2, 65, 81), dtype=np.float32)
+        np.savez(scores / f"{stem}.npz", high_res=cams, keys=np.array([7, 14]))
+    return images, scores
+
+
+@pytest.mark.parametrize("where", ["images", "images/labels", "cams", "cams/x/y"])
+def test_out_among_the_inputs_is_refused(tmp_path, capsys, where):
+    images, scores = tiny_inputs(tmp_path)
+    photo_bytes = (images / "im0.png").read_bytes()
+    out = tmp_path / where
+    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn", "--force",
+            "--workers", "0", "--quiet"]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "--out" in err and "inside" in err and ("IMAGES_DIR" in err or "SCORES_DIR" in err)
+    assert (images / "im0.png").read_bytes() == photo_bytes  # the photo is intact
+    assert sorted(p.name for p in images.iterdir()) == ["im0.png"]
+    assert sorted(p.name for p in scores.iterdir()) == ["im0.npz"]
+    # the same folder by another spelling (a symlink) is refused too
+    (tmp_path / "link").symlink_to(images)
+    assert main([*args[:3], "--out", str(tmp_path / "link"), *args[5:]]) == 1
+    assert (images / "im0.png").read_bytes() == photo_bytes
+
+
+def test_images_with_the_same_stem_are_refused(tmp_path, capsys):
+    images, scores = tiny_inputs(tmp_path)
+    Image.open(images / "im0.png").save(images / "im0.jpg")
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
+            "--workers", "0", "--quiet"]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "im0.jpg" in err and "im0.png" in err and "same name" in err
+    assert not out.exists()  # refused before any work
+
+
+def test_in_memory_scores_are_checked_as_files_are():
+    image = np.zeros((6, 5, 3), np.uint8)
+    cams = np.random.default_rng(0).random((1, 6, 5), dtype=np.float32)
+    irn = PSEUDO_LABEL_RECIPES["irn"]
+    bad_cams = {"NaN": np.full_like(cams, np.nan), "NaN or infinite": cams + np.inf,
+                "negative": cams - 2, r"in \[0, 1\]": cams + 1}  # fmt: skip
+    for message, values in bad_cams.items():
+        with pytest.raises(ValueError, match=f"Scores: CAMs.*{message}"):
+            pseudo_label(image, Scores(values, np.array([3])), irn)
+    for keys in ([300], [-1], [3, 3]):
+        with pytest.raises(ValueError, match=r"keys must be distinct class indices in 0\.\.253"):
+            Scores(np.concatenate([cams] * len(keys)), np.array(keys))
+    with pytest.raises(ValueError, match="2 keys for 1 CAMs"):
+        Scores(cams, np.array([3, 4]))
+    with pytest.raises(ValueError, match="keys must be a .K,. integer array"):
+        Scores(cams, np.array([3.0]))
+    with pytest.raises(ValueError, match="scores need at least 2 classes"):
+        Scores(cams)
+    with pytest.raises(ValueError, match=r"must be a \(C, H, W\) float array"):
+        Scores(cams[0])
+    with pytest.raises(TypeError, match=r"Scores\(values\).*Scores\(cams, keys\)"):
+        pseudo_label(image, cams, irn)  # type: ignore[arg-type]
+    # a preset's name is the preset; an unknown name or another type is refused
+    by_name = pseudo_label(image, Scores(cams, [3]), "irn", backend="pydensecrf")
+    by_value = pseudo_label(image, Scores(cams, [3]), irn, backend="pydensecrf")
+    assert np.array_equal(by_name.labels, by_value.labels)
+    assert set(np.unique(by_value.labels).tolist()) <= {0, 4, 255}  # CAM 0 is class keys[0] + 1
+    with pytest.raises(ValueError, match="PSEUDO_LABEL_RECIPES are irn, psa"):
+        pseudo_label(image, Scores(cams, [3]), "IRN")
+    with pytest.raises(TypeError, match="PSEUDO_LABEL_RECIPES"):
+        pseudo_label(image, Scores(cams, [3]), 0.3)  # type: ignore[arg-type]
+    # float16 scores (predict --probs) are taken, as float32
+    probs = Scores(np.full((2, 6, 5), 0.5, np.float16))
+    assert probs.values.dtype == np.float32 and probs.values.flags.c_contiguous
+
+
+def test_workers_are_capped_at_the_cores_and_images(tmp_path, capsys, monkeypatch):
+    from deeplabv2.cli import crf
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert crf._workers(100000, 3) == 2
+    assert "--workers 100000 lowered to 2 (2 usable cores, 3 images" in capsys.readouterr().err
+    assert crf._workers(100000, 1) == 1
+    assert "lowered to 1" in capsys.readouterr().err
+    for requested, images, expected in [(2, 5, 2), (0, 5, 0), (None, 5, 2), (None, 1, 0),
+                                        (4, 0, 0)]:  # fmt: skip
+        assert crf._workers(requested, images) == expected
+    assert capsys.readouterr().err == ""  # nothing lowered: nothing said
+    # the CLI asks for the capped number (run here in-process: no worker to start)
+    asked, real = [], crf.pseudo_label_files
+
+    def in_process(*args, workers, **kwargs):
+        asked.append(workers)
+        return real(*args, workers=0, **kwargs)
+
+    images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
+    monkeypatch.setattr("deeplabv2.cli.crf.pseudo_label_files", in_process)
+    out = tmp_path / "labels"
+    assert main(["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
+                 "--workers", "100000", "--quiet"]) == 0  # fmt: skip
+    assert asked == [2] and "lowered to 2" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_classes_beyond_num_classes_fail(tmp_path, capsys):
+    images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
+    np.savez(scores / "b.npz", high_res=np.load(scores / "b.npz")["high_res"], keys=[7, 25])
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
+            "--workers", "0", "--quiet"]  # fmt: skip
+    assert main([*args, "--num-classes", "21"]) == 1
+    err = capsys.readouterr().err
+    assert "b.npz: class 26 is beyond --num-classes 21" in err and "a.npz" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert main([*args, "--num-classes", "1"]) == 1
+    assert "--num-classes must be in 2..255" in capsys.readouterr().err
+    assert main(args) == 0  # unchecked by default
+    assert 26 in read_label(out / "b.png")  # CAM 1 (key 25) labelled 26, as asked
