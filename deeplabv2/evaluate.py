@@ -109,17 +109,18 @@ def _warn_about_labels(matrix: ConfusionMatrix, scored: int) -> None:
         )
 
 
-def _check_unseen(model: Any, dataset: Any, allow: bool) -> None:
+def _check_unseen(model: Any, dataset: Any, allow: bool) -> tuple[str, ...]:
     """Refuse (:class:`~deeplabv2.errors.SeenDataError`) to score weights on a split their
-    lineage says they were trained on; with ``allow``, a warning instead."""
+    lineage says they were trained on; with ``allow``, a warning instead. The stages that saw
+    the split (empty if none)."""
     info = getattr(model, "pretrained_info", None)
     data_name = getattr(dataset, "data_name", None)
     split = getattr(dataset, "split_name", None)
     if info is None or not data_name or not split:
-        return
+        return ()
     stages = stages_that_saw(info.lineage, data_name, split)
     if not stages:
-        return
+        return ()
     message = (
         f"the weights {info.name or info.path or info.source} were trained on the images of "
         f"{data_name} "
@@ -128,7 +129,7 @@ def _check_unseen(model: Any, dataset: Any, allow: bool) -> None:
     )
     if allow:
         warnings.warn(f"{message}; scored anyway (allow_seen_data)", stacklevel=3)
-        return
+        return stages
     raise SeenDataError(
         f"{message}. Evaluate on a split they have not seen, or pass allow_seen_data=True "
         "(--allow-seen-data) to score them anyway"
@@ -182,7 +183,7 @@ def evaluate(
     if len(dataset) == 0:
         raise DatasetError("the dataset is empty: there is nothing to evaluate")
     ranks = ranks or Ranks.current()
-    _check_unseen(segmenter.model, dataset, allow_seen_data)
+    seen = _check_unseen(segmenter.model, dataset, allow_seen_data)
     num_classes = int(cast(Any, segmenter.model).num_classes)
     data_classes = tuple(getattr(dataset, "class_names", ()) or ())
     if data_classes and len(data_classes) != num_classes:
@@ -210,4 +211,6 @@ def evaluate(
     results = matrix.scores(names)
     results.update(num_images=len(dataset) - len(failed), failed_images=failed)
     results["settings"] = segmenter.settings()
+    if seen:  # scored anyway (allow_seen_data): the record says so
+        results["seen_data"] = list(seen)
     return results

@@ -334,6 +334,12 @@ def score_folder(
         "confident_only": matrix.scores(names, confident_only=True),
     }
     scored = scores["ignored_as_wrong"]["num_pixels"]
+    if scored == 0:
+        warnings.warn(
+            f"no labelled pixel in the {len(pairs)} ground-truth image(s): every pixel is "
+            f"{ignore_index} (ignored), so the scores are undefined (null)",
+            stacklevel=2,
+        )
     return ScoreResult(
         scores=scores,
         class_names=names,

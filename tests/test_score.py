@@ -4,6 +4,8 @@ confusion matrix, on generated folders of palette and grayscale label PNGs."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +270,17 @@ def test_more_workers_than_cores_are_lowered(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="workers=1000 lowered to the 1 usable cores"):
         result = scoring.score_folder(pred, gt, workers=1000)
     assert result.num_images == 1
+
+
+def test_all_ignored_ground_truth_warns_in_one_line(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    Image.fromarray(np.zeros((65, 81), np.uint8)).save(pred / "a.png")
+    Image.fromarray(np.full((65, 81), 255, np.uint8)).save(gt / "a.png")
+    command = [sys.executable, "-m", "deeplabv2", "score", str(pred), "--labels", str(gt)]
+    result = subprocess.run([*command, "--workers", "1"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    err = result.stderr
+    assert "deeplabv2: warning: no labelled pixel in the 1 ground-truth image(s)" in err
+    assert "scoring.py" not in err  # no source line

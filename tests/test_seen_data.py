@@ -70,9 +70,11 @@ def test_trainval_weights_on_voc_val_are_refused(voc: Path) -> None:
     with pytest.warns(UserWarning, match="scored anyway"):
         scores = evaluate(segmenter, data, progress=False, allow_seen_data=True)
     assert scores["num_images"] == 1
+    assert scores["seen_data"] == ["VOC 2012 trainaug + val (pixel labels)"]  # on the record
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # trainaug weights on val: nothing to say
-        evaluate(Segmenter(tiny("voc12"), scales=()), data, progress=False)
+        clean = evaluate(Segmenter(tiny("voc12"), scales=()), data, progress=False)
+    assert "seen_data" not in clean
 
 
 def test_eval_cli_refuses_then_allows_seen_data(voc, tmp_path, monkeypatch, capsys) -> None:

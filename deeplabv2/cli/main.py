@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn, Optional
 
@@ -64,6 +65,12 @@ def _stopped(interruption: BaseException) -> int:
     return 143
 
 
+def _one_line(
+    message: Warning | str, category: type[Warning], *args: object, **kwargs: object
+) -> str:
+    return f"deeplabv2: warning: {message}\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code.
 
@@ -75,6 +82,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    formatwarning = warnings.formatwarning
+    if not args.verbose:  # a warning is one line, like an error (no source line)
+        warnings.formatwarning = _one_line
     try:
         return args.run(args)
     except (KeyboardInterrupt, _Terminated) as interruption:
@@ -88,5 +98,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"deeplabv2 {args.command}: error: {error}", file=sys.stderr)
         return 1
     finally:
+        warnings.formatwarning = formatwarning
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
