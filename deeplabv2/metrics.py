@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ class ConfusionMatrix:
         self.invalid_labels.update(other.invalid_labels)
         return self
 
-    def all_reduce(self, group=None) -> ConfusionMatrix:
+    def all_reduce(self, group: Any = None) -> ConfusionMatrix:
         """Sum the matrix, the unsure and the invalid label counts over all processes of
         ``torch.distributed``, in place; returns self.
 

@@ -205,7 +205,7 @@ class Segmenter:
 
     # -- the network -----------------------------------------------------------------------------
 
-    def _autocast(self):
+    def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)

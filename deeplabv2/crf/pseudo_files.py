@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -55,7 +56,9 @@ class _Job:
             scores, allow_pickle=self.allow_pickle
         )
 
-    def run(self, images: list[np.ndarray], scores: list[Scores], names: list[str], **kw):
+    def run(
+        self, images: list[np.ndarray], scores: list[Scores], names: list[str], **kw: Any
+    ) -> list[PseudoLabel]:
         return pseudo_labels_batch(
             images, scores, self.recipe, backend=self.backend,
             min_confidence=self.min_confidence, names=names, **kw,
@@ -73,14 +76,16 @@ def _one(job: _Job, image: str, scores: str) -> PseudoLabel:
     return job.one(image, scores)
 
 
-def _result(index: int, future) -> FileResult:
+def _result(index: int, future: Future) -> FileResult:
     try:
         return FileResult(index, label=future.result())
     except PER_IMAGE_ERRORS as error:
         return FileResult(index, error=error)
 
 
-def _on_cpu(job: _Job, images: list[str], scores: list[str], indices, workers: int):
+def _on_cpu(
+    job: _Job, images: list[str], scores: list[str], indices: Sequence[int], workers: int
+) -> Iterator[FileResult]:
     """Each image in a worker process (or here, with ``workers=0``)."""
     if workers == 0:
         for i in indices:
@@ -102,7 +107,14 @@ def _on_cpu(job: _Job, images: list[str], scores: list[str], indices, workers: i
     pool.close()
 
 
-def _on_device(job: _Job, images: list[str], scores: list[str], indices, device, batch_size):
+def _on_device(
+    job: _Job,
+    images: list[str],
+    scores: list[str],
+    indices: Sequence[int],
+    device: Union[str, torch.device],
+    batch_size: int,
+) -> Iterator[FileResult]:
     """Loaded here, the CRF on ``device`` for groups of ``batch_size`` images of one shape."""
     groups: dict[tuple, list[tuple[int, np.ndarray, Scores]]] = {}
 

@@ -200,7 +200,7 @@ def _from_caffe(
     return state
 
 
-def _ours(keys) -> bool:
+def _ours(keys: Iterable[str]) -> bool:
     return all(key.startswith(("backbone.", "aspp.")) for key in keys)
 
 

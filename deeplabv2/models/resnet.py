@@ -12,6 +12,7 @@ Differences from torchvision's ResNet, all taken from the Caffe release (deeplab
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,9 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
         self.weight.requires_grad_(False)
         self.bias.requires_grad_(False)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
         # A frozen layer keeps no batch count: accept (and drop) one from ordinary BatchNorm
         # checkpoints, and skip BatchNorm's upgrade step that would add it back.
         state_dict.pop(prefix + "num_batches_tracked", None)

@@ -156,7 +156,7 @@ class _Runs:
         return records.reshape(-1, stride)[:, 1:].copy().view(self.dtype).ravel()
 
 
-def _varints(buf: memoryview, wire: int, value, out: list[int]) -> None:
+def _varints(buf: memoryview, wire: int, value: Any, out: list[int]) -> None:
     if wire == _VARINT:
         out.append(value)
         return

@@ -182,7 +182,11 @@ def _manual(weights: Weights) -> Path:
 
 
 def _fetch(
-    weights: Weights, cache_dir, local_files_only: bool, progress: bool, timeout: Optional[float]
+    weights: Weights,
+    cache_dir: Optional[Union[str, os.PathLike]],
+    local_files_only: bool,
+    progress: bool,
+    timeout: Optional[float],
 ) -> Path:
     """The file of a registry entry, fetched if needed and checked against its SHA-256."""
     if weights.manual_download:

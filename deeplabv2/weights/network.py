@@ -125,7 +125,9 @@ _BOOT = (  # loads this file (not the package, which imports torch) and runs _ch
 )
 
 
-def run(operation: str, params: dict, *, seconds: float, host: str, env: Optional[dict] = None):
+def run(
+    operation: str, params: dict, *, seconds: float, host: str, env: Optional[dict] = None
+) -> Any:
     """The result of ``operation`` (``hf_download``, ``url_download``, ``zip_member``,
     ``upload``) run with ``params`` in a helper process under the limit of ``seconds``, or a
     :class:`NetworkFailure` (``host``: the server to name if the helper cannot tell; ``env``:

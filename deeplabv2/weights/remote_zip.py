@@ -163,7 +163,9 @@ def data_offset(header: bytes, member: dict[str, Any], total: int) -> int:
 # -- HTTP --------------------------------------------------------------------------------------
 
 
-def _open(params: dict, seconds: float, span: Optional[str] = None, validator=None) -> Any:
+def _open(
+    params: dict, seconds: float, span: Optional[str] = None, validator: Optional[str] = None
+) -> Any:
     """The answer to a GET of ``params["url"]`` (``span``: a Range, ``validator``: If-Range)."""
     headers = {"User-Agent": params["user_agent"]}
     headers.update({"Range": f"bytes={span}"} if span else {})
@@ -188,7 +190,9 @@ def _content_range(response: Any) -> Optional[tuple[int, int, Optional[int]]]:
     return int(match[1]), int(match[2]), None if match[3] == "*" else int(match[3])
 
 
-def _read(params: dict, seconds: float, span: str, validator=None) -> tuple[bytes, tuple, Any]:
+def _read(
+    params: dict, seconds: float, span: str, validator: Optional[str] = None
+) -> tuple[bytes, tuple, Any]:
     """``(bytes, (first, last, total), validator)`` of one small range request."""
     response = _open(params, seconds, span, validator)
     where = _content_range(response)

@@ -13,7 +13,9 @@ __all__ = ["upload"]
 _AUTH = "no token or no write access; run `hf auth login` or pass a token"
 
 
-def upload(directory: str, repo_id: str, *, api: Any, token: Any, timeout: Any, **options: Any):
+def upload(
+    directory: str, repo_id: str, *, api: Any, token: Any, timeout: Any, **options: Any
+) -> Any:
     """``HfApi.create_repo`` and ``upload_folder`` in a helper process (``api``: an ``HfApi``
     whose settings are used, or None); the commit sha, or a one-line ``TimeoutError``,
     ``ConnectionError``, ``PermissionError`` (HTTP 401/403) or ``RuntimeError``."""

@@ -7,6 +7,8 @@ is the absolute import of the third-party package.)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -23,7 +25,7 @@ INSTALL_HINT = (
 )
 
 
-def require():
+def require() -> Any:
     """The ``pydensecrf.densecrf`` module; ImportError with the install hint without it."""
     try:
         import pydensecrf.densecrf as dcrf
@@ -32,7 +34,7 @@ def require():
     return dcrf
 
 
-def _enum(dcrf, group: str, name: str):
+def _enum(dcrf: Any, group: str, name: str) -> Any:
     """Enum members live at module level (Cython 0.29 builds) or in a class (Cython 3 builds)."""
     if hasattr(dcrf, name):
         return getattr(dcrf, name)

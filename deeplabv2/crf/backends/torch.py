@@ -8,7 +8,7 @@ absolute import of PyTorch.)
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -98,7 +98,7 @@ def mean_field(
     return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 
-def mean_field_batch(*args, **kwargs) -> Tensor:
+def mean_field_batch(*args: Any, **kwargs: Any) -> Tensor:
     """:func:`mean_field` with ``batched=True``: all the images at once, on every device (the
     same arguments)."""
     return mean_field(*args, batched=True, **kwargs)

@@ -26,6 +26,7 @@ never share vertices) and is differentiable with respect to the filtered values.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -251,12 +252,12 @@ class _Filter(torch.autograd.Function):
     """``y = K x``; the backward pass applies ``K^T``, which is ``K`` with the blur reversed."""
 
     @staticmethod
-    def forward(ctx, flat: Tensor, lattice: PermutohedralLattice, reverse: bool) -> Tensor:
+    def forward(ctx: Any, flat: Tensor, lattice: PermutohedralLattice, reverse: bool) -> Tensor:
         ctx.lattice, ctx.reverse = lattice, reverse
         return lattice._apply(flat, reverse)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         return ctx.lattice._apply(grad, not ctx.reverse), None, None
 
 

@@ -49,7 +49,7 @@ def scale_csr(matrix: Tensor, factors: Tensor) -> Tensor:
     )
 
 
-def csr_tensor(crow: Tensor, cols: Tensor, values: Tensor, shape) -> Tensor:
+def csr_tensor(crow: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, ...]) -> Tensor:
     """``torch.sparse_csr_tensor`` without invariant checks or the "beta" warning."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
