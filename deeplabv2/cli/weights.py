@@ -94,7 +94,7 @@ def _print_details(record: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 weights``; the exit code."""
-    if args.details:
+    if args.details is not None:
         record = details(args.details, args.model)
         if args.json:
             print(json.dumps(record, indent=2))
@@ -105,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    name_width = max(len(row["name"]) for row in rows) if rows else 0
+    source_width = max(len(row["source"]) for row in rows) if rows else 0
     for row in rows:
         flag = "  [trained on VOC val: test server only]" if row["warning"] else ""
-        print(f"{row['name']:<38} {row['classes']!s:<9} {row['source']:<48} {row['metrics']}{flag}")
+        print(
+            f"{row['name']:<{name_width}} {row['classes']!s:<9} {row['source']:<{source_width}} "
+            f"{row['metrics']}{flag}".rstrip()
+        )
     return 0

@@ -109,12 +109,22 @@ def resolve_class_names(spec: str) -> tuple[str, ...]:
         return CLASS_LISTS[spec]
     try:
         with open(spec, encoding="utf-8") as handle:
-            names = tuple(line.strip() for line in handle if line.strip())
+            lines = [line.strip() for line in handle]
     except OSError as error:
         raise FileNotFoundError(
             f"--classes {spec!r}: not one of {', '.join(CLASS_LISTS)} and not a readable file "
             f"({error.strerror or error})"
         ) from None
-    if not names:
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
         raise ValueError(f"--classes {spec}: the file names no classes")
-    return names
+    if "" in lines:  # the names after it would shift by one label value
+        raise ValueError(
+            f"--classes {spec}: line {lines.index('') + 1} is empty; the list has one class name "
+            "per line, line i + 1 naming label value i"
+        )
+    repeated = sorted({name for name in lines if lines.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--classes {spec}: {', '.join(repeated)} named more than once")
+    return tuple(lines)

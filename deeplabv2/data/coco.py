@@ -75,14 +75,19 @@ class COCO2014(PairedDataset):
             raise FileNotFoundError(
                 f"no label folder {self.label_dir}: pass the folder of label PNGs (label_dir)"
             )
-        candidates = [Path(split), self.root / f"{split}14.txt", self.root / f"{split}_14.txt"]
+        given = Path(split)
+        if given.suffix or len(given.parts) > 1:  # a list file's path
+            if not given.is_file():
+                raise FileNotFoundError(f"no list file {given} (one COCO image id per line)")
+            return [self._item(line, given) for line in read_lines(given)]
+        candidates = [self.root / f"{split}14.txt", self.root / f"{split}_14.txt"]
         list_file = next((p for p in candidates if p.is_file()), None)
         if list_file is None:
             folder = self.root / f"{split}2014"
             if not folder.is_dir():
                 raise FileNotFoundError(
-                    f"no COCO 2014 split {split!r}: expected a list file ({candidates[1]} or "
-                    f"{candidates[2]}) or the image folder {folder}"
+                    f"no COCO 2014 split {split!r}: expected a list file ({candidates[0]} or "
+                    f"{candidates[1]}) or the image folder {folder}"
                 )
             lines = [p.stem for p in sorted(folder.glob("*.jpg"))]
         else:
@@ -111,11 +116,16 @@ class COCO2014(PairedDataset):
         return image.stem, image, self._label(image.stem, number)
 
     def _label(self, stem: str, number: int) -> Path:
-        """The label PNG of an image: the first of the known names that exists (else the
-        first, which the read reports as missing)."""
+        """The label PNG of an image: the first of the known names that exists."""
         names = [f"{stem}.png", f"{number:012d}.png", f"{number}.png"]
         folders = [self.label_dir]
         if stem.startswith("COCO_"):
             folders.append(self.label_dir / stem.split("_")[1])  # e.g. SegmentationClass/val2014
         paths = [folder / name for folder in folders for name in names]
-        return next((p for p in paths if p.is_file()), paths[0])
+        found = next((p for p in paths if p.is_file()), None)
+        if found is None:
+            raise DatasetError(
+                f"no label PNG for {stem} (looked for {', '.join(str(p) for p in paths)}); "
+                "every listed image needs one (or list only the images that have labels)"
+            )
+        return found

@@ -89,3 +89,25 @@ def test_bad_lines_and_missing_images_name_the_problem(tmp_path: Path) -> None:
         COCO2014(root, "val", label_dir=tmp_path / "missing")
     with pytest.raises(ValueError, match="not of cityscapes"):
         open_dataset("cityscapes", root, "val", label_dir=root)
+
+
+def test_a_missing_label_and_list_file_are_named(tmp_path: Path) -> None:
+    root = write_coco(tmp_path / "coco")
+    for png in (root / "SegmentationClass").glob("*.png"):
+        png.unlink()
+    with pytest.raises(DatasetError, match=r"no label PNG for COCO_train2014_\d+ \(looked for"):
+        COCO2014(root, "train")
+    with pytest.raises(FileNotFoundError, match=r"no list file .*nosuch\.txt \(one COCO"):
+        COCO2014(root, str(tmp_path / "nosuch.txt"))
+
+
+def test_class_list_files_are_read_strictly(tmp_path: Path) -> None:
+    names = tmp_path / "classes.txt"
+    names.write_text("bg\na\nb\n\n")  # a trailing blank line is fine
+    assert resolve_class_names(str(names)) == ("bg", "a", "b")
+    names.write_text("bg\n\na\n")
+    with pytest.raises(ValueError, match="line 2 is empty"):
+        resolve_class_names(str(names))
+    names.write_text("bg\na\na\n")
+    with pytest.raises(ValueError, match="a named more than once"):
+        resolve_class_names(str(names))
