@@ -11,17 +11,18 @@ refines batches of images of one size. Under ``torchrun`` each rank takes its sh
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from tqdm import tqdm
 
-from .._files import check_destination, check_writable
+from .._files import atomic_write_text, check_destination, check_writable
 from ..crf import (
     BACKENDS,
     PRESETS,
@@ -30,13 +31,18 @@ from ..crf import (
     PseudoLabelRecipe,
     backend_help,
     find_scores,
+    load_scores,
     pseudo_label_files,
 )
+from ..crf.pseudo import check_recipe
 from ..distributed import Ranks, check_peers, start, stop, total, wait_for_peers
 from ..errors import OutputExistsError
 from . import writers
 
-__all__ = ["add_parser", "recipe", "run"]
+__all__ = ["RECORD", "add_parser", "recipe", "run"]
+
+#: the file in ``--out`` that records the settings its labels were made with
+RECORD = ".deeplabv2-crf.json"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -185,6 +191,77 @@ def _outputs(out: Path, stem: str, save_probs: bool) -> list[Path]:
     return [out / f"{stem}.png"] + ([out / f"{stem}_probs.npz"] if save_probs else [])
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What decides the outputs (the record of ``--out``), as JSON-able values."""
+    return {
+        "recipe": recipe(args).as_dict(),
+        "min_confidence": args.min_confidence,
+        "num_classes": args.num_classes,
+        "save_probs": args.save_probs,
+    }
+
+
+def _flat(values: object, prefix: str = "") -> dict[str, object]:
+    """Nested dicts as one level with dotted keys (``recipe.params.bi_w``)."""
+    if not isinstance(values, dict):
+        return {prefix.rstrip("."): values}
+    return {
+        k: v for key, value in values.items() for k, v in _flat(value, f"{prefix}{key}.").items()
+    }
+
+
+def _made(args: argparse.Namespace, images: list[Path]) -> int:
+    """How many of the images have a label in ``--out`` already."""
+    return sum((Path(args.out) / f"{image.stem}.png").exists() for image in images)
+
+
+def _check_record(args: argparse.Namespace, made: int) -> None:
+    """ValueError naming the differences if ``--out`` holds labels of these images made with
+    other settings (its record); a folder without a record (older runs) is resumed as it is."""
+    path = Path(args.out) / RECORD
+    if args.force or not made or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))["settings"]
+        if not isinstance(old, dict):
+            raise ValueError("no settings")
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(
+            f"{path}: unreadable record of this folder's settings ({error}); pass "
+            "--force to redo every image, or give another --out"
+        ) from None
+    new = json.loads(json.dumps(_settings(args)))  # tuples as lists, as read back
+    before, now = _flat(old), _flat(new)
+    changed = [f"{k}: {before.get(k)} -> {now.get(k)}" for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k)]  # fmt: skip
+    if changed:
+        raise ValueError(
+            f"{args.out} holds pseudo-labels made with other settings ({made} of these images "
+            f"done; {path}): {'; '.join(changed)}. Pass --force to redo every image with the new "
+            "settings, or give another --out"
+        )
+
+
+def _write_record(args: argparse.Namespace, made: int) -> None:
+    """The settings of this run into ``--out`` (a fresh folder, ``--force``, or the same
+    settings); not over outputs of older runs without a record, whose settings are unknown."""
+    path = Path(args.out) / RECORD
+    if args.force or not made or path.is_file():
+        text = json.dumps({"made_by": "deeplabv2 crf", "settings": _settings(args)}, indent=2)
+        atomic_write_text(path, text + "\n", force=True)
+
+
+def _check_first_scores(args: argparse.Namespace, scores: Path) -> None:
+    """The recipe against the first score file, before any work: a recipe that cannot fit
+    (CAMs without a background) would fail every image alike. A file that cannot be read is
+    left to be reported with its image."""
+    try:
+        first = load_scores(scores, allow_pickle=args.allow_pickle)
+    except (OSError, ValueError):
+        return
+    check_recipe(first, recipe(args))
+
+
 def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[list[Path]], list[int]]:
     """Images, their score files and outputs, and the images still to do; all checked before
     anything is read or written (a missing score file stops the run here)."""
@@ -207,6 +284,9 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[list[P
     todo = [
         i for i, files in enumerate(outputs) if args.force or not all(f.exists() for f in files)
     ]
+    _check_record(args, _made(args, images))
+    if todo:
+        _check_first_scores(args, scores[todo[0]])
     check_writable(out, folder=True)
     for i in todo:
         for file in outputs[i]:
@@ -270,6 +350,8 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
                 continue
             if args.save_probs:  # the PNG last: it marks the image as done
                 writers.save_refined(files[1], label.probs, label.classes, args.force)
+            elif args.force:  # a redone image keeps no probabilities of its old label
+                files[0].with_name(f"{images[result.index].stem}_probs.npz").unlink(missing_ok=True)
             writers.save_labels(files[0], label.labels, args.force)
             written += 1
     return written, failures
@@ -279,9 +361,12 @@ def run(args: argparse.Namespace) -> int:
     """``deeplabv2 crf``; the exit code (1 if any image failed)."""
     plan = _plan(args)
     images, todo = plan[0], plan[3]
+    made = _made(args, images)  # before any rank writes
     ranks = start()
     try:
         wait_for_peers(ranks)  # no rank writes before every rank has checked
+        if ranks.rank == 0:
+            _write_record(args, made)
         written, failures = _refine(args, ranks, plan)
         for failure in failures:
             print(f"deeplabv2 crf: skipped {failure}", file=sys.stderr)

@@ -167,6 +167,14 @@ class PseudoLabelRecipe:
         if self.background == "constant" and any(not 0 <= v <= 1 for v in values):
             raise ValueError(f"a constant background score must be in [0, 1], got {values}")
 
+    def as_dict(self) -> dict[str, Any]:
+        """What decides the labels, as plain JSON-able values (``source``, a note, left out)."""
+        values = asdict(self)
+        del values["source"]
+        values["params"] = self.params.as_dict()
+        values["values"] = list(self.values)
+        return values
+
 
 #: The settings of the papers' published code, in DeepLab notation.
 PSEUDO_LABEL_RECIPES: dict[str, PseudoLabelRecipe] = {

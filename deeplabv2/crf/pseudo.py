@@ -33,6 +33,7 @@ __all__ = [
     "IGNORE",
     "PseudoLabel",
     "check_image",
+    "check_recipe",
     "crf_inputs",
     "pseudo_label",
     "pseudo_labels_batch",
@@ -84,26 +85,31 @@ def _label_probs(labels: np.ndarray, classes: int, gt_prob: float, path: str) ->
     return probs
 
 
-def crf_inputs(scores: Scores, recipe: PseudoLabelRecipe) -> list[np.ndarray]:
-    """The CRF's input probabilities, one ``(C, H, W) float32`` array per run of the recipe.
+def check_recipe(scores: Scores, recipe: PseudoLabelRecipe) -> None:
+    """ValueError (naming the file) for CAMs with a recipe without a background, or scores that
+    already have one with a recipe of two runs (those are made for CAMs): it does not depend on
+    the image, so a caller with many files of one kind can check the first one before any work."""
+    if scores.cams and not recipe.values:
+        raise ValueError(
+            f"{scores.path or 'Scores'}: CAMs need a background score: use a recipe with one "
+            "(recipe='irn' or 'psa', or PseudoLabelRecipe(values=(T,)); CLI: --preset irn|psa, "
+            "--bg-threshold T or --bg-alpha A)"
+        )
+    if not scores.cams and len(recipe.values) > 1:
+        raise ValueError(
+            f"{scores.path or 'Scores'}: holds class scores with their background, but the "
+            "recipe's two runs are made for CAMs (high_res and keys); use a one-run recipe "
+            "(PseudoLabelRecipe(params); CLI: --crf-params, or --preset resnet101-voc|vgg16-voc)"
+        )
 
-    ValueError (naming the file) for CAMs with a recipe without a background, or scores that
-    already have one with a recipe of two runs (those are made for CAMs).
-    """
+
+def crf_inputs(scores: Scores, recipe: PseudoLabelRecipe) -> list[np.ndarray]:
+    """The CRF's input probabilities, one ``(C, H, W) float32`` array per run of the recipe;
+    ValueError as :func:`check_recipe` says."""
+    check_recipe(scores, recipe)
     if scores.cams:
-        if not recipe.values:
-            raise ValueError(
-                f"{scores.path}: CAMs need a background score: use a recipe with one "
-                "(--preset irn or psa), or --bg-threshold / --bg-alpha"
-            )
         runs = [_with_background(scores.values, recipe, v) for v in recipe.values]
     else:
-        if len(recipe.values) > 1:
-            raise ValueError(
-                f"{scores.path}: holds class scores with their background, but the recipe's "
-                "two runs are made for CAMs (high_res and keys); use --crf-params or a "
-                "one-run recipe"
-            )
         runs = [scores.values]
     if recipe.unary == "labels" and runs[0].shape[0] >= 2:
         runs = [_label_probs(r.argmax(0), r.shape[0], recipe.gt_prob, scores.path) for r in runs]
@@ -134,6 +140,12 @@ def check_image(image: np.ndarray, scores: Scores, name: str) -> None:
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"{name}: the image must be (H, W, 3) uint8 RGB, got {image.dtype} "
                          f"{image.shape}")  # fmt: skip
+    if image.shape[:2] == scores.values.shape[:2] != scores.values.shape[1:]:
+        raise ValueError(
+            f"{scores.path or 'Scores'}: an array of shape {scores.values.shape} for the image "
+            f"{name} of size {image.shape[:2]}: it looks channels-last (H, W, C); save it as "
+            "(C, H, W) (np.transpose(a, (2, 0, 1)))"
+        )
     if image.shape[:2] != scores.values.shape[1:]:
         raise ValueError(
             f"{scores.path}: scores of size {scores.values.shape[1:]} (H, W) for the image {name} "

@@ -92,10 +92,14 @@ def check_scores(
             f"{where}: keys must be a (K,) integer array, got {keys.dtype} {keys.shape}"
         )
     if len(keys) != values.shape[0]:
+        last = len(keys) == values.shape[2]
         raise ValueError(
-            f"{where}: {len(keys)} keys for {values.shape[0]} CAMs; keys are the CAMs' 0-based "
-            "foreground classes, without the background (IRN's make_cam.py layout)"
-        )
+            f"{where}: {len(keys)} keys for {values.shape[0]} CAMs"
+            + (f" (shape {values.shape} looks channels-last (H, W, K): save the CAMs as "
+               "(K, H, W), np.transpose(a, (2, 0, 1)))" if last else "")
+            + "; keys are the CAMs' 0-based foreground classes, without the background (IRN's "
+            "make_cam.py layout)"
+        )  # fmt: skip
     if len(keys) and (keys.min() < 0 or keys.max() > 253 or len(set(keys.tolist())) != len(keys)):
         raise ValueError(f"{where}: keys must be distinct class indices in 0..253, got {keys}")
     if values.size and values.max() > 1:
@@ -134,6 +138,11 @@ def _from_mapping(fields: Any, path: str) -> Scores:
     names = list(fields.keys())
     if "high_res" in names and "keys" in names:
         return Scores(fields["high_res"], fields["keys"], path)
+    if "high_res" in names or "keys" in names:
+        raise ValueError(
+            f"{path}: an IRN CAM file needs both 'high_res' (K, H, W) CAMs and 'keys' (K,) their "
+            f"0-based foreground classes; it has the fields {names}"
+        )
     if names and all(isinstance(k, (int, np.integer)) for k in names):  # PSA's dict
         keys = np.asarray(names, dtype=np.int64)
         return Scores(np.stack([np.asarray(fields[k]) for k in names]), keys, path)

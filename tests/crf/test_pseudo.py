@@ -4,6 +4,7 @@ papers' recipes written here with pydensecrf itself (IRN's ``crf_inference_label
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 
 from deeplabv2.cli import main
+from deeplabv2.cli.crf import RECORD
 from deeplabv2.crf import (
     PSEUDO_LABEL_RECIPES,
     Scores,
@@ -260,7 +262,7 @@ def test_resume_skips_finished_images(tmp_path, capsys):
     assert (out / "chelsea.png").exists() and kept.stat().st_mtime == 1
     assert main([*args, "--force"]) == 0
     assert kept.stat().st_mtime > 1
-    assert not list(out.glob("*tmp*")) and not list(out.glob(".*"))  # no temporary left
+    assert not list(out.glob("*tmp*")) and [p.name for p in out.glob(".*")] == [RECORD]
 
 
 def test_min_confidence_marks_unsure_pixels(tmp_path):
@@ -397,7 +399,8 @@ def test_signals_stop_the_workers(tmp_path, sig, group):
     while any(alive(pid) for pid in children):
         assert time.monotonic() < end, "worker processes left behind"
         time.sleep(0.1)
-    assert not out.exists() or (temporaries(out) == [] and list(out.iterdir()) == [])
+    assert not out.exists() or (temporaries(out) == [] and
+                                [p.name for p in out.iterdir()] in ([], [RECORD]))  # fmt: skip
 
 
 # ---- refused inputs (tiny 65x81 images, no worker process) ----
@@ -510,7 +513,7 @@ def test_workers_are_capped_at_the_cores_and_images(tmp_path, capsys, monkeypatc
     assert main(["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
                  "--workers", "100000", "--quiet"]) == 0  # fmt: skip
     assert asked == [2] and "lowered to 2" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "a.png", "b.png"]
 
 
 def test_classes_beyond_num_classes_fail(tmp_path, capsys):
@@ -522,8 +525,81 @@ def test_classes_beyond_num_classes_fail(tmp_path, capsys):
     assert main([*args, "--num-classes", "21"]) == 1
     err = capsys.readouterr().err
     assert "b.npz: class 26 is beyond --num-classes 21" in err and "a.npz" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "a.png"]
     assert main([*args, "--num-classes", "1"]) == 1
     assert "--num-classes must be in 2..255" in capsys.readouterr().err
-    assert main(args) == 0  # unchecked by default
+    assert main([*args, "--force"]) == 0  # unchecked by default
     assert 26 in read_label(out / "b.png")  # CAM 1 (key 25) labelled 26, as asked
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, capsys):
+    images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--workers", "0", "--quiet"]
+    assert main([*args, "--preset", "irn", "--save-probs"]) == 0
+    record = json.loads((out / RECORD).read_text())["settings"]
+    assert record["recipe"]["values"] == [0.3, 0.05] and record["save_probs"] is True
+    assert record["recipe"]["params"]["bi_xy_std"] == 50 and record["num_classes"] is None
+    made = {p.name: p.read_bytes() for p in out.iterdir()}
+    changes = {
+        ("--preset", "psa"): "recipe.params.bi_xy_std: 50 -> 80",
+        ("--preset", "irn", "--min-confidence", "0.5"): "min_confidence: 0.0 -> 0.5",
+        ("--preset", "irn", "--num-classes", "21"): "num_classes: None -> 21",
+        ("--bg-threshold", "0.2"): "recipe.values: [0.3, 0.05] -> [0.2]",
+        ("--preset", "irn"): "save_probs: True -> False",
+    }
+    for options, difference in changes.items():
+        assert main([*args, *options]) == 1, options
+        err = capsys.readouterr().err
+        assert difference in err and "--force" in err and "another --out" in err, err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == made  # nothing written
+    assert main([*args, "--preset", "irn", "--save-probs"]) == 0  # the same: resumed
+    assert "wrote 0 pseudo-labels" in capsys.readouterr().out
+    # --force redoes every image, rewrites the record and drops the old probabilities
+    (out / "a_probs.npz.keep").write_bytes(b"not ours")
+    assert main([*args, "--preset", "psa", "--force"]) == 0
+    assert "wrote 2 pseudo-labels" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "a.png", "a_probs.npz.keep", "b.png"]
+    assert json.loads((out / RECORD).read_text())["settings"]["recipe"]["values"] == [4, 32]
+    assert main([*args, "--preset", "psa"]) == 0  # resumed under the new record
+    # a folder of an older run (no record) is resumed as it was, and gets no record
+    (out / RECORD).unlink()
+    assert main([*args, "--preset", "irn"]) == 0
+    assert "wrote 0 pseudo-labels" in capsys.readouterr().out and not (out / RECORD).exists()
+    (out / RECORD).write_text("{")
+    assert main([*args, "--preset", "irn"]) == 1
+    assert "unreadable record" in capsys.readouterr().err
+
+
+def test_score_layout_mistakes_are_named(tmp_path, capsys):
+    images, scores = tiny_inputs(tmp_path)
+    cams = np.load(scores / "im0.npz")["high_res"]
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--workers", "0", "--quiet"]
+    np.savez(scores / "im0.npz", high_res=cams)  # keys forgotten
+    assert main([*args, "--preset", "irn"]) == 1
+    assert "IRN CAM file needs both 'high_res'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs both 'high_res'.*'keys'"):
+        load_scores(scores / "im0.npz")
+    os.remove(scores / "im0.npz")
+    scores_hwc = np.random.default_rng(1).random((65, 81, 21), dtype=np.float32)
+    np.save(scores / "im0.npy", scores_hwc)  # (H, W, C)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "channels-last" in err and "(C, H, W)" in err and "im0.npy" in err
+    np.savez(scores / "x.npz", high_res=cams.transpose(1, 2, 0), keys=[7, 14])
+    with pytest.raises(ValueError, match=r"looks channels-last \(H, W, K\)"):
+        load_scores(scores / "x.npz")
+
+
+def test_a_recipe_that_cannot_fit_fails_once_before_any_work(tmp_path, capsys):
+    images, scores = tiny_inputs(tmp_path, stems=("a", "b", "c"))
+    out = tmp_path / "labels"
+    args = ["crf", str(images), str(scores), "--out", str(out), "--workers", "0", "--quiet"]
+    assert main(args) == 1  # CAMs, no background
+    err = capsys.readouterr().err
+    assert err.count("CAMs need a background") == 1 and "--bg-threshold" in err
+    assert not out.exists()
+    # the library names its parameters, the CLI's flags only as such
+    with pytest.raises(ValueError, match="recipe='irn'.*CLI: --preset"):
+        pseudo_label(np.zeros((65, 81, 3), np.uint8), load_scores(scores / "a.npz"))
