@@ -59,14 +59,16 @@ elif rank == 1 and mode == "nan":  # its second loss is NaN; rank 0's is finite
 
     train.branch_losses = branch_losses
 elif rank == 1 and mode == "val":  # an image of its validation shard cannot be read
-    real_item = train.VOCSegmentation.__getitem__
+    from deeplabv2.data.voc import VOCSegmentation
+
+    real_item = VOCSegmentation.__getitem__
 
     def getitem(self, index):
         if self.split == "val2":
             raise OSError(failing())
         return real_item(self, index)
 
-    train.VOCSegmentation.__getitem__ = getitem
+    VOCSegmentation.__getitem__ = getitem
 code = 0
 try:
     train.main()
