@@ -13,8 +13,19 @@ On the CPU the CRF workers need cores of their own: the pipelined row runs the n
 cores they leave, and the analysis line compares it with the bound it should approach,
 ``max(network time, CRF time / workers)`` per image, from the network-only and CRF-only rows.
 
+``--profile`` prints instead where the time of each image goes: every stage of the pipeline
+(:mod:`deeplabv2.profiling`: decoding, copies, preprocessing, network, upsampling, CRF, arg-max,
+scoring; on CUDA with the device synchronised around each stage) for single scale, MSC and MSC +
+CRF, the bound those stages allow when they overlap perfectly (the busiest resource: the main
+thread with the device, the decoding workers, the CRF workers), the time of the same
+configuration without profiling (median of ``--runs``) and its ratio to the bound. PNG
+encoding and writing, which ``deeplabv2 predict`` adds, is timed on the label maps. ``--compile``
+adds the same configurations with the network compiled for fixed shapes
+(``Segmenter(compile=True)``), against eager.
+
     python benchmarks/eval.py [--images 6] [--batch 4] [--runs 3] [--crf-workers 1]
     python benchmarks/eval.py --device cuda --images 64 --batch 16
+    python benchmarks/eval.py --profile [--compile] [--device cuda --batch 8 --dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -31,9 +42,11 @@ from PIL import Image
 from skimage import data as skdata
 
 from deeplabv2 import Segmenter
+from deeplabv2.cli.writers import save_labels
 from deeplabv2.data import VOCSegmentation
 from deeplabv2.evaluate import evaluate
 from deeplabv2.models import deeplab_v2_resnet101
+from deeplabv2.profiling import Profile
 
 _SIZES = [(375, 500), (500, 375), (333, 500), (500, 333), (281, 500), (366, 500)]
 #: Dense bfloat16 peak (TFLOP/s) of the GPUs this was run on, from their data sheets.
@@ -79,12 +92,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding processes")
     parser.add_argument("--crf-workers", type=int, default=1)
     parser.add_argument("--peak-tflops", type=float, help="bf16 peak (default: by GPU name)")
+    parser.add_argument("--profile", action="store_true", help="time every stage (see above)")
+    parser.add_argument("--compile", action="store_true", help="with --profile: also compiled")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     workers = args.workers if args.workers is not None else (4 if cuda else 0)
     torch.manual_seed(0)
     model = deeplab_v2_resnet101().eval().to(device)
+    if args.profile:
+        profile_table(model, device, workers, args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         data = VOCSegmentation(make_voc(Path(tmp) / "voc", args.images), "val")
@@ -145,6 +164,70 @@ def main() -> None:
         )
         return
     peak_flops(model, device, args)
+
+
+def _writing_ms(data: VOCSegmentation, runs: int) -> float:
+    """Median ms to encode and write one label map as ``deeplabv2 predict`` does."""
+    labels = [data[i][1] for i in range(len(data))]
+    with tempfile.TemporaryDirectory() as out:
+
+        def write_all() -> None:
+            for i, label in enumerate(labels):
+                save_labels(Path(out) / f"{i}.png", label, force=True)
+
+        return 1000 * seconds(write_all, runs) / len(labels)
+
+
+def profile_table(model, device, workers: int, args) -> None:
+    """Stages per image of single scale, MSC and MSC + CRF (eager, and compiled with
+    ``--compile``), the bound they allow, and the unprofiled time against it."""
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
+    configs = [("single scale", {"scales": ()}), ("MSC", {}), ("MSC + CRF", {"crf": True})]
+    if args.compile:
+        configs += [(f"{name}, compiled", {**kw, "compile": True}) for name, kw in configs]
+    columns: list[tuple[str, Profile, float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = VOCSegmentation(make_voc(Path(tmp) / "voc", args.images), "val")
+        speed = {"batch_size": args.batch, "workers": workers, "crf_workers": 0}
+        for name, kw in configs:
+            seg = Segmenter(model, device=device, dtype=dtype, **kw)
+
+            def one_pass(profile=None, seg=seg) -> None:
+                evaluate(seg, data, progress=False, profile=profile, **speed)
+                if cuda:
+                    torch.cuda.synchronize()
+
+            plain = seconds(one_pass, args.runs) / len(data)
+            profile = Profile(device)
+            one_pass(profile)
+            bound = profile.bound(workers)
+            columns.append((name, profile, bound, plain))
+        writing = _writing_ms(data, args.runs)
+    stages = list(dict.fromkeys(s for _, p, _, _ in columns for s in p.per_image()))
+    where = f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else "")
+    print(
+        f"profile of evaluate(): {args.images} VOC-size photos, DeepLab v2 ResNet-101, 513x513 "
+        f"padding, batch {args.batch}, {args.dtype}, {where}, {torch.get_num_threads()} CPU "
+        f"threads, {workers} decoding workers; ms per image; torch {torch.__version__}"
+    )
+    print(f"{'stage':<28}" + "".join(f"{name:>22}" for name, *_ in columns))
+    for s in stages:
+        print(f"{s:<28}" + "".join(f"{p.per_image().get(s, 0.0):>22.1f}" for _, p, _, _ in columns))
+    rows = [("bound (busiest resource)", [b for *_, b, _ in columns]),
+            ("measured, not profiled", [t * 1000 for *_, t in columns]),
+            ("measured / bound", [t * 1000 / b for *_, b, t in columns])]  # fmt: skip
+    for label, values in rows:
+        print(f"{label:<28}" + "".join(f"{v:>22.2f}" for v in values))
+    print(f"PNG encoding and writing (predict only): {writing:.1f} ms per image")
+    for name, profile, _, t in columns:
+        if "CRF" in name:  # the target: within 1.1x of max(network, CRF), all of one run
+            ms = profile.per_image()
+            slowest = max(ms["network"], ms["CRF"])
+            print(
+                f"{name}: {t * 1000:.0f} ms per image = {t * 1000 / slowest:.2f}x "
+                f"max(network {ms['network']:.0f}, CRF {ms['CRF']:.0f})"
+            )
 
 
 def peak_flops(model, device, args) -> None:

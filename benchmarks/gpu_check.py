@@ -2,7 +2,8 @@
 model and evaluation benchmarks, print each one's output, then one table of what ran, how long
 and how it ended.
 
-    python benchmarks/gpu_check.py [--quick] [--log FILE] [--steps tests crf phases model eval]
+    python benchmarks/gpu_check.py [--quick] [--log FILE]
+                                   [--steps tests crf phases model eval profile]
 
 ``--quick`` uses fewer timed runs and images (about 3 minutes on an H100 machine instead of 6).
 Exit status 0 only if every step succeeded. Figures go into ``docs/benchmarks.md`` with the GPU's
@@ -22,7 +23,7 @@ import torch
 from crf import native_backends  # benchmarks/crf.py
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = ["tests", "crf", "phases", "model", "eval"]
+STEPS = ["tests", "crf", "phases", "model", "eval", "profile"]
 
 
 def steps(quick: bool) -> list[tuple[str, list[str]]]:
@@ -41,6 +42,9 @@ def steps(quick: bool) -> list[tuple[str, list[str]]]:
                              "10" if quick else "20"]),
         ("eval benchmark", [py, "benchmarks/eval.py", "--device", "cuda", "--images",
                             "16" if quick else "48", "--batch", "8", "--runs", "2"]),
+        ("eval profile", [py, "benchmarks/eval.py", "--device", "cuda", "--profile", "--compile",
+                          "--images", "32" if quick else "96", "--batch", "8", "--runs", "2",
+                          "--dtype", "bfloat16"]),
     ]  # fmt: skip
 
 

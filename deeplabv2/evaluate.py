@@ -8,14 +8,16 @@ from contextlib import closing
 from typing import Any, Optional, cast
 
 import numpy as np
+import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from .data.classes import VOC_CLASSES
 from .distributed import Ranks, check_peers, collective, report_failure
-from .errors import DatasetError, ImageError, LabelError, SeenDataError
+from .errors import DatasetError, ImageError, SeenDataError
 from .metrics import ConfusionMatrix
 from .pipeline import Result, default_crf_workers, stream
+from .profiling import Profile, stage
 from .protocol import stages_that_saw
 from .segmenter import Segmenter
 
@@ -31,27 +33,37 @@ class _Pairs:
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
 
-    def __call__(self, index: int) -> tuple[np.ndarray, tuple[np.ndarray, str]]:
+    def __call__(self, index: int) -> tuple[np.ndarray, tuple[torch.Tensor, str]]:
+        """The image and ``(label as a tensor, name)`` (tensors are pinned for a GPU)."""
         image, label, name = self.dataset[index]
-        return image, (label, name)
+        return image, (torch.from_numpy(np.ascontiguousarray(label)), name)
 
 
 def _update(
-    matrix: ConfusionMatrix, results: Iterable[Result], failed: list[str], ranks: Ranks
+    matrix: ConfusionMatrix,
+    results: Iterable[Result],
+    failed: list[str],
+    ranks: Ranks,
+    every: int,
+    profile: Optional[Profile],
 ) -> None:
-    """Add each result's labels to ``matrix`` (an invalid label names its image) or its error
-    to ``failed``; stops when another rank has failed."""
-    for result in results:
+    """Add each result's labels to ``matrix`` where they are (on the device), checked every
+    ``every`` images (an invalid label names its image), or its error to ``failed``; stops
+    when another rank has failed."""
+    for count, result in enumerate(results, 1):
         check_peers(ranks)
         if result.error is not None:  # only the tolerated (unreadable) ones come back
             failed.append(str(result.error))
             continue
         label, name = result.extra
-        assert result.prediction is not None  # a result without an error has one
-        try:
-            matrix.update(result.prediction.labels, label)
-        except LabelError as error:
-            raise LabelError(f"{name}: {error}") from None
+        assert result.labels is not None  # an on_device result without an error has them
+        with stage(profile, "scoring"):
+            target = label.to(result.labels.device, non_blocking=True)
+            matrix.update(result.labels, target, defer=True, name=name)
+            if count % every == 0:
+                matrix.flush()
+    with stage(profile, "scoring"):
+        matrix.flush()
 
 
 def _score(
@@ -61,6 +73,7 @@ def _score(
     ranks: Ranks,
     progress: bool,
     tolerant: tuple[type[BaseException], ...],
+    profile: Optional[Profile],
     **speed: Any,
 ) -> list[str]:
     """Score this rank's shard of ``dataset`` into ``matrix``; the images that failed."""
@@ -72,10 +85,17 @@ def _score(
         total=len(indices), desc="eval", unit="image", disable=not progress or ranks.rank != 0
     ) as bar:
         results = stream(
-            segmenter, _Pairs(dataset), indices, tolerant=tolerant, progress=bar, **speed
+            segmenter,
+            _Pairs(dataset),
+            indices,
+            tolerant=tolerant,
+            progress=bar,
+            on_device=True,
+            profile=profile,
+            **speed,
         )
         with closing(results):  # a failure stops the decoding and CRF workers at once
-            _update(matrix, results, failed, ranks)
+            _update(matrix, results, failed, ranks, speed["batch_size"], profile)
     return failed
 
 
@@ -149,6 +169,7 @@ def evaluate(
     ranks: Optional[Ranks] = None,
     skip_unreadable: bool = False,
     allow_seen_data: bool = False,
+    profile: Optional[Profile] = None,
 ) -> dict:
     """Segment every ``(image, label, name)`` of ``dataset`` and score it.
 
@@ -171,6 +192,9 @@ def evaluate(
     Weights whose lineage (``model.pretrained_info.lineage``) names the dataset's split
     (``dataset.data_name`` and ``dataset.split_name``, e.g. ``voc12-trainval`` on VOC 2012
     val) are refused unless ``allow_seen_data`` (then a warning).
+    Everything after the network stays on its device: the label maps are scored there
+    (:meth:`ConfusionMatrix.update` with ``defer``), with one copy of the counts to the host
+    per batch. ``profile`` times every stage (:class:`deeplabv2.profiling.Profile`).
 
     Returns:
         :meth:`deeplabv2.metrics.ConfusionMatrix.scores` plus ``num_images`` (those scored),
@@ -201,7 +225,7 @@ def evaluate(
     speed = {"batch_size": batch_size, "workers": workers, "crf_workers": crf_workers}
     try:
         tolerant = _UNREADABLE if skip_unreadable else ()
-        failed = _score(segmenter, dataset, matrix, ranks, progress, tolerant, **speed)
+        failed = _score(segmenter, dataset, matrix, ranks, progress, tolerant, profile, **speed)
     except BaseException as error:
         report_failure(ranks, error)  # the other ranks stop too, instead of waiting for this one
         raise

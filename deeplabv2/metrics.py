@@ -16,6 +16,9 @@ __all__ = ["ConfusionMatrix"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
+#: the values a ``uint8`` target can hold: the rows of a deferred count
+_TARGET_VALUES = 256
+
 
 class ConfusionMatrix:
     """Accumulates a ``(num_classes, num_classes)`` confusion matrix (rows: ground truth).
@@ -49,25 +52,61 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self.strict = strict
         self.allow_unsure = allow_unsure and ignore_index is not None
-        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-        #: ``(num_classes,) int64``: pixels of each ground-truth class predicted ``ignore_index``
-        #: (only with ``allow_unsure``).
-        self.unsure = torch.zeros(num_classes, dtype=torch.int64)
-        #: Label values outside the classes and ``ignore_index`` seen so far -> pixel count.
-        self.invalid_labels: Counter[int] = Counter()
+        self._matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        self._unsure = torch.zeros(num_classes, dtype=torch.int64)
+        self._invalid: Counter[int] = Counter()
+        #: deferred counts: ``(256, columns) int64`` on the data's device, and the map's name
+        self._pending: list[tuple[torch.Tensor, Optional[str]]] = []
 
-    def update(self, prediction: ArrayLike, target: ArrayLike) -> None:
-        """Add one or more label maps: ``prediction`` and ``target`` integer, same shape."""
+    @property
+    def matrix(self) -> torch.Tensor:
+        """``(num_classes, num_classes) int64`` CPU counts (rows: ground truth)."""
+        self.flush()
+        return self._matrix
+
+    @property
+    def unsure(self) -> torch.Tensor:
+        """``(num_classes,) int64``: pixels of each ground-truth class predicted
+        ``ignore_index`` (only with ``allow_unsure``)."""
+        self.flush()
+        return self._unsure
+
+    @property
+    def invalid_labels(self) -> Counter[int]:
+        """Label values outside the classes and ``ignore_index`` seen so far -> pixel count."""
+        self.flush()
+        return self._invalid
+
+    def update(
+        self,
+        prediction: ArrayLike,
+        target: ArrayLike,
+        *,
+        defer: bool = False,
+        name: Optional[str] = None,
+    ) -> None:
+        """Add one or more label maps: ``prediction`` and ``target`` integer, same shape.
+
+        With ``defer`` and a ``uint8`` target the counts stay on the data's device until
+        :meth:`flush` (no host synchronisation); errors are raised then. Other targets are
+        counted at once. Errors name the label map ``name``.
+        """
         pred = torch.as_tensor(prediction)
         true = torch.as_tensor(target)
+        prefix = f"{name}: " if name else ""
         if pred.shape != true.shape:
             raise ValueError(
-                f"prediction {tuple(pred.shape)} and target {tuple(true.shape)} differ in shape"
+                f"{prefix}prediction {tuple(pred.shape)} and target {tuple(true.shape)} differ "
+                "in shape"
             )
         if pred.is_floating_point() or true.is_floating_point():
             raise ValueError("prediction and target must be integer label maps, not scores")
-        true = true.to(pred.device).reshape(-1).long()
+        true = true.to(pred.device).reshape(-1)
         pred = pred.reshape(-1).long()
+        if defer and true.dtype == torch.uint8:
+            self._pending.append((self._deferred_counts(pred, true.long()), name))
+            return
+        true = true.long()
         in_range = (true >= 0) & (true < self.num_classes)
         ignored = torch.zeros_like(in_range)
         if self.ignore_index is not None:
@@ -78,8 +117,10 @@ class ConfusionMatrix:
             values, counts = torch.unique(true[invalid], return_counts=True)
             found = dict(zip(values.tolist(), counts.tolist()))
             if self.strict:
-                raise LabelError(_invalid_message(found, self.num_classes, self.ignore_index))
-            self.invalid_labels.update(found)
+                raise LabelError(
+                    prefix + _invalid_message(found, self.num_classes, self.ignore_index)
+                )
+            self._invalid.update(found)
         # one bincount, no masked copies: row = target, column = prediction (column k: not
         # sure, with allow_unsure), and one last bin for the pixels not scored
         k = self.num_classes
@@ -87,20 +128,58 @@ class ConfusionMatrix:
         if self.allow_unsure and self.ignore_index is not None:
             pred = torch.where(pred.eq(self.ignore_index), k, pred)
         if (valid & ((pred < 0) | (pred >= columns))).any():
-            raise ValueError(f"predicted labels must be in 0..{k - 1}")
+            raise ValueError(f"{prefix}predicted labels must be in 0..{k - 1}")
         index = torch.where(valid, true * columns + pred, k * columns)
         counts = torch.bincount(index, minlength=k * columns + 1)[:-1].reshape(k, columns).cpu()
-        self.matrix += counts[:, :k]
+        self._matrix += counts[:, :k]
         if self.allow_unsure:
-            self.unsure += counts[:, k]
+            self._unsure += counts[:, k]
+
+    def _deferred_counts(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        """``(256, columns) int64`` counts on the data's device: row = target value, column =
+        predicted class, then "not sure" (with ``allow_unsure``), then "outside the classes"."""
+        k = self.num_classes
+        columns = k + 2 if self.allow_unsure else k + 1
+        column = torch.where((pred >= 0) & (pred < k), pred, columns - 1)
+        if self.allow_unsure:
+            column = torch.where(pred == self.ignore_index, k, column)
+        index = true * columns + column
+        return torch.bincount(index, minlength=_TARGET_VALUES * columns).reshape(-1, columns)
+
+    def flush(self) -> None:
+        """Fold the deferred counts in (one copy to the host for all of them), in the order
+        they were added; ValueError (a prediction outside the classes) or, with ``strict``,
+        :class:`~deeplabv2.errors.LabelError` naming the first label map that has one (the
+        maps before it are counted)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        counts = torch.stack([c for c, _ in pending]).cpu()
+        k = self.num_classes
+        rows = torch.arange(_TARGET_VALUES)
+        ignored = rows == (self.ignore_index if self.ignore_index is not None else -1)
+        scored = (rows < k) & ~ignored
+        invalid = (rows >= k) & ~ignored
+        for (_, name), count in zip(pending, counts):
+            prefix = f"{name}: " if name else ""
+            if int(count[scored, -1].sum()):
+                raise ValueError(f"{prefix}predicted labels must be in 0..{k - 1}")
+            found = {int(v): int(n) for v, n in zip(rows[invalid], count[invalid].sum(1)) if n}
+            if found and self.strict:
+                raise LabelError(prefix + _invalid_message(found, k, self.ignore_index))
+            self._invalid.update(found)
+            self._matrix[rows[scored]] += count[scored, :k]
+            if self.allow_unsure:
+                self._unsure[rows[scored]] += count[scored, k]
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another matrix of the same size in place; returns self."""
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")
-        self.matrix += other.matrix
-        self.unsure += other.unsure
-        self.invalid_labels.update(other.invalid_labels)
+        self.flush()
+        self._matrix += other.matrix
+        self._unsure += other.unsure
+        self._invalid.update(other.invalid_labels)
         return self
 
     def all_reduce(self, group: Any = None) -> ConfusionMatrix:
@@ -114,19 +193,21 @@ class ConfusionMatrix:
         import torch.distributed as dist
 
         device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"
-        for name in ("matrix", "unsure"):
+        self.flush()
+        for name in ("_matrix", "_unsure"):
             summed = getattr(self, name).to(device)
             dist.all_reduce(summed, group=group)
             setattr(self, name, summed.cpu())
         gathered: list = [None] * dist.get_world_size(group)
-        dist.all_gather_object(gathered, dict(self.invalid_labels), group=group)
-        self.invalid_labels = sum((Counter(g) for g in gathered), Counter())
+        dist.all_gather_object(gathered, dict(self._invalid), group=group)
+        self._invalid = sum((Counter(g) for g in gathered), Counter())
         return self
 
     def reset(self) -> None:
-        self.matrix.zero_()
-        self.unsure.zero_()
-        self.invalid_labels.clear()
+        self._pending.clear()
+        self._matrix.zero_()
+        self._unsure.zero_()
+        self._invalid.clear()
 
     def invalid_label_message(self) -> Optional[str]:
         """One sentence about the invalid label values seen, or None if there were none."""

@@ -11,7 +11,6 @@ what the caller overrides is applied with ``dataclasses.replace``, nothing else.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import warnings
 from collections import defaultdict
@@ -24,19 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .crf import PRESETS, DenseCRF
+from .crf import DenseCRF
 from .data.images import DEFAULT_MAX_PIXELS, ImageInput, check_pixels, load_image
 from .data.transforms import to_caffe_input
 from .errors import ImageSizeError
 from .interp import upsample_logits
 from .msc import MultiScale
-from .protocol import EvalProtocol, protocol_of
+from .profiling import Profile, stage
+from .segmenter_parts import compiled, device_and_dtype, make_crf, protocol_with
 from .tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for, tiled_logits
 
 __all__ = ["Prediction", "Segmenter", "padded_side"]
-
-#: What a Segmenter may override in the model's protocol (the CRF preset goes through ``crf``).
-PROTOCOL_OVERRIDES = ("msc_mode", "scales", "pad_to", "mean_bgr")
 
 
 def padded_side(side: int, pad_to: Optional[int]) -> int:
@@ -102,6 +99,11 @@ class Segmenter:
             (files before they are decoded); None for no limit. Default
             :data:`~deeplabv2.data.images.DEFAULT_MAX_PIXELS` (25 megapixels).
         progress: show a progress bar over the tiles of a tiled image.
+        compile: run the network (with its MSC scales) as a ``torch.compile``d module with
+            fixed shapes: True for the default mode, or a mode name (``"reduce-overhead"``:
+            CUDA graphs; ``"max-autotune"``). Needs ``pad_to`` (every input the same size);
+            batches are padded to the batch size, so every call has one shape. The first
+            batch compiles (tens of seconds).
         **overrides: what to change in the model's test protocol
             (:class:`deeplabv2.protocol.EvalProtocol`), and nothing else changes: ``scales``
             (extra input scales fused with 1.0; ``()`` for single-scale inference), ``msc_mode``
@@ -133,12 +135,13 @@ class Segmenter:
         tile_overlap: Optional[int] = None,
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         progress: bool = False,
+        compile: Union[bool, str] = False,
         **overrides: Any,
     ) -> None:
-        self.device, self.dtype = _device_and_dtype(model, device, dtype)
+        self.device, self.dtype = device_and_dtype(model, device, dtype)
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be positive (or None), got {max_pixels}")
-        self.protocol = _protocol(model, overrides, crf)
+        self.protocol = protocol_with(model, overrides, crf)
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap_for(tile_size, tile_overlap)
         self.max_pixels = max_pixels
@@ -156,8 +159,10 @@ class Segmenter:
         slow = slow_tiling_warning(tile_size, self.tile_overlap, self.protocol.pad_to)
         if slow is not None:
             warnings.warn(slow, stacklevel=2)
-        self.crf = _make_crf(crf, crf_backend, self.protocol)
+        self.crf = make_crf(crf, crf_backend, self.protocol)
         self.class_names = tuple(getattr(model, "class_names", ()) or ())
+        self.compiled = compile
+        self._forward = compiled(self.net, compile, self.pad_to)
 
     @property
     def pad_to(self) -> Optional[int]:
@@ -181,6 +186,7 @@ class Segmenter:
             if self.crf is None
             else {**self.crf.params.as_dict(), "backend": self.crf.backend},
             "dtype": str(self.dtype or torch.float32),
+            "compile": self.compiled,
         }
 
     # -- checks ----------------------------------------------------------------------------------
@@ -210,34 +216,47 @@ class Segmenter:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _network_input(self, images: Sequence[Any], size: tuple[int, int]) -> torch.Tensor:
+    def _network_input(
+        self, images: Sequence[Any], size: tuple[int, int], profile: Optional[Profile] = None
+    ) -> torch.Tensor:
         """RGB ``(H, W, 3)`` uint8 images (numpy or, e.g. pinned, torch) -> ``(B, 3, *size)``
         Caffe input on the device, padded with the mean (zero after subtraction)."""
-        batch = []
-        for image in images:
-            rgb = torch.as_tensor(image).to(self.device, non_blocking=True).permute(2, 0, 1)
-            x = to_caffe_input(rgb, mean_bgr=self.protocol.mean_bgr)
-            pad_h, pad_w = size[0] - x.shape[-2], size[1] - x.shape[-1]
-            batch.append(F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x)
-        return torch.stack(batch)
+        with stage(profile, "copy to device"):
+            rgbs = [torch.as_tensor(image).to(self.device, non_blocking=True) for image in images]
+        with stage(profile, "preprocessing"):
+            batch = []
+            for rgb in rgbs:
+                x = to_caffe_input(rgb.permute(2, 0, 1), mean_bgr=self.protocol.mean_bgr)
+                pad_h, pad_w = size[0] - x.shape[-2], size[1] - x.shape[-1]
+                batch.append(F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x)
+            return torch.stack(batch)
 
     @torch.inference_mode()
-    def _logits_batch(self, images: Sequence[Any]) -> list[torch.Tensor]:
-        """Full-resolution logits ``(C, H_i, W_i)`` of images that share one input size."""
+    def _logits_batch(
+        self, images: Sequence[Any], batch_size: int = 1, profile: Optional[Profile] = None
+    ) -> list[torch.Tensor]:
+        """Full-resolution logits ``(C, H_i, W_i)`` of images that share one input size; a
+        compiled network gets ``batch_size`` inputs (zeros after the images), one shape."""
         sizes = [tuple(image.shape[:2]) for image in images]
         size = self.input_size(*sizes[0])
-        x = self._network_input(images, size)
-        with self._autocast():
-            logits = self.net(x)
-        full = upsample_logits(logits.float(), size, factor=OUTPUT_STRIDE)
+        x = self._network_input(images, size, profile)
+        if self.compiled and len(images) < batch_size:
+            x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, batch_size - len(images)))
+        with stage(profile, "network"), self._autocast():
+            logits = self._forward(x)[: len(images)]
+        with stage(profile, "upsampling + softmax"):
+            full = upsample_logits(logits.float(), size, factor=OUTPUT_STRIDE)
         return [full[i, :, :h, :w] for i, (h, w) in enumerate(sizes)]
 
-    def probabilities_batch(self, images: Sequence[Any], batch_size: int = 1) -> list[torch.Tensor]:
+    def probabilities_batch(
+        self, images: Sequence[Any], batch_size: int = 1, *, profile: Optional[Profile] = None
+    ) -> list[torch.Tensor]:
         """Network probabilities ``(C, H, W) float32`` (on the device) of each RGB image.
 
         Images that share a network input size (every image up to ``pad_to`` under padding,
         equal sizes without) run ``batch_size`` at a time; tiled images one by one. The
         results equal those of ``batch_size=1`` up to floating-point reduction order.
+        ``profile`` times the stages (:mod:`deeplabv2.profiling`).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -262,9 +281,10 @@ class Segmenter:
         for members in groups.values():
             for start in range(0, len(members), batch_size):
                 chunk = members[start : start + batch_size]
-                logits = self._logits_batch([images[i] for i in chunk])
-                for index, value in zip(chunk, logits):
-                    out[index] = torch.softmax(value, dim=0)
+                logits = self._logits_batch([images[i] for i in chunk], batch_size, profile)
+                with stage(profile, "upsampling + softmax"):
+                    for index, value in zip(chunk, logits):
+                        out[index] = torch.softmax(value, dim=0)
         return out  # type: ignore[return-value]
 
     def probabilities(self, image: np.ndarray) -> torch.Tensor:
@@ -275,10 +295,34 @@ class Segmenter:
 
     def refine(self, image: np.ndarray, probs: torch.Tensor) -> torch.Tensor:
         """The CRF step: ``(H, W, 3) uint8`` RGB and ``(C, H, W)`` probs -> refined probs."""
+        return self.refine_batch([image], [probs])[0]
+
+    def refine_batch(
+        self,
+        images: Sequence[Any],
+        probs: Sequence[torch.Tensor],
+        *,
+        profile: Optional[Profile] = None,
+    ) -> list[torch.Tensor]:
+        """The CRF of images of any sizes in one call (one lattice for all on a GPU): RGB
+        ``(H_i, W_i, 3) uint8`` (numpy or torch) and ``(C, H_i, W_i)`` probs on one device ->
+        refined ``(C, H_i, W_i)`` probs there."""
         if self.crf is None:
             raise ValueError("this Segmenter has no CRF (pass crf=True or a DenseCRF)")
-        rgb = torch.as_tensor(np.asarray(image)).permute(2, 0, 1).to(probs.device)
-        return self.crf(rgb, probs)
+        with stage(profile, "CRF"):
+            rgbs = [
+                torch.as_tensor(np.asarray(image)).permute(2, 0, 1).to(p.device, non_blocking=True)
+                for image, p in zip(images, probs)
+            ]
+            return self.crf(rgbs, list(probs))
+
+    def label_maps(
+        self, probs: Sequence[torch.Tensor], *, profile: Optional[Profile] = None
+    ) -> list[torch.Tensor]:
+        """Arg-max labels ``(H, W)`` of ``(C, H, W)`` probs, where they are: ``uint8`` (``int64``
+        for more than 256 classes)."""
+        with stage(profile, "argmax"):
+            return [p.argmax(0).to(_label_dtype(p.shape[0])) for p in probs]
 
     def predict(self, image: ImageInput, return_probs: bool = False) -> Prediction:
         """Segment one image (path, PIL, numpy or torch; see :func:`deeplabv2.data.load_image`)."""
@@ -292,7 +336,13 @@ class Segmenter:
         rgbs = [load_image(image, max_pixels=self.max_pixels) for image in images]
         probs = self.probabilities_batch(rgbs, batch_size)
         if self.crf is not None:
-            probs = [self.refine(rgb, p) for rgb, p in zip(rgbs, probs)]
+            probs = [
+                refined
+                for start in range(0, len(probs), batch_size)
+                for refined in self.refine_batch(
+                    rgbs[start : start + batch_size], probs[start : start + batch_size]
+                )
+            ]
         return [self.prediction(p, return_probs) for p in probs]
 
     def prediction(self, probs: torch.Tensor, return_probs: bool = False) -> Prediction:
@@ -301,49 +351,6 @@ class Segmenter:
         return Prediction(labels, probs.float().cpu() if return_probs else None, self.class_names)
 
 
-def _device_and_dtype(
-    model: nn.Module, device: Union[str, torch.device, None], dtype: Optional[torch.dtype]
-) -> tuple[torch.device, Optional[torch.dtype]]:
-    """The device (default: the model's) and the autocast dtype (None for float32)."""
-    if device is None:
-        first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else torch.device("cpu")
-    device = torch.device(device)
-    if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
-    if dtype == torch.float16 and device.type != "cuda":
-        raise ValueError("float16 autocast needs a CUDA device; use torch.bfloat16 on CPU")
-    return device, None if dtype in (None, torch.float32) else dtype
-
-
-def _protocol(model: nn.Module, overrides: dict[str, Any], crf: Any) -> EvalProtocol:
-    """The model's protocol with the caller's overrides (and a CRF preset named by ``crf``)."""
-    unknown = sorted(set(overrides) - set(PROTOCOL_OVERRIDES))
-    if unknown:
-        raise TypeError(
-            f"Segmenter got unexpected arguments {', '.join(unknown)}; the protocol's settings "
-            f"are {', '.join(PROTOCOL_OVERRIDES)}"
-        )
-    changes = {k: v for k, v in overrides.items() if v is not None or k == "pad_to"}
-    if isinstance(crf, str) and crf in PRESETS:
-        changes["crf"] = crf
-    return dataclasses.replace(protocol_of(model), **changes)
-
-
-def _make_crf(crf: Any, backend: str, protocol: EvalProtocol) -> Optional[DenseCRF]:
-    """The dense CRF: a given one, the protocol's preset (True), a preset or a file; or None."""
-    if isinstance(crf, DenseCRF):
-        if backend != "auto" and crf.backend != backend:
-            raise ValueError(
-                f"crf_backend={backend!r} does not apply to a DenseCRF made with backend "
-                f"{crf.backend!r}; pass crf=True (or a preset) with crf_backend, or build the "
-                "DenseCRF with the backend you want"
-            )
-        return crf
-    if crf is True:
-        return DenseCRF.from_preset(protocol.crf, backend=backend)
-    if isinstance(crf, (str, os.PathLike)):
-        return DenseCRF.from_spec(os.fspath(crf), backend=backend)
-    if crf is None or crf is False:
-        return None
-    raise TypeError(f"crf must be a DenseCRF, True, a preset name or a file, got {crf!r}")
+def _label_dtype(classes: int) -> torch.dtype:
+    """The dtype of label maps: ``uint8`` up to 256 classes, else ``int64``."""
+    return torch.uint8 if classes <= 256 else torch.int64

@@ -34,6 +34,13 @@ __all__ = [
 ]
 
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: ``--compile`` modes -> Segmenter's ``compile``
+_COMPILE_MODES: dict[str, Union[bool, str]] = {
+    "default": True,
+    "reduce-overhead": "reduce-overhead",
+    "max-autotune": "max-autotune",
+    "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs",
+}
 
 
 def add_model_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -169,6 +176,14 @@ def _add_speed_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--dtype", choices=tuple(_DTYPES), default="float32", help="autocast precision"
     )
+    group.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        choices=_COMPILE_MODES,
+        help="run the network as a torch.compile'd module with fixed shapes (needs padding; "
+        "the first batch compiles); a mode: reduce-overhead for CUDA graphs",
+    )
 
 
 class _AnyNetwork(nn.Module):
@@ -218,6 +233,8 @@ def check(args: argparse.Namespace) -> None:
             )
     if args.crf_params is not None:
         DenseCRF.from_spec(args.crf_params)  # a missing or malformed file fails here
+    if args.compile and args.pad_to is None:
+        raise ValueError("--compile needs fixed input shapes: drop --pad-to none")
     if args.dtype == "float16" and (args.device or "cuda")[:4] != "cuda":
         raise ValueError("--dtype float16 needs a CUDA device; use bfloat16 on the CPU")
 
@@ -239,6 +256,7 @@ def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter
             tile_overlap=args.tile_overlap,
             max_pixels=args.max_pixels,
             progress=not args.quiet,
+            compile=_COMPILE_MODES.get(args.compile, False),
             **protocol_overrides(args),
         )
     names = ("--tile-size ", "--pad-to none")
