@@ -144,7 +144,12 @@ class ConfusionMatrix:
         if self.allow_unsure:
             column = torch.where(pred == self.ignore_index, k, column)
         index = true * columns + column
-        return torch.bincount(index, minlength=_TARGET_VALUES * columns).reshape(-1, columns)
+        if index.device.type == "cpu":
+            counts = torch.bincount(index, minlength=_TARGET_VALUES * columns)
+        else:  # bincount on a GPU waits for the largest value to size its output
+            counts = torch.zeros(_TARGET_VALUES * columns, dtype=torch.int64, device=index.device)
+            counts.scatter_add_(0, index, torch.ones_like(index))
+        return counts.reshape(-1, columns)
 
     def flush(self) -> None:
         """Fold the deferred counts in (one copy to the host for all of them), in the order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -84,8 +85,14 @@ def to_caffe_input(
         rgb = rgb.float() * 255.0
     else:
         raise ValueError(f"images must be uint8 (0..255) or floating (0..1), got {rgb.dtype}")
-    mean = torch.tensor(tuple(mean_bgr), dtype=torch.float32, device=rgb.device).view(3, 1, 1)
-    return rgb.flip(-3) - mean
+    return rgb.flip(-3) - _mean_tensor(tuple(float(m) for m in mean_bgr), rgb.device)
+
+
+@lru_cache(maxsize=8)
+def _mean_tensor(mean_bgr: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """``(3, 1, 1) float32`` mean on ``device``, made once: copying it there for every image
+    would wait for the GPU each time."""
+    return torch.tensor(mean_bgr, dtype=torch.float32, device=device).view(3, 1, 1)
 
 
 class CaffePreprocess:
