@@ -35,7 +35,9 @@ def _phases(image: torch.Tensor, probs: torch.Tensor, runs: int, sync) -> list[t
     b, c, h, w = probs.shape
 
     def smoothness() -> PermutohedralLattice:  # built anew, not taken from the cache
-        return smoothness_lattice.__wrapped__(h, w, params.pos_xy_std, params.pos_w, probs.device)
+        return smoothness_lattice.__wrapped__(
+            ((h, w),), params.pos_xy_std, params.pos_w, probs.device
+        )
 
     def appearance() -> PermutohedralLattice:
         feats = bilateral_features(image, params.bi_xy_std, params.bi_rgb_std)

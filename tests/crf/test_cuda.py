@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deeplabv2.crf import PRESETS, DenseCRF, PermutohedralLattice, get_backend
+from deeplabv2.crf import PRESETS, Backend, DenseCRF, PermutohedralLattice, get_backend
 from deeplabv2.crf.lattice import cuda_spmm
 from deeplabv2.crf.lattice.sparse import csr_tensor
 
-from .photos import four_photos
+from .photos import as_torch, four_photos, ragged_photos
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -31,6 +31,45 @@ def test_cuda_matches_the_reference(batch: int, preset: str) -> None:
     assert float((refined.cpu() - expected).abs().max()) <= 1e-4
     agreement = (refined.cpu().argmax(1) == expected.argmax(1)).float().mean()
     assert float(agreement) >= 0.9999
+
+
+def test_cuda_ragged_batch_matches_one_image_at_a_time() -> None:
+    images, probs = as_torch(*ragged_photos(21))
+    crf = DenseCRF(backend="torch")
+    refined = crf([im.cuda() for im in images], [p.cuda() for p in probs])  # one lattice
+    for image, prob, q in zip(images, probs, refined):
+        assert q.device.type == "cuda" and q.shape == prob.shape
+        alone = crf(image.cuda(), prob.cuda())
+        assert float((q - alone).abs().max()) < 1e-5
+        expected = reference(image[None], prob[None], "resnet101-voc")[0]
+        assert float((q.cpu() - expected).abs().max()) <= 1e-4
+
+
+def test_cuda_ragged_default_is_one_lattice() -> None:
+    calls: list[str] = []
+
+    def one(image: torch.Tensor, prob: torch.Tensor, params) -> torch.Tensor:
+        calls.append("one")
+        return prob
+
+    def ragged(images: list, probs: list, params) -> list:
+        calls.append("ragged")
+        return list(probs)
+
+    images, probs = as_torch(*ragged_photos())
+    gpu = Backend(name="gpu", mean_field=one, ragged=ragged, devices=None)
+    gpu.run_ragged([i.cuda() for i in images], [p.cuda() for p in probs], DenseCRF().params)
+    assert calls == ["ragged"]
+
+
+@pytest.mark.skipif(not get_backend("numba").available(), reason="needs numba (fast extra)")
+def test_numba_ragged_takes_cuda_tensors_and_returns_them_there() -> None:
+    images, probs = as_torch(*ragged_photos())
+    crf = DenseCRF(backend="numba")
+    out = crf([i.cuda() for i in images], [p.cuda() for p in probs], batched=True)
+    for q, image, prob in zip(out, images, probs):
+        assert q.device.type == "cuda"
+        assert float((q.cpu() - crf(image, prob)).abs().max()) < 1e-5
 
 
 def test_cuda_gradients_flow() -> None:

@@ -110,7 +110,7 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="float32"):
         PermutohedralLattice(torch.randn(1, 10, 2, dtype=torch.float64))
     lattice = PermutohedralLattice(torch.randn(1, 10, 2))
-    with pytest.raises(ValueError, match=r"values must have shape \(1, 10, C\)"):
+    with pytest.raises(ValueError, match=r"values must have shape \(10, C\) or \(1, 10, C\)"):
         lattice.filter(torch.rand(1, 11, 3))
     with pytest.raises(ValueError, match="too many lattice points"):
         PermutohedralLattice(torch.randn(1, 100, 5) * 1e6)
@@ -120,14 +120,14 @@ def test_smoothness_lattice_is_built_once_per_image_size() -> None:
     from deeplabv2.crf.backends.torch import smoothness_lattice
 
     smoothness_lattice.cache_clear()
-    first = smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu"))
-    assert smoothness_lattice(20, 30, 1.0, 3.0, torch.device("cpu")) is first
-    other = smoothness_lattice(30, 20, 1.0, 3.0, torch.device("cpu"))
+    first = smoothness_lattice(((20, 30),), 1.0, 3.0, torch.device("cpu"))
+    assert smoothness_lattice(((20, 30),), 1.0, 3.0, torch.device("cpu")) is first
+    other = smoothness_lattice(((30, 20),), 1.0, 3.0, torch.device("cpu"))
     assert other is not first and other.num_points == first.num_points == 600
     # the cached operator is the one built from scratch
     fresh = PermutohedralLattice(position_features(1, 20, 30, 1.0, "cpu")).symmetric_normalized(3.0)
-    values = torch.rand(1, 600, 4)
-    assert torch.equal(first.filter(values), fresh.filter(values))
+    values = torch.rand(600, 4)
+    assert torch.equal(first.filter(values), fresh.filter(values[None])[0])
 
 
 def test_cuda_kernel_arguments_are_packed_as_the_driver_reads_them() -> None:

@@ -50,7 +50,9 @@ def test_compiled_keys_are_the_torch_ones_exactly(d: int) -> None:
     g = torch.Generator().manual_seed(10 + d)
     features = torch.randn(3000, d, generator=g) * 7
     rem0, rank, _ = PermutohedralLattice._simplices(features)
-    expected, strides = PermutohedralLattice._pack_vertices(rem0, rank, 1, len(features))
+    expected, strides = PermutohedralLattice._pack_vertices(
+        rem0, rank, torch.zeros(len(features), dtype=torch.int64), 1
+    )
     low, high = numba_backend.load_kernels().coordinate_range(rem0.numpy(), d)
     np.testing.assert_array_equal(low, rem0[:, :d].min(dim=0).values.numpy())
     np.testing.assert_array_equal(high, rem0[:, :d].max(dim=0).values.numpy())

@@ -8,6 +8,7 @@ the benchmarks. ``docs/crf.md`` ("Adding a CRF backend") has the recipe.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
@@ -20,6 +21,7 @@ __all__ = [
     "AUTO",
     "Backend",
     "MeanField",
+    "RaggedMeanField",
     "auto_backend",
     "backend_choices",
     "backend_help",
@@ -51,9 +53,34 @@ class MeanField(Protocol):
     (and the result back) for a backend that does not run on their device. :meth:`Backend.run`
     passes the three positionally, so a backend may name them as it likes and take optional
     extras of its own (the torch backend's ``weights``, ``compatibility`` and ``batched``).
+    Images of different sizes reach it one at a time through :meth:`Backend.run_ragged`, unless
+    the backend also has a :class:`RaggedMeanField`.
     """
 
     def __call__(self, images: Tensor, probs: Tensor, params: CRFParams, /) -> Tensor: ...
+
+
+class RaggedMeanField(Protocol):
+    """Mean-field inference for images of different sizes in one go (a backend's optional
+    :attr:`~Backend.ragged`): one lattice per kernel over the points of all the images, which
+    share no vertex, so that each result equals :class:`MeanField`'s for that image alone.
+
+    Args:
+        images: ``(3, H_i, W_i) uint8`` RGB images, 0..255, on the device of ``probs``.
+        probs: ``(C, H_i, W_i) float32`` class probabilities, all with the same ``C`` and on
+            one device the backend runs on; at least one image.
+        params: the CRF parameters.
+
+    Returns:
+        ``(C, H_i, W_i) float32`` marginals on the device of ``probs``, in the order of
+        ``images``.
+
+    :meth:`Backend.run_ragged` calls it, or :attr:`~Backend.mean_field` image by image.
+    """
+
+    def __call__(
+        self, images: Sequence[Tensor], probs: Sequence[Tensor], params: CRFParams, /
+    ) -> list[Tensor]: ...
 
 
 def _nothing_to_load() -> None:
@@ -77,6 +104,8 @@ class Backend:
         priority: ``"auto"`` runs the installed backend of the highest priority among those that
             compute on the tensors' device (and take gradients, where they are needed).
         summary: a short description, for listings.
+        ragged: one call for images of different sizes (:class:`RaggedMeanField`), or None:
+            :meth:`run_ragged` then calls :attr:`mean_field` image by image.
     """
 
     name: str
@@ -86,6 +115,7 @@ class Backend:
     differentiable: bool = False
     priority: int = 0
     summary: str = ""
+    ragged: Optional[RaggedMeanField] = None
 
     def __post_init__(self) -> None:
         if self.devices is not None:  # any sequence of names, kept as a tuple
@@ -107,15 +137,52 @@ class Backend:
         """:attr:`mean_field` on the tensors' device, or on the CPU with the result moved back;
         ValueError for probabilities that need gradients it cannot give. Shapes and dtypes as
         :class:`MeanField`, ``probs`` on any device."""
-        if probs.requires_grad and not self.differentiable:
+        self._check_gradients(probs.requires_grad)
+        if self.runs_on(probs.device.type):
+            return self.mean_field(images, probs, params)
+        return self.mean_field(images.cpu(), probs.cpu(), params).to(probs.device)
+
+    def run_ragged(
+        self,
+        images: Sequence[Tensor],
+        probs: Sequence[Tensor],
+        params: CRFParams,
+        *,
+        batched: Optional[bool] = None,
+    ) -> list[Tensor]:
+        """Images of different sizes: ``(3, H_i, W_i) uint8`` images and ``(C, H_i, W_i)
+        float32`` probabilities (one device, any) -> ``(C, H_i, W_i) float32`` marginals there;
+        an empty list for empty lists.
+
+        ``batched=True`` runs :attr:`ragged` (one lattice for all the images) on the tensors'
+        device, or on the CPU with the results moved back; ``False`` runs :attr:`mean_field`
+        image by image; None: :attr:`ragged` where it computes on a GPU, image by image on the
+        CPU, where one image's working set stays in cache and that measured faster
+        (``docs/benchmarks.md``). A backend without :attr:`ragged` always goes image by image.
+        ValueError as :meth:`run` for gradients it cannot give.
+        """
+        self._check_gradients(any(p.requires_grad for p in probs))
+        if not probs:
+            return []
+        device = probs[0].device
+        computes_on = device.type if self.runs_on(device.type) else "cpu"
+        if batched is None:
+            batched = computes_on != "cpu"
+        if self.ragged is None or not batched:
+            return [self.run(im[None], p[None], params)[0] for im, p in zip(images, probs)]
+        if computes_on == device.type:
+            return list(self.ragged(images, probs, params))
+        on_cpu = self.ragged([im.cpu() for im in images], [p.cpu() for p in probs], params)
+        return [q.to(device) for q in on_cpu]
+
+    def _check_gradients(self, requires_grad: bool) -> None:
+        """ValueError for probabilities that need gradients this backend cannot give."""
+        if requires_grad and not self.differentiable:
             advice = [f"backend={b.name!r}" for b in _by_priority() if b.differentiable]
             advice.append("detach the probabilities")
             raise ValueError(
                 f"the {self.name!r} backend is not differentiable; use {' or '.join(advice)}"
             )
-        if self.runs_on(probs.device.type):
-            return self.mean_field(images, probs, params)
-        return self.mean_field(images.cpu(), probs.cpu(), params).to(probs.device)
 
 
 _REGISTRY: dict[str, Backend] = {}

@@ -19,19 +19,22 @@ number with a margin wide enough that the neighbour shifts never wrap), deduplic
 stable sort and looked up with ``torch.searchsorted``. Splat, each axis' blur and slice are then
 sparse CSR matrices, built once and applied with sparse-dense products (on CUDA by the kernel
 of :mod:`.cuda_spmm`). Every step is a tensor operation, so the lattice runs on any device, handles
-a batch of images at once (the image index is the most significant digit of the key, so images
-never share vertices) and is differentiable with respect to the filtered values.
+a batch of images at once, of one size or of different sizes (each point's image index is the
+most significant digit of its keys, so images never share vertices; each image is padded on its
+own, :mod:`.ragged`) and is differentiable with respect to the filtered values.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from .geometry import key_layout, neighbour_shifts, scale_factors
+from .ragged import check_sizes, padded_layout
 from .sparse import csr, csr_cols, csr_rows, matmul, scale_csr
 
 __all__ = ["PermutohedralLattice"]
@@ -69,64 +72,91 @@ class PermutohedralLattice:
 
     Args:
         features: ``(B, N, d) float32`` feature vectors (already divided by their standard
-            deviations); ``B`` images of ``N`` points each, ``1 <= d``.
+            deviations) of ``B`` images of ``N`` points each, ``1 <= d``; or, with ``sizes``,
+            ``(P, d) float32`` the points of images of different sizes one after the other.
+        sizes: the number of points of each image (a ragged batch, ``sum(sizes) == P``), or
+            None for ``(B, N, d)`` features.
 
-    The lattice is built once in the constructor; :meth:`filter` can then be applied many times.
+    Every point carries its image as the most significant digit of its vertex keys, so no two
+    images share a vertex and filtering the batch equals filtering each image on its own. The
+    lattice is built once in the constructor; :meth:`filter` can then be applied many times.
+
+    Attributes:
+        sizes: the number of points of each image.
+        batch: the number of images.
+        num_points: ``N`` for ``(B, N, d)`` features, ``P`` for a ragged batch.
     """
 
-    def __init__(self, features: Tensor) -> None:
-        if features.dim() != 3 or features.dtype != torch.float32:
+    def __init__(self, features: Tensor, sizes: Optional[Sequence[int]] = None) -> None:
+        dims, layout = (3, "(B, N, d)") if sizes is None else (2, "(P, d)")
+        if features.dim() != dims or features.dtype != torch.float32:
             raise ValueError(
-                f"features must be a (B, N, d) float32 tensor, got {tuple(features.shape)} "
+                f"features must be a {layout} float32 tensor, got {tuple(features.shape)} "
                 f"{features.dtype}"
             )
-        batch, n, d = features.shape
-        self.batch, self.num_points, self.dim = batch, n, d
+        d = features.shape[-1]
+        self._uniform = sizes is None
+        if sizes is None:
+            self.num_points = features.shape[1]
+            sizes = (self.num_points,) * features.shape[0]
+        self.sizes = check_sizes(sizes, features.numel() // max(d, 1))
+        self.batch, self.dim = len(self.sizes), d
+        if not self._uniform:
+            self.num_points = sum(self.sizes)
         self.alpha = float(torch.tensor(1.0, dtype=torch.float32) / (1.0 + 2.0**-d))
-
         with torch.no_grad():
-            # densecrf's SSE code handles points in blocks of 4 and inserts the vertices of the
-            # last block's missing points, whose features are all zero, into the lattice. They
-            # never receive values, but as blur neighbours they pass values on between axes, so
-            # they are reproduced here: each image is padded to a multiple of 4 points.
-            padded_n = n + (-n) % 4
-            padded = features.new_zeros(batch, padded_n, d)
-            padded[:, :n] = features
-            rem0, rank, bary = self._simplices(padded.reshape(batch * padded_n, d))
-            packed, strides = self._pack_vertices(rem0, rank, batch, padded_n)  # (P, d+1)
-            # One stable sort gives the distinct vertices, each entry's vertex index and the
-            # splat matrix's entries grouped by vertex (points in order within a vertex).
-            sorted_keys, order = torch.sort(packed.reshape(-1), stable=True)
-            first = torch.ones_like(sorted_keys, dtype=torch.bool)
-            first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-            vertices = sorted_keys[first]
-            self.num_vertices = m = vertices.numel()
-            vertex_of_sorted = torch.cumsum(first, dim=0) - 1
-            offsets = torch.empty_like(vertex_of_sorted)
-            offsets[order] = vertex_of_sorted
-            real = (torch.arange(padded_n, device=features.device) < n).repeat(batch)  # (P,)
-            offsets = offsets.reshape(batch, padded_n, d + 1)[:, :n].reshape(-1, d + 1)
-            bary = bary.reshape(batch, padded_n, d + 1)[:, :n].reshape(-1, d + 1)
-            # the sorted entries of real points, renumbered without the padding points
-            keep = real[order // (d + 1)]
-            entries = order[keep]
-            point = _unpad(entries // (d + 1), padded_n, n)
-            self._splat = csr(
-                torch.zeros_like(vertices).index_add_(0, vertex_of_sorted, keep.to(torch.int64)),
-                point,
-                bary.reshape(-1)[point * (d + 1) + entries % (d + 1)],
-                (m, batch * n),
-            )
-            columns, within = torch.sort(offsets, dim=1)
-            self._slice = csr(
-                torch.full((batch * n,), d + 1, dtype=torch.int64, device=features.device),
-                columns.reshape(-1),
-                (bary.gather(1, within) * self.alpha).reshape(-1),
-                (batch * n, m),
-            )
-            self._blur = [
-                self._blur_matrix(vertices, shift) for shift in neighbour_shifts(strides, d)
-            ]
+            self._build(features.reshape(-1, d))
+
+    def _build(self, features: Tensor) -> None:
+        """Build the splat, blur and slice matrices of ``(P, d) float32`` points, the images'
+        points one after the other (:attr:`sizes`)."""
+        n, d = features.shape
+        # densecrf's SSE code handles points in blocks of 4 and inserts the vertices of the
+        # last block's missing points, whose features are all zero, into the lattice. They
+        # never receive values, but as blur neighbours they pass values on between axes, so
+        # they are reproduced here: each image is padded to a multiple of 4 points.
+        layout = padded_layout(self.sizes, features.device)
+        padding = layout.total != n  # else the points are their own layout: views, no copies
+        real_rows = layout.index if padding else slice(None)
+        padded = features
+        if padding:
+            padded = features.new_zeros(layout.total, d).index_copy_(0, layout.index, features)
+        rem0, rank, bary = self._simplices(padded)
+        packed, strides = self._pack_vertices(rem0, rank, layout.image, self.batch)
+        # One stable sort gives the distinct vertices, each entry's vertex index and the
+        # splat matrix's entries grouped by vertex (points in order within a vertex).
+        sorted_keys, order = torch.sort(packed.reshape(-1), stable=True)
+        first = torch.ones_like(sorted_keys, dtype=torch.bool)
+        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        vertices = sorted_keys[first]
+        self.num_vertices = m = vertices.numel()
+        vertex_of_sorted = torch.cumsum(first, dim=0) - 1
+        offsets = torch.empty_like(vertex_of_sorted)
+        offsets[order] = vertex_of_sorted
+        offsets = offsets.reshape(layout.total, d + 1)[real_rows]
+        bary = bary[real_rows]
+        # the sorted entries of real points, renumbered without the padding points
+        real = torch.zeros(layout.total, dtype=torch.bool, device=features.device)
+        real[real_rows] = True
+        keep = real[order // (d + 1)]
+        entries = order[keep]
+        point = entries // (d + 1)
+        if padding:
+            point = (torch.cumsum(real, dim=0) - 1)[point]
+        self._splat = csr(
+            torch.zeros_like(vertices).index_add_(0, vertex_of_sorted, keep.to(torch.int64)),
+            point,
+            bary.reshape(-1)[point * (d + 1) + entries % (d + 1)],
+            (m, n),
+        )
+        columns, within = torch.sort(offsets, dim=1)
+        self._slice = csr(
+            torch.full((n,), d + 1, dtype=torch.int64, device=features.device),
+            columns.reshape(-1),
+            (bary.gather(1, within) * self.alpha).reshape(-1),
+            (n, m),
+        )
+        self._blur = [self._blur_matrix(vertices, shift) for shift in neighbour_shifts(strides, d)]
 
     # -- construction ------------------------------------------------------------------------
 
@@ -157,8 +187,11 @@ class PermutohedralLattice:
         return rem0.to(torch.int64), rank_i, bary
 
     @staticmethod
-    def _pack_vertices(rem0: Tensor, rank: Tensor, batch: int, n: int) -> tuple[Tensor, list[int]]:
-        """Packed keys of the ``d+1`` vertices of each point: ``(P, d+1) int64``, and the strides.
+    def _pack_vertices(
+        rem0: Tensor, rank: Tensor, image: Tensor, batch: int
+    ) -> tuple[Tensor, list[int]]:
+        """Packed keys of the ``d+1`` vertices of each point: ``(P, d+1) int64``, and the strides;
+        ``image`` is the ``(P,) int64`` image (``0 .. batch-1``) of each point.
 
         The key of vertex ``r`` is ``rem0[k] + canonical(r, rank[k])`` for the first ``d``
         coordinates ``k``, where ``canonical(r, q) = r`` if ``q <= d - r`` else ``r - (d+1)``.
@@ -172,7 +205,6 @@ class PermutohedralLattice:
         device = rem0.device
         offset_t = torch.tensor(offsets, dtype=torch.int64, device=device)
         stride_t = torch.tensor(strides, dtype=torch.int64, device=device)
-        image = torch.arange(batch, device=device).repeat_interleave(n)
         base = ((coords - offset_t) * stride_t).sum(dim=1) + image * image_stride
         # sum of the strides of the coordinates whose rank exceeds d - r, for r = 0..d
         by_rank = torch.zeros_like(rank).scatter_(1, rank[:, :d], stride_t.expand(rank.shape[0], d))
@@ -208,19 +240,21 @@ class PermutohedralLattice:
     # -- filtering -----------------------------------------------------------------------------
 
     def filter(self, values: Tensor, reverse: bool = False) -> Tensor:
-        """Splat, blur and slice ``values``: ``(B, N, C) float32`` -> ``(B, N, C) float32``.
+        """Splat, blur and slice ``values``: ``(P, C) float32`` (all the points, image after
+        image) or, for a lattice of ``(B, N, d)`` features, also ``(B, N, C) float32`` -> the same
+        shape.
 
         ``reverse=True`` blurs the axes in the order ``d..0``, which applies the transpose of the
         filter (densecrf's ``compute(..., reverse)``). Differentiable with respect to ``values``.
         """
-        if values.shape[:2] != (self.batch, self.num_points) or values.dim() != 3:
-            raise ValueError(
-                f"values must have shape ({self.batch}, {self.num_points}, C), "
-                f"got {tuple(values.shape)}"
-            )
+        total = sum(self.sizes)
+        shapes = [(total,)] + ([(self.batch, self.num_points)] if self._uniform else [])
+        if tuple(values.shape[:-1]) not in shapes:
+            expected = " or ".join(f"({', '.join(map(str, s))}, C)" for s in shapes)
+            raise ValueError(f"values must have shape {expected}, got {tuple(values.shape)}")
         if values.dtype != torch.float32:
             raise ValueError(f"values must be float32, got {values.dtype}")
-        flat = values.reshape(self.batch * self.num_points, values.shape[2])
+        flat = values.reshape(total, values.shape[-1])
         return _Filter.apply(flat, self, reverse).reshape(values.shape)
 
     def symmetric_normalized(self, weight: float = 1.0) -> PermutohedralLattice:
@@ -231,7 +265,7 @@ class PermutohedralLattice:
         than with ``K`` alone. The result is again self-adjoint up to the blur order, so
         :meth:`filter` and its gradient keep working.
         """
-        ones = torch.ones(self.batch, self.num_points, 1, device=self._splat.device)
+        ones = torch.ones(sum(self.sizes), 1, device=self._splat.device)
         with torch.no_grad():
             total = self.filter(ones).reshape(-1).to(torch.float64)
         norm = (1.0 / torch.sqrt(total + 1e-20)).to(torch.float32)
@@ -259,8 +293,3 @@ class _Filter(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         return ctx.lattice._apply(grad, not ctx.reverse), None, None
-
-
-def _unpad(point: Tensor, padded_n: int, n: int) -> Tensor:
-    """Index ``b * padded_n + i`` of a real point in the padded set -> ``b * n + i``."""
-    return point - (point // padded_n) * (padded_n - n)

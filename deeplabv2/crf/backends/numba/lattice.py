@@ -3,6 +3,7 @@ the compiled kernels (:mod:`.kernels`), built by compiled twins of the torch lat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from types import ModuleType
 from typing import Optional
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from ...lattice.geometry import key_layout, neighbour_shifts, scale_factors
+from ...lattice.ragged import check_sizes, padded_layout
 
 __all__ = ["INSTALL_HINT", "CompiledLattice", "load_kernels", "simplices"]
 
@@ -44,35 +46,45 @@ def simplices(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class CompiledLattice:
-    """One image's normalised Gaussian kernel ``x -> weight * D K (D x)`` as flat arrays.
+    """The normalised Gaussian kernel ``x -> weight * D K (D x)`` of one image, or of several
+    images of different sizes that share no vertex, as flat arrays.
 
-    The operator of ``PermutohedralLattice(features).symmetric_normalized(weight)``, with the
-    vertices numbered in the order the points first touch them.
+    The operator of ``PermutohedralLattice(features, sizes).symmetric_normalized(weight)``, with
+    the vertices numbered in the order the points first touch them.
 
     Args:
         features: ``(N, d) float32`` feature vectors (divided by their standard deviations).
         weight: the kernel's weight, folded into the slice weights.
+        sizes: the number of points of each image, the images one after the other in
+            ``features`` (``sum(sizes) == N``); None for one image.
     """
 
-    def __init__(self, features: np.ndarray, weight: float) -> None:
+    def __init__(
+        self, features: np.ndarray, weight: float, sizes: Optional[Sequence[int]] = None
+    ) -> None:
         compiled = load_kernels()
         n, d = features.shape
+        sizes = check_sizes((n,) if sizes is None else sizes, n)
         # densecrf's padding points (see PermutohedralLattice): their vertices exist, unsplatted
-        padded = np.zeros((n + (-n) % 4, d), np.float32)
-        padded[:n] = features
+        layout = padded_layout(sizes, "cpu")
+        real = layout.index.numpy()
+        padded = np.zeros((layout.total, d), np.float32)
+        padded[real] = features
         rem0, rank, bary = simplices(padded)
         low, high = compiled.coordinate_range(rem0, d)
-        offsets, strides, _ = key_layout(low.tolist(), high.tolist(), 1)
+        offsets, strides, image_stride = key_layout(low.tolist(), high.tolist(), len(sizes))
         keys = np.empty_like(rem0)
         compiled.pack_keys(rem0, rank, np.asarray(offsets), np.asarray(strides), keys)
+        if len(sizes) > 1:  # the image as the most significant digit: images share no vertex
+            keys += (layout.image.numpy() * image_stride)[:, None]
         index, distinct = compiled.unique_vertices(keys.reshape(-1))
         self.num_vertices = distinct.size
         #: (N, d+1) int32 vertex of each point's simplex corners
-        self.vertex = np.ascontiguousarray(index.reshape(-1, d + 1)[:n])
+        self.vertex = np.ascontiguousarray(index.reshape(-1, d + 1)[real])
         shifts = np.abs(np.asarray(neighbour_shifts(strides, d), np.int64))
         #: (d+1, M, 2) int32 blur neighbours; M is an all-zero row
         self.table = compiled.neighbours(distinct, shifts)
-        bary = bary[:n]
+        bary = bary[real]
         slice_bary = bary * np.float32(1.0 / (1.0 + 2.0**-d))
         #: the splat lists of the gather splat (start, point, weight), built when first needed
         self._lists: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
