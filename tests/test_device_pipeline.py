@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from deeplabv2.crf import DenseCRF
 from deeplabv2.evaluate import evaluate
 from deeplabv2.metrics import ConfusionMatrix
 from deeplabv2.pipeline import stream
@@ -56,6 +57,19 @@ def test_scores_on_the_device_equal_scoring_each_prediction_on_the_host() -> Non
     assert scores["per_class_iou"] == expected["per_class_iou"]
     assert scores["num_pixels"] == expected["num_pixels"]
     assert scores["invalid_label_pixels"] == {"9": 2 * len(SIZES)}
+
+
+def test_the_crf_inline_on_the_batch_and_in_a_worker_score_as_one_image_at_a_time() -> None:
+    data, crf = Pairs(bad=1), DenseCRF(iterations=3, backend="torch")
+    inline = evaluate(segmenter(crf=crf), data, batch_size=3, progress=False)
+    pooled = evaluate(segmenter(crf=crf), data, batch_size=3, crf_workers=1, progress=False)
+    reference, seg = ConfusionMatrix(4), segmenter()
+    for image, label, _ in data.items:  # each image's CRF on its own, scored on the host
+        refined = crf(torch.from_numpy(image).permute(2, 0, 1), seg.probabilities(image))
+        reference.update(refined.argmax(0).numpy(), label.astype(np.int64))
+    expected = reference.scores(Pairs.class_names)
+    assert inline["per_class_iou"] == pooled["per_class_iou"] == expected["per_class_iou"]
+    assert inline["num_pixels"] == expected["num_pixels"] > 0
 
 
 def test_a_strict_label_error_names_its_image_from_the_device_counts() -> None:
