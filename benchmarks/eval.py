@@ -19,7 +19,8 @@ scoring; on CUDA with the device synchronised around each stage) for single scal
 CRF, the bound those stages allow when they overlap perfectly (the busiest resource: the main
 thread with the device, the decoding workers, the CRF workers), the time of the same
 configuration without profiling (median of ``--runs``) and its ratio to the bound. PNG
-encoding and writing, which ``deeplabv2 predict`` adds, is timed on the label maps. ``--compile``
+encoding and writing, which ``deeplabv2 predict`` adds, is timed on the label maps. Without
+decoding workers (the CPU default) "waiting for images" is the decoding itself. ``--compile``
 adds the same configurations with the network compiled for fixed shapes
 (``Segmenter(compile=True)``), against eager.
 
@@ -46,7 +47,7 @@ from deeplabv2.cli.writers import save_labels
 from deeplabv2.data import VOCSegmentation
 from deeplabv2.evaluate import evaluate
 from deeplabv2.models import deeplab_v2_resnet101
-from deeplabv2.profiling import Profile
+from deeplabv2.profiling import STAGES, Profile
 
 _SIZES = [(375, 500), (500, 375), (333, 500), (500, 333), (281, 500), (366, 500)]
 #: Dense bfloat16 peak (TFLOP/s) of the GPUs this was run on, from their data sheets.
@@ -204,7 +205,8 @@ def profile_table(model, device, workers: int, args) -> None:
             bound = profile.bound(workers)
             columns.append((name, profile, bound, plain))
         writing = _writing_ms(data, args.runs)
-    stages = list(dict.fromkeys(s for _, p, _, _ in columns for s in p.per_image()))
+    seen = {s for _, p, _, _ in columns for s in p.per_image()}
+    stages = [s for s in STAGES if s in seen] + sorted(seen - set(STAGES))
     where = f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else "")
     print(
         f"profile of evaluate(): {args.images} VOC-size photos, DeepLab v2 ResNet-101, 513x513 "
