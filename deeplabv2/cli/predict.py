@@ -42,8 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--writers",
         type=int,
-        help="threads writing the outputs beside the network (0: in the main thread; "
-        "default: one per core, up to 4)",
+        help="threads writing the outputs beside the network (0: in the main thread; default: 4)",
     )
     add_options(parser)
     parser.set_defaults(run=run)
@@ -119,6 +118,12 @@ def _failure(path: Path, error: Outcome) -> Optional[str]:
     return reason if str(path) in reason else f"{path}: {reason}"
 
 
+def _failures(paths: list[Path], outcomes: list[tuple[int, Outcome]]) -> list[str]:
+    """What to report for the images whose writes (or earlier steps) failed."""
+    reasons = [_failure(paths[index], outcome) for index, outcome in outcomes]
+    return [reason for reason in reasons if reason is not None]
+
+
 def _segment(
     args: argparse.Namespace, ranks: Ranks, paths: list[Path], outputs: list[list[Path]]
 ) -> list[str]:
@@ -127,7 +132,7 @@ def _segment(
     device = ranks.device(args.device)
     segmenter = build_segmenter(args, device)
     indices = ranks.shard(len(paths))
-    failures: list[Optional[str]] = []
+    failures: list[str] = []
     pool: WritePool[int] = WritePool(default_writers() if args.writers is None else args.writers)
     with tqdm(
         total=len(indices), desc="predict", unit="image", disable=args.quiet or ranks.rank != 0
@@ -152,9 +157,9 @@ def _segment(
                 else:
                     _failure(paths[index], error)  # raised at once if not this image's only
                     finished = pool.done(index, error)
-                failures += [_failure(paths[i], outcome) for i, outcome in finished]
-            failures += [_failure(paths[i], outcome) for i, outcome in pool.finish()]
-    return [failure for failure in failures if failure is not None]
+                failures += _failures(paths, finished)
+            failures += _failures(paths, pool.finish())
+    return failures
 
 
 def run(args: argparse.Namespace) -> int:
