@@ -1,8 +1,10 @@
 """``deeplabv2 predict``: segment image files, write label PNGs (and overlays, probabilities).
 
 Runs in one process or under ``torchrun`` (each rank on its own GPU, or the CPU, with its shard
-of the images), batched, with decoding in worker processes. An image that fails (unreadable,
-too small or large, out of memory) is skipped and reported; the run goes on.
+of the images), batched, with decoding in worker processes and the outputs written in a pool
+of threads beside the network (a bounded number of images at a time). An image that fails
+(unreadable, too small or large, out of memory, its files not writable) is skipped and reported;
+the run goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +27,7 @@ from ..errors import ImageError
 from ..pipeline import Result, stream
 from . import writers
 from .options import add_options, build_segmenter, check, speed
+from .write_pool import Outcome, WritePool, default_writers
 
 __all__ = ["add_parser", "per_image_failure", "run"]
 
@@ -35,6 +39,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--probs", action="store_true", help="also write <name>_probs.npy")
+    parser.add_argument(
+        "--writers",
+        type=int,
+        help="threads writing the outputs beside the network (0: in the main thread; default: 4)",
+    )
     add_options(parser)
     parser.set_defaults(run=run)
 
@@ -66,6 +75,8 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], Path, list[list[Path]]]
     """The input files, the output folder and every input's output files, all checked before
     anything is loaded or written (so a run never stops half-way over an existing file)."""
     check(args)
+    if args.writers is not None and args.writers < 0:
+        raise ValueError(f"--writers must be 0 or more, got {args.writers}")
     paths = writers.collect_images(args.inputs)
     if not paths:
         raise ValueError("no images found in the given files/folders")
@@ -96,14 +107,33 @@ def _write(result: Result, files: list[Path], args: argparse.Namespace) -> None:
         writers.save_probs(files[-1], prediction.probs.numpy(), args.force)
 
 
+def _failure(path: Path, error: Outcome) -> Optional[str]:
+    """What to report for one image's outcome (None: written); any error that does not spoil
+    that image only is raised."""
+    if error is None:
+        return None
+    reason = per_image_failure(error)
+    if reason is None:
+        raise error
+    return reason if str(path) in reason else f"{path}: {reason}"
+
+
+def _failures(paths: list[Path], outcomes: list[tuple[int, Outcome]]) -> list[str]:
+    """What to report for the images whose writes (or earlier steps) failed."""
+    reasons = [_failure(paths[index], outcome) for index, outcome in outcomes]
+    return [reason for reason in reasons if reason is not None]
+
+
 def _segment(
     args: argparse.Namespace, ranks: Ranks, paths: list[Path], outputs: list[list[Path]]
 ) -> list[str]:
-    """Segment this rank's shard of ``paths`` and write the outputs; the failures."""
+    """Segment this rank's shard of ``paths`` and write the outputs (in a :class:`WritePool`
+    beside the network); the failures, in the order the images came out of the network."""
     device = ranks.device(args.device)
     segmenter = build_segmenter(args, device)
     indices = ranks.shard(len(paths))
-    failures = []
+    failures: list[str] = []
+    pool: WritePool[int] = WritePool(default_writers() if args.writers is None else args.writers)
     with tqdm(
         total=len(indices), desc="predict", unit="image", disable=args.quiet or ranks.rank != 0
     ) as bar:
@@ -117,21 +147,18 @@ def _segment(
             progress=bar,
             **speed(args, device),
         )
-        with closing(results):  # an error stops the decoding and CRF workers at once
+        # leaving: the decoding and CRF workers stop at once, the writes not started are dropped
+        with closing(results), pool:
             for result in results:
                 check_peers(ranks)  # another rank failed: stop too
-                path = paths[result.index]
-                error = result.error
-                if error is None:
-                    try:
-                        _write(result, outputs[result.index], args)
-                    except OSError as write_error:
-                        error = write_error
-                if error is not None:
-                    reason = per_image_failure(error)
-                    if reason is None:
-                        raise error
-                    failures.append(reason if str(path) in reason else f"{path}: {reason}")
+                index, error = result.index, result.error
+                if error is None:  # the pool holds the image until it is written, no longer
+                    finished = pool.submit(index, partial(_write, result, outputs[index], args))
+                else:
+                    _failure(paths[index], error)  # raised at once if not this image's only
+                    finished = pool.done(index, error)
+                failures += _failures(paths, finished)
+            failures += _failures(paths, pool.finish())
     return failures
 
 
