@@ -213,14 +213,14 @@ def profile_table(model, device, workers: int, args) -> None:
         f"padding, batch {args.batch}, {args.dtype}, {where}, {torch.get_num_threads()} CPU "
         f"threads, {workers} decoding workers; ms per image; torch {torch.__version__}"
     )
-    print(f"{'stage':<28}" + "".join(f"{name:>22}" for name, *_ in columns))
+    print(f"{'stage':<28}" + "".join(f"{name:>24}" for name, *_ in columns))
     for s in stages:
-        print(f"{s:<28}" + "".join(f"{p.per_image().get(s, 0.0):>22.1f}" for _, p, _, _ in columns))
+        print(f"{s:<28}" + "".join(f"{p.per_image().get(s, 0.0):>24.1f}" for _, p, _, _ in columns))
     rows = [("bound (busiest resource)", [b for *_, b, _ in columns]),
             ("measured, not profiled", [t * 1000 for *_, t in columns]),
             ("measured / bound", [t * 1000 / b for *_, b, t in columns])]  # fmt: skip
     for label, values in rows:
-        print(f"{label:<28}" + "".join(f"{v:>22.2f}" for v in values))
+        print(f"{label:<28}" + "".join(f"{v:>24.2f}" for v in values))
     print(f"PNG encoding and writing (predict only): {writing:.1f} ms per image")
     for name, profile, _, t in columns:
         if "CRF" in name:  # the target: within 1.1x of max(network, CRF), all of one run
