@@ -142,7 +142,8 @@ class ConfusionMatrix:
         columns = k + 2 if self.allow_unsure else k + 1
         column = torch.where((pred >= 0) & (pred < k), pred, columns - 1)
         if self.allow_unsure:
-            column = torch.where(pred == self.ignore_index, k, column)
+            assert self.ignore_index is not None  # allow_unsure needs one
+            column = torch.where(pred.eq(self.ignore_index), k, column)
         index = true * columns + column
         if index.device.type == "cpu":
             counts = torch.bincount(index, minlength=_TARGET_VALUES * columns)

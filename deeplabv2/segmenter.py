@@ -311,7 +311,7 @@ class Segmenter:
             raise ValueError("this Segmenter has no CRF (pass crf=True or a DenseCRF)")
         with stage(profile, "CRF"):
             rgbs = [
-                torch.as_tensor(np.asarray(image)).permute(2, 0, 1).to(p.device, non_blocking=True)
+                torch.as_tensor(image).permute(2, 0, 1).to(p.device, non_blocking=True)
                 for image, p in zip(images, probs)
             ]
             return self.crf(rgbs, list(probs))

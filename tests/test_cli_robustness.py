@@ -164,11 +164,11 @@ def test_out_of_memory_skips_one_image(tmp_path, voc_safetensors, monkeypatch, c
     original = Segmenter.probabilities_batch
     calls = []
 
-    def run_out_on_the_second(self, images, batch_size=1):
+    def run_out_on_the_second(self, images, batch_size=1, **options):
         calls.append(len(images))
         if len(calls) == 2:  # b.png, the second in sorted order
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return original(self, images, batch_size)
+        return original(self, images, batch_size, **options)
 
     monkeypatch.setattr(Segmenter, "probabilities_batch", run_out_on_the_second)
     assert predict(tmp_path, voc_safetensors) == 1

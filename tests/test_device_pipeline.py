@@ -72,6 +72,16 @@ def test_the_crf_inline_on_the_batch_and_in_a_worker_score_as_one_image_at_a_tim
     assert inline["num_pixels"] == expected["num_pixels"] > 0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_pipeline_scores_as_the_cpu_one() -> None:
+    data, crf = Pairs(bad=1), DenseCRF(iterations=3, backend="torch")
+    cpu = evaluate(segmenter(crf=crf), data, batch_size=3, progress=False)
+    gpu = evaluate(segmenter(crf=crf, device="cuda"), data, batch_size=3, workers=1, progress=False)
+    assert gpu["num_pixels"] == cpu["num_pixels"]
+    for name, iou in cpu["per_class_iou"].items():  # float32 sums differ a little on a GPU
+        assert gpu["per_class_iou"][name] == pytest.approx(iou, abs=2e-3), name
+
+
 def test_a_strict_label_error_names_its_image_from_the_device_counts() -> None:
     data = Pairs()
     data.items = [(im, np.where(lab == 9, 1, lab), n) for im, lab, n in data.items]

@@ -268,7 +268,7 @@ def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter
     return segmenter
 
 
-def speed(args: argparse.Namespace, device: torch.device) -> dict[str, int]:
+def speed(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Batch size and worker counts; on the CPU the network leaves the CRF workers' cores."""
     cuda = device.type == "cuda"
     workers = args.workers

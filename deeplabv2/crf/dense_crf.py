@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union, cast
 
 import numpy as np
 import torch
@@ -145,13 +145,18 @@ class DenseCRF(nn.Module):
         """Refined probabilities; see the class docstring for shapes and types. ``batched``
         is for lists only (:meth:`refine_list`)."""
         if isinstance(image, (list, tuple)) or isinstance(probs, (list, tuple)):
-            return self.refine_list(image, probs, from_logits, batched=batched)
+            return self.refine_list(
+                cast(Sequence[ArrayLike], image),
+                cast(Sequence[ArrayLike], probs),
+                from_logits,
+                batched=batched,
+            )
         if batched is not None:
             raise ValueError(
                 "batched= applies to lists of images of different sizes; a (B, ...) batch of "
                 "equal-size images runs as the backend decides"
             )
-        item = _prepare(image, probs, from_logits)
+        item = _prepare(cast(ArrayLike, image), cast(ArrayLike, probs), from_logits)
         q = get_backend(self.backend_for(item.probs)).run(item.image, item.probs, self.params)
         return item.output(q)
 

@@ -117,10 +117,10 @@ class PermutohedralLattice:
         # they are reproduced here: each image is padded to a multiple of 4 points.
         layout = padded_layout(self.sizes, features.device)
         padding = layout.total != n  # else the points are their own layout: views, no copies
-        real_rows = layout.index if padding else slice(None)
+        real_rows = layout.real if padding else slice(None)
         padded = features
         if padding:
-            padded = features.new_zeros(layout.total, d).index_copy_(0, layout.index, features)
+            padded = features.new_zeros(layout.total, d).index_copy_(0, layout.real, features)
         rem0, rank, bary = self._simplices(padded)
         packed, strides = self._pack_vertices(rem0, rank, layout.image, self.batch)
         # One stable sort gives the distinct vertices, each entry's vertex index and the

@@ -18,12 +18,12 @@ class PaddedLayout(NamedTuple):
     """Where the real points go among the padded ones.
 
     Attributes:
-        index: ``(P,) int64`` position of each real point in the padded set.
+        real: ``(P,) int64`` position of each real point in the padded set.
         image: ``(P',) int64`` image of each padded point (real or padding), ascending.
         total: ``P'``, the number of padded points.
     """
 
-    index: Tensor
+    real: Tensor
     image: Tensor
     total: int
 

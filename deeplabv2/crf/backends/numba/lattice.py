@@ -67,7 +67,7 @@ class CompiledLattice:
         sizes = check_sizes((n,) if sizes is None else sizes, n)
         # densecrf's padding points (see PermutohedralLattice): their vertices exist, unsplatted
         layout = padded_layout(sizes, "cpu")
-        real = layout.index.numpy()
+        real = layout.real.numpy()
         padded = np.zeros((layout.total, d), np.float32)
         padded[real] = features
         rem0, rank, bary = simplices(padded)
