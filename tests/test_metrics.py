@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from deeplabv2.errors import LabelError
 from deeplabv2.metrics import ConfusionMatrix
 
 
@@ -86,7 +87,6 @@ def test_bad_updates() -> None:
 
 
 def test_invalid_labels_are_counted_or_refused() -> None:
-    from deeplabv2.errors import LabelError
 
     target = np.array([[0, 1, 255, 7], [7, 9, 1, 0]])
     prediction = np.zeros_like(target)
@@ -140,3 +140,36 @@ def test_precision_recall_and_unsure_predictions() -> None:
     other = ConfusionMatrix(3, allow_unsure=True)
     other.update(np.array([255]), np.array([2]))
     assert matrix.merge(other).unsure.tolist() == [1, 0, 2]
+
+
+@pytest.mark.parametrize("allow_unsure", [False, True])
+def test_deferred_counts_equal_immediate_ones(allow_unsure: bool) -> None:
+    rng = np.random.default_rng(0)
+    now = ConfusionMatrix(3, allow_unsure=allow_unsure)
+    later = ConfusionMatrix(3, allow_unsure=allow_unsure)
+    for _ in range(4):
+        target = rng.integers(0, 6, (7, 9)).astype(np.uint8)  # 3..5 are invalid labels
+        target[0] = 255
+        prediction = rng.integers(0, 3, (7, 9))
+        if allow_unsure:
+            prediction[1] = 255
+        now.update(prediction, target)
+        later.update(torch.from_numpy(prediction), torch.from_numpy(target), defer=True)
+    assert len(later._pending) == 4  # nothing counted yet
+    assert torch.equal(later.matrix, now.matrix) and not later._pending
+    assert torch.equal(later.unsure, now.unsure)
+    assert later.invalid_labels == now.invalid_labels and sum(now.invalid_labels.values()) > 0
+    assert later.scores() == now.scores()
+
+
+def test_deferred_errors_name_the_label_map() -> None:
+    strict = ConfusionMatrix(3, strict=True)
+    strict.update(np.zeros((2, 2), int), np.zeros((2, 2), np.uint8), defer=True, name="a")
+    strict.update(np.zeros((2, 2), int), np.full((2, 2), 7, np.uint8), defer=True, name="b")
+    with pytest.raises(LabelError, match=r"^b: 4 label pixels hold values outside 0\.\.2"):
+        strict.flush()
+    assert int(strict.matrix.sum()) == 4  # "a", before the bad map, is counted
+    wrong = ConfusionMatrix(3)
+    wrong.update(np.full((2, 2), 5), np.zeros((2, 2), np.uint8), defer=True, name="c")
+    with pytest.raises(ValueError, match=r"^c: predicted labels must be in 0\.\.2"):
+        wrong.scores()
