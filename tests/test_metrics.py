@@ -87,7 +87,6 @@ def test_bad_updates() -> None:
 
 
 def test_invalid_labels_are_counted_or_refused() -> None:
-
     target = np.array([[0, 1, 255, 7], [7, 9, 1, 0]])
     prediction = np.zeros_like(target)
     matrix = ConfusionMatrix(3)
