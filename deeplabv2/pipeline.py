@@ -32,7 +32,7 @@ import torch
 from .crf import DenseCRF
 from .crf.workers import CRFWorkers, one_thread
 from .profiling import Profile, stage
-from .segmenter import Prediction, Segmenter
+from .segmenter import Prediction, Segmenter, label_dtype
 
 __all__ = ["Result", "default_crf_workers", "stream"]
 
@@ -99,7 +99,7 @@ def _crf_task(
     start = time.perf_counter()
     q = crf(image, probs)
     if not want_probs:
-        q = q.argmax(0).astype(np.uint8 if q.shape[0] <= 256 else np.int64)
+        q = torch.from_numpy(q.argmax(0)).to(label_dtype(q.shape[0])).numpy()
     return q, time.perf_counter() - start
 
 

@@ -33,7 +33,7 @@ from .profiling import Profile, stage
 from .segmenter_parts import compiled, device_and_dtype, make_crf, protocol_with
 from .tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for, tiled_logits
 
-__all__ = ["Prediction", "Segmenter", "padded_side"]
+__all__ = ["Prediction", "Segmenter", "label_dtype", "padded_side"]
 
 
 def padded_side(side: int, pad_to: Optional[int]) -> int:
@@ -322,7 +322,7 @@ class Segmenter:
         """Arg-max labels ``(H, W)`` of ``(C, H, W)`` probs, where they are: ``uint8`` (``int64``
         for more than 256 classes)."""
         with stage(profile, "argmax"):
-            return [p.argmax(0).to(_label_dtype(p.shape[0])) for p in probs]
+            return [p.argmax(0).to(label_dtype(p.shape[0])) for p in probs]
 
     def predict(self, image: ImageInput, return_probs: bool = False) -> Prediction:
         """Segment one image (path, PIL, numpy or torch; see :func:`deeplabv2.data.load_image`)."""
@@ -351,6 +351,6 @@ class Segmenter:
         return Prediction(labels, probs.float().cpu() if return_probs else None, self.class_names)
 
 
-def _label_dtype(classes: int) -> torch.dtype:
+def label_dtype(classes: int) -> torch.dtype:
     """The dtype of label maps: ``uint8`` up to 256 classes, else ``int64``."""
     return torch.uint8 if classes <= 256 else torch.int64
