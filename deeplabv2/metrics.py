@@ -222,7 +222,11 @@ class ConfusionMatrix:
         return _invalid_message(self.invalid_labels, self.num_classes, self.ignore_index)
 
     def scores(
-        self, class_names: Optional[Sequence[str]] = None, *, confident_only: bool = False
+        self,
+        class_names: Optional[Sequence[str]] = None,
+        *,
+        confident_only: bool = False,
+        unsure_as: Optional[int] = None,
     ) -> dict:
         """Pixel accuracy, mean accuracy, mean IoU, frequency-weighted IoU and per-class IoU,
         precision and recall.
@@ -234,11 +238,23 @@ class ConfusionMatrix:
 
         Pixels predicted ``ignore_index`` (:attr:`unsure`, with ``allow_unsure``) count as
         misses of their ground-truth class (in its IoU, recall, the accuracies and
-        ``num_pixels``) unless ``confident_only``, which scores the other pixels only.
+        ``num_pixels``) unless ``confident_only``, which scores the other pixels only, or
+        ``unsure_as``, which counts them as predictions of that class (IRN's
+        ``step/eval_sem_seg.py`` turns a pseudo-label's 255 into 0, the background).
         """
+        if confident_only and unsure_as is not None:
+            raise ValueError("confident_only and unsure_as are two different scorings: pick one")
+        if unsure_as is not None and not 0 <= unsure_as < self.num_classes:
+            raise ValueError(
+                f"unsure_as must be a class in 0..{self.num_classes - 1}, got {unsure_as}"
+            )
         m = self.matrix.to(torch.float64)
+        unsure = self.unsure.to(torch.float64)
+        if unsure_as is not None:
+            m = m.clone()
+            m[:, unsure_as] += unsure
         tp = m.diag()
-        gt = m.sum(1) + (0 if confident_only else self.unsure.to(torch.float64))
+        gt = m.sum(1) + (0 if confident_only or unsure_as is not None else unsure)
         pred = m.sum(0)
         union = gt + pred - tp
         total = gt.sum()
@@ -259,7 +275,7 @@ class ConfusionMatrix:
             "per_class_precision": per_class(_ratio(tp, pred)),
             "per_class_recall": per_class(acc),
             "num_pixels": int(total),
-            "unsure_pixels": 0 if confident_only else int(self.unsure.sum()),
+            "unsure_pixels": 0 if confident_only else int(unsure.sum()),
             "invalid_label_pixels": {str(k): v for k, v in sorted(self.invalid_labels.items())},
         }
 

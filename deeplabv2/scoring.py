@@ -2,8 +2,17 @@
 truth, with :class:`~deeplabv2.metrics.ConfusionMatrix`, read by several processes.
 
 Pseudo-labels mark the pixels they are not sure of with the ignore value (255): every result is
-given two ways, ``ignored_as_wrong`` (such a pixel is a miss of its ground-truth class) and
-``confident_only`` (only the other pixels are scored), with the share of ignored pixels.
+given three ways (:data:`SCORINGS`), with the share of ignored pixels:
+
+* ``ignored_as_wrong``: such a pixel is a miss of its ground-truth class (SEAM's
+  ``evaluation.py``, the evaluator of the PSA family: a 255 adds to the ground-truth class's
+  pixels and to no prediction);
+* ``ignored_as_background``: such a pixel is a prediction of class 0 (IRN's
+  ``step/eval_sem_seg.py``, copied by CLIMS and AMN: ``cls_labels[cls_labels == 255] = 0``
+  before chainercv's confusion);
+* ``confident_only``: only the other pixels are scored (how good the confident pixels are).
+
+The ground truth's ignore value is left out in all three, as chainercv and SEAM do.
 """
 
 from __future__ import annotations
@@ -34,8 +43,8 @@ from .metrics import ConfusionMatrix
 __all__ = ["MAX_DEFAULT_WORKERS", "SCORINGS", "ScoreResult", "default_workers", "score_folder"]
 
 PathLike = Union[str, os.PathLike]
-#: The two ways a result is scored: ignored predictions as misses, or left out.
-SCORINGS = ("ignored_as_wrong", "confident_only")
+#: The ways a result is scored: ignored predictions as misses, left out, or as background.
+SCORINGS = ("ignored_as_wrong", "confident_only", "ignored_as_background")
 #: The most reading processes used unless asked for more: PNG decoding stops scaling there.
 MAX_DEFAULT_WORKERS = 8
 _SHOWN = 5  # missing files named in an error
@@ -56,6 +65,7 @@ class ScoreResult:
             ignored; None when no pixel was scored.
         ignored_share_all: the share of all prediction pixels that hold the ignore value.
         matrix: the accumulated confusion matrix (with its ``unsure`` counts).
+        convention: the scoring whose mean IoU is :attr:`mean_iou` (one of :data:`SCORINGS`).
     """
 
     scores: dict
@@ -65,15 +75,19 @@ class ScoreResult:
     ignored_share: Optional[float]
     ignored_share_all: Optional[float]
     matrix: ConfusionMatrix = field(repr=False, compare=False)
+    convention: str = "ignored_as_wrong"
 
     @property
     def mean_iou(self) -> Optional[float]:
-        """The mean IoU with ignored predictions counted as wrong (the strict number)."""
-        return self.scores["ignored_as_wrong"]["mean_iou"]
+        """The mean IoU of the chosen :attr:`convention`."""
+        return self.scores[self.convention]["mean_iou"]
 
     def to_dict(self) -> dict:
-        """The result as JSON-ready data (no NaN: undefined scores are None)."""
+        """The result as JSON-ready data (no NaN: undefined scores are None); ``mean_iou`` is
+        the :attr:`convention`'s."""
         return {
+            "convention": self.convention,
+            "mean_iou": self.mean_iou,
             "classes": list(self.class_names),
             "ignore_index": self.matrix.ignore_index,
             "num_images": self.num_images,
@@ -106,12 +120,18 @@ def _names_in_split(split: PathLike) -> list[str]:
             "lines); with a VOC root, pass it as --data ROOT and a split name"
         )
     names: list[str] = []
-    for line in read_lines(path):
+    for number, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if len(parts) == 2 and parts[1].lower().endswith(".png"):  # '<image> <label>'
             names.append(Path(parts[1]).stem)
-        else:  # a name (spaces allowed), or a label file's name
-            names.append(line[: -len(".png")] if line.lower().endswith(".png") else line)
+            continue
+        name = line[: -len(".png")] if line.lower().endswith(".png") else line
+        if name in (".", "..") or "/" in name or "\\" in name or os.path.isabs(name):
+            raise DatasetError(
+                f"{path}, line {number}: {line!r} is not a file name; a list names the files "
+                "inside the predictions and labels folders (no folders, '..' or absolute paths)"
+            )
+        names.append(name)
     if not names:
         raise DatasetError(f"{path} lists no images")
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -278,6 +298,7 @@ def score_folder(
     ignore_index: int = 255,
     skip_missing: bool = False,
     workers: Optional[int] = None,
+    convention: str = "ignored_as_wrong",
 ) -> ScoreResult:
     """Score a folder of label PNGs (``<name>.png``: palette or 8-bit grayscale class indices,
     ``ignore_index`` = ignored or "not sure") against the ground truth.
@@ -296,6 +317,8 @@ def score_folder(
         skip_missing: score the images that have a prediction and list the others
             (default: a missing prediction is an error).
         workers: reading processes (default :func:`default_workers`; 1: this process).
+        convention: the scoring (:data:`SCORINGS`) whose mean IoU is the result's
+            :attr:`~ScoreResult.mean_iou`; all are computed.
 
     Raises:
         FileNotFoundError: a missing folder, ground-truth file or (unless ``skip_missing``)
@@ -304,6 +327,8 @@ def score_folder(
         LabelError: a value that is neither a class nor ``ignore_index`` (file named).
         ImageError: a file that is not a label map (RGB, unreadable).
     """
+    if convention not in SCORINGS:
+        raise ValueError(f"convention {convention!r} is not one of {', '.join(SCORINGS)}")
     names = _class_names(classes)
     if not names:
         raise ValueError("classes: no class names given")
@@ -332,6 +357,7 @@ def score_folder(
     scores = {
         "ignored_as_wrong": matrix.scores(names),
         "confident_only": matrix.scores(names, confident_only=True),
+        "ignored_as_background": matrix.scores(names, unsure_as=0),
     }
     scored = scores["ignored_as_wrong"]["num_pixels"]
     if scored == 0:
@@ -348,4 +374,5 @@ def score_folder(
         ignored_share=_share(int(matrix.unsure.sum()), scored),
         ignored_share_all=_share(unsure, pixels),
         matrix=matrix,
+        convention=convention,
     )

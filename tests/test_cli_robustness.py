@@ -73,13 +73,23 @@ def test_options_are_checked_before_the_model_loads(tmp_path, monkeypatch, capsy
     (tmp_path / "in").mkdir()
     photo(tmp_path / "in" / "p.png")
     for options, message in (
-        (["--tile-size", "10"], "--tile-size must be at least 17 pixels, got 10"),
         (["--tile-size", "600", "--tile-overlap", "400"], "--tile-overlap must be in"),
         (["--tile-size", "20"], "--tile-size 20 is too small for multi-scale testing"),
-        (["--max-pixels", "0"], "--max-pixels must be positive"),
         (["--device", "cuda:0"] if not torch_cuda() else ["--device", "nonsense"], "--device"),
     ):
         assert predict(tmp_path, Path("unused.safetensors"), *options) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    for options, message in (  # out of range: usage errors, before anything runs
+        (["--tile-size", "10"], "argument --tile-size: must be >= 17, got 10"),
+        (["--max-pixels", "0"], "argument --max-pixels: must be >= 1, got 0"),
+        (["--crf-workers", "-1"], "argument --crf-workers: must be >= 0, got -1"),
+        (["--writers", "-2"], "argument --writers: must be >= 0, got -2"),
+        (["--batch-size", "x"], "argument --batch-size: 'x' is not an integer"),
+    ):
+        with pytest.raises(SystemExit) as usage:
+            predict(tmp_path, Path("unused.safetensors"), *options)
+        assert usage.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
 

@@ -187,6 +187,8 @@ def test_outputs_are_those_written_inline(tmp_path, tiny) -> None:
 
 def test_negative_writers_is_a_usage_error(tmp_path, tiny, capsys) -> None:
     photos(tmp_path / "in", 1)
-    assert main(argv(tmp_path, tmp_path / "out", "--writers", "-1")) == 1
-    assert "--writers must be 0 or more, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(argv(tmp_path, tmp_path / "out", "--writers", "-1"))
+    assert usage.value.code == 2
+    assert "argument --writers: must be >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

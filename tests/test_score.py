@@ -135,7 +135,7 @@ def test_cli_table_names_classes_and_json_is_written_once(folders, capsys, tmp_p
     assert data["scores"]["ignored_as_wrong"]["mean_iou"] == pytest.approx(
         numpy_expected(list(maps.values()), False)["mean_iou"]
     )
-    assert set(data["scores"]) == {"ignored_as_wrong", "confident_only"}
+    assert set(data["scores"]) == {"ignored_as_wrong", "confident_only", "ignored_as_background"}
     assert {"ignored_share", "ignored_share_all_pixels", "missing", "num_images"} <= set(data)
     assert sorted(p.name for p in out.parent.iterdir()) == ["scores.json"]  # no temporary left
     before = out.read_text()

@@ -2,10 +2,13 @@
 
 For each image of ``IMAGES_DIR``, its scores in ``SCORES_DIR`` (``deeplabv2.crf.scores`` has the
 layouts: IRN's ``high_res``/``keys`` CAMs, ``(C, H, W)`` scores, ``predict --probs`` output) are
-refined with a recipe (``--preset psa|irn|resnet101-voc|vgg16-voc``, or ``--crf-params``) into a
-palette label PNG in ``--out`` (255 = unsure). Resumable: images whose outputs exist are skipped
-unless ``--force``. On the CPU the images go to ``--workers`` processes; on a GPU the torch backend
-refines batches of images of one size. Under ``torchrun`` each rank takes its share.
+refined with a recipe (``--preset psa|irn|resnet101-voc|vgg16-voc``, or ``--crf-params``) into an
+8-bit grayscale PNG of class indices in ``--out`` (255 = unsure; what the papers' scripts write and
+read with imageio; ``--palette`` for VOC-palette PNGs to look at). Resumable: images whose outputs
+exist are skipped unless ``--force``; an image's label PNG is written last and marks it done, so a
+run killed half-way through an image redoes that image on the next run. On the CPU the images go
+to ``--workers`` processes; on a GPU the torch backend refines batches of images of one size.
+Under ``torchrun`` each rank takes its share.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import sys
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .._files import atomic_write_text, check_destination, check_writable
@@ -38,8 +42,9 @@ from ..crf.pseudo import check_recipe
 from ..distributed import Ranks, check_peers, start, stop, total, wait_for_peers
 from ..errors import OutputExistsError
 from . import writers
+from .values import float_in, int_in
 
-__all__ = ["RECORD", "add_parser", "recipe", "run"]
+__all__ = ["RECORD", "Plan", "add_parser", "recipe", "run"]
 
 #: the file in ``--out`` that records the settings its labels were made with
 RECORD = ".deeplabv2-crf.json"
@@ -59,6 +64,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(C, H, W) scores, or <stem>_probs.npy (predict --probs)",
     )
     parser.add_argument("--out", required=True, help="folder of the label PNGs")
+    parser.add_argument(
+        "--palette",
+        action="store_true",
+        help="write VOC-palette PNGs (to look at) instead of 8-bit grayscale class indices "
+        "(the papers' format: IRN reads its labels with imageio, which turns a palette PNG into "
+        "RGB colours). score and the datasets read both",
+    )
     recipe_group = parser.add_mutually_exclusive_group()
     recipe_group.add_argument(
         "--preset",
@@ -73,14 +85,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     background = parser.add_mutually_exclusive_group()
     background.add_argument(
         "--bg-threshold",
-        type=float,
+        type=float_in(0, 1),
         metavar="T",
         help="CAMs: a constant background score T in [0, 1] (IRN's conf_fg_thres/conf_bg_thres), "
         "one CRF run",
     )
     background.add_argument(
         "--bg-alpha",
-        type=float,
+        type=float_in(0),
         metavar="A",
         help="CAMs: background (1 - max_k cam_k) ** A (PSA's alpha), one CRF run",
     )
@@ -91,7 +103,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-confidence",
-        type=float,
+        type=float_in(0, 1),
         default=0.0,
         metavar="P",
         help="pixels whose refined probability is below P are 255 (unsure)",
@@ -105,11 +117,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf-backend", default="auto", choices=BACKENDS, help=backend_help())
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1...")
     parser.add_argument(
-        "--batch-size", type=int, default=8, help="on a GPU: images of one size per CRF call (8)"
+        "--batch-size",
+        type=int_in(1),
+        default=8,
+        help="on a GPU: images of one size per CRF call (8)",
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=int_in(0),
         help="on the CPU: CRF processes (0: in this process; default: one per usable core); "
         "never more than the cores or the images to do",
     )
@@ -118,10 +133,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write <stem>_probs.npz: probs (R, C, H, W) float16, classes (C,)",
     )
-    parser.add_argument("--max-pixels", type=int, help="refuse larger images")
+    parser.add_argument("--max-pixels", type=int_in(1), help="refuse larger images")
     parser.add_argument(
         "--num-classes",
-        type=int,
+        type=int_in(2, 255),
         metavar="N",
         help="the dataset's classes, background included (21 for VOC): an image whose scores "
         "or CAM keys give a class >= N fails, named (default: unchecked)",
@@ -148,13 +163,19 @@ def recipe(args: argparse.Namespace) -> PseudoLabelRecipe:
     return chosen
 
 
-def _check(args: argparse.Namespace) -> None:
-    if not 0 <= args.min_confidence <= 1:
-        raise ValueError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
-        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-    if args.num_classes is not None and not 2 <= args.num_classes <= 255:
-        raise ValueError(f"--num-classes must be in 2..255, got {args.num_classes}")
+class Plan(NamedTuple):
+    """What a run does, decided once before anything is read or written."""
+
+    recipe: PseudoLabelRecipe
+    images: list[Path]
+    scores: list[Path]
+    outputs: list[list[Path]]  # per image: its label PNG (the mark of a finished image) first
+    todo: list[int]
+
+
+def _check(args: argparse.Namespace) -> PseudoLabelRecipe:
+    """The folders and device checked; the recipe (a bad parameter file or background value
+    fails here)."""
     for name in ("images_dir", "scores_dir"):
         folder = getattr(args, name)
         if not os.path.isdir(folder):
@@ -171,7 +192,7 @@ def _check(args: argparse.Namespace) -> None:
             )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA GPU is available here; use cpu")
-    recipe(args)  # a bad parameter file or background value fails here
+    return recipe(args)
 
 
 def _check_stems(images: list[Path]) -> None:
@@ -191,13 +212,14 @@ def _outputs(out: Path, stem: str, save_probs: bool) -> list[Path]:
     return [out / f"{stem}.png"] + ([out / f"{stem}_probs.npz"] if save_probs else [])
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def _settings(args: argparse.Namespace, chosen: PseudoLabelRecipe) -> dict[str, Any]:
     """What decides the outputs (the record of ``--out``), as JSON-able values."""
     return {
-        "recipe": recipe(args).as_dict(),
+        "recipe": chosen.as_dict(),
         "min_confidence": args.min_confidence,
         "num_classes": args.num_classes,
         "save_probs": args.save_probs,
+        "png": "palette" if args.palette else "grayscale",
     }
 
 
@@ -215,25 +237,36 @@ def _made(args: argparse.Namespace, images: list[Path]) -> int:
     return sum((Path(args.out) / f"{image.stem}.png").exists() for image in images)
 
 
-def _check_record(args: argparse.Namespace, made: int) -> None:
-    """ValueError naming the differences if ``--out`` holds labels of these images made with
-    other settings (its record); a folder without a record (older runs) is resumed as it is."""
+def _changes(args: argparse.Namespace, chosen: PseudoLabelRecipe) -> Optional[list[str]]:
+    """How this run's settings differ from the record of ``--out`` (None: no record)."""
     path = Path(args.out) / RECORD
-    if args.force or not made or not path.is_file():
-        return
+    if not path.is_file():
+        return None
     try:
         old = json.loads(path.read_text(encoding="utf-8"))["settings"]
         if not isinstance(old, dict):
             raise ValueError("no settings")
     except (OSError, ValueError, TypeError, KeyError) as error:
+        if args.force:
+            return [f"unreadable record ({error})"]
         raise ValueError(
             f"{path}: unreadable record of this folder's settings ({error}); pass "
             "--force to redo every image, or give another --out"
         ) from None
-    new = json.loads(json.dumps(_settings(args)))  # tuples as lists, as read back
+    old.setdefault("png", "palette")  # what runs before the record said so wrote
+    new = json.loads(json.dumps(_settings(args, chosen)))  # tuples as lists, as read back
     before, now = _flat(old), _flat(new)
-    changed = [f"{k}: {before.get(k)} -> {now.get(k)}" for k in sorted(set(before) | set(now))
-               if before.get(k) != now.get(k)]  # fmt: skip
+    return [f"{k}: {before.get(k)} -> {now.get(k)}" for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k)]  # fmt: skip
+
+
+def _check_record(args: argparse.Namespace, chosen: PseudoLabelRecipe, made: int) -> None:
+    """ValueError naming the differences if ``--out`` holds labels of these images made with
+    other settings (its record); a folder without a record (older runs) is resumed as it is."""
+    if args.force or not made:
+        return
+    changed = _changes(args, chosen)
+    path = Path(args.out) / RECORD
     if changed:
         raise ValueError(
             f"{args.out} holds pseudo-labels made with other settings ({made} of these images "
@@ -242,30 +275,41 @@ def _check_record(args: argparse.Namespace, made: int) -> None:
         )
 
 
-def _write_record(args: argparse.Namespace, made: int) -> None:
+def _write_record(args: argparse.Namespace, plan: Plan, made: int) -> None:
     """The settings of this run into ``--out`` (a fresh folder, ``--force``, or the same
-    settings); not over outputs of older runs without a record, whose settings are unknown."""
+    settings); not over outputs of older runs without a record, whose settings are unknown.
+
+    With ``--force`` and other settings than the folder's, the labels of the images to redo go
+    first: a run killed before redoing them all then leaves no label made with the old settings
+    under the new record (the next run redoes them instead of taking them as done)."""
     path = Path(args.out) / RECORD
+    if args.force and made and _changes(args, plan.recipe) != []:
+        for i in plan.todo:
+            plan.outputs[i][0].unlink(missing_ok=True)
     if args.force or not made or path.is_file():
-        text = json.dumps({"made_by": "deeplabv2 crf", "settings": _settings(args)}, indent=2)
+        settings = _settings(args, plan.recipe)
+        text = json.dumps({"made_by": "deeplabv2 crf", "settings": settings}, indent=2)
         atomic_write_text(path, text + "\n", force=True)
 
 
-def _check_first_scores(args: argparse.Namespace, scores: Path) -> None:
+def _check_first_scores(args: argparse.Namespace, chosen: PseudoLabelRecipe, image: Path,
+                        scores: Path) -> None:  # fmt: skip
     """The recipe against the first score file, before any work: a recipe that cannot fit
     (CAMs without a background) would fail every image alike. A file that cannot be read is
     left to be reported with its image."""
     try:
-        first = load_scores(scores, allow_pickle=args.allow_pickle)
-    except (OSError, ValueError):
+        with Image.open(image) as opened:  # the stored grid's size, from the header alone
+            size = opened.size[::-1]
+        first = load_scores(scores, allow_pickle=args.allow_pickle, size=size)
+    except Exception:  # noqa: BLE001 - reported with its image, as every unreadable file
         return
-    check_recipe(first, recipe(args))
+    check_recipe(first, chosen)
 
 
-def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[list[Path]], list[int]]:
+def _plan(args: argparse.Namespace) -> Plan:
     """Images, their score files and outputs, and the images still to do; all checked before
     anything is read or written (a missing score file stops the run here)."""
-    _check(args)
+    chosen = _check(args)
     images = writers.collect_images([args.images_dir])
     if not images:
         raise ValueError(f"no images in {args.images_dir}")
@@ -284,20 +328,20 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[list[P
     todo = [
         i for i, files in enumerate(outputs) if args.force or not all(f.exists() for f in files)
     ]
-    _check_record(args, _made(args, images))
+    _check_record(args, chosen, _made(args, images))
     if todo:
-        _check_first_scores(args, scores[todo[0]])
+        _check_first_scores(args, chosen, images[todo[0]], scores[todo[0]])
     check_writable(out, folder=True)
-    for i in todo:
-        for file in outputs[i]:
-            try:
-                check_destination(file, args.force, probe=False)
-            except OutputExistsError:
-                raise OutputExistsError(
-                    f"{file} exists but the other outputs of {images[i].name} do not (an "
-                    "interrupted run?); pass --force to redo it, or remove the file"
-                ) from None
-    return images, scores, outputs, todo
+    for i in todo:  # the other files of an image without its label are from a killed run
+        try:
+            check_destination(outputs[i][0], args.force, probe=False)
+        except OutputExistsError:
+            absent = ", ".join(f.name for f in outputs[i] if not f.exists())
+            raise OutputExistsError(
+                f"{outputs[i][0]} exists but {absent} does not (made by a run without "
+                "--save-probs, or removed?); pass --force to redo it, or remove the label"
+            ) from None
+    return Plan(chosen, images, scores, outputs, todo)
 
 
 def _workers(requested: Optional[int], images: int) -> int:
@@ -317,9 +361,9 @@ def _workers(requested: Optional[int], images: int) -> int:
     return requested
 
 
-def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, list[str]]:
+def _refine(args: argparse.Namespace, ranks: Ranks, plan: Plan) -> tuple[int, list[str]]:
     """This rank's share: refine, write; the count written and the failures."""
-    images, scores, outputs, todo = plan
+    _, images, scores, outputs, todo = plan
     device = ranks.device(args.device)
     cpu = device.type == "cpu"
     mine = [todo[j] for j in ranks.shard(len(todo))]
@@ -327,7 +371,7 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
     written, failures = 0, []
     bar = tqdm(total=len(mine), desc="crf", unit="image", disable=args.quiet or ranks.rank != 0)
     results = pseudo_label_files(
-        images, scores, recipe(args), indices=mine, backend=args.crf_backend, device=device,
+        images, scores, plan.recipe, indices=mine, backend=args.crf_backend, device=device,
         batch_size=args.batch_size, workers=workers,
         min_confidence=args.min_confidence, allow_pickle=args.allow_pickle,
         max_pixels=args.max_pixels,
@@ -348,11 +392,12 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
                     f"at most {args.num_classes - 2})"
                 )
                 continue
-            if args.save_probs:  # the PNG last: it marks the image as done
-                writers.save_refined(files[1], label.probs, label.classes, args.force)
+            # the PNG last: it marks the image as done, so what comes before it is replaced
+            if args.save_probs:
+                writers.save_refined(files[1], label.probs, label.classes, force=True)
             elif args.force:  # a redone image keeps no probabilities of its old label
                 files[0].with_name(f"{images[result.index].stem}_probs.npz").unlink(missing_ok=True)
-            writers.save_labels(files[0], label.labels, args.force)
+            writers.save_labels(files[0], label.labels, args.force, palette=args.palette)
             written += 1
     return written, failures
 
@@ -360,13 +405,14 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: tuple) -> tuple[int, l
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 crf``; the exit code (1 if any image failed)."""
     plan = _plan(args)
-    images, todo = plan[0], plan[3]
+    images, todo = plan.images, plan.todo
     made = _made(args, images)  # before any rank writes
     ranks = start()
     try:
         wait_for_peers(ranks)  # no rank writes before every rank has checked
         if ranks.rank == 0:
-            _write_record(args, made)
+            _write_record(args, plan, made)
+        wait_for_peers(ranks)  # the old labels of a --force run are gone before any is made
         written, failures = _refine(args, ranks, plan)
         for failure in failures:
             print(f"deeplabv2 crf: skipped {failure}", file=sys.stderr)

@@ -26,6 +26,7 @@ from ..models import load_model
 from ..protocol import protocol_of
 from ..segmenter import Segmenter
 from ..weights import find_weights, get_weights
+from .values import int_in
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -239,7 +240,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (7860)")
+    parser.add_argument("--port", type=int_in(1, 65535), default=7860, help="port (7860)")
     parser.add_argument("--share", action="store_true", help="a public gradio.live link")
     parser.set_defaults(run=run)
 

@@ -14,6 +14,7 @@ from ..data.kinds import DATASETS, open_dataset
 from ..distributed import start, stop
 from ..evaluate import evaluate
 from .options import add_options, build_segmenter, check, speed
+from .values import int_in
 
 __all__ = ["add_parser", "run"]
 
@@ -31,7 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--split", default="val", help="split name or list file (val)")
     parser.add_argument("--out", help="write the scores as JSON here")
-    parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--limit", type=int_in(1), help="only the first N images")
     parser.add_argument(
         "--strict-labels",
         action="store_true",

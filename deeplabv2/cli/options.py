@@ -21,6 +21,7 @@ from ..pipeline import default_crf_workers
 from ..protocol import RELEASE_PROTOCOL
 from ..segmenter import Segmenter
 from ..tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for
+from .values import int_in
 
 __all__ = [
     "add_model_option",
@@ -111,16 +112,17 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     _add_protocol_options(parser.add_argument_group("test protocol (default: the weights' own)"))
     _add_speed_options(parser.add_argument_group("speed"))
     parser.add_argument(
-        "--tile-size", type=int, default=1025, help="tile images with a longer side (1025)"
-    )
+        "--tile-size", type=int_in(17), default=1025,
+        help="tile images with a longer side (1025)",
+    )  # fmt: skip
     parser.add_argument(
         "--tile-overlap",
-        type=int,
+        type=int_in(1),
         help="overlap of neighbouring tiles in pixels (default: min(256, tile size / 2))",
     )
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=int_in(1),
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,}: 25 megapixels)",
     )
@@ -162,14 +164,14 @@ def _add_protocol_options(group: argparse._ArgumentGroup) -> None:
 def _add_speed_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
     group.add_argument(
-        "--batch-size", type=int, help="images through the network at once (GPU 8, CPU 1)"
+        "--batch-size", type=int_in(1), help="images through the network at once (GPU 8, CPU 1)"
     )
     group.add_argument(
-        "--workers", type=int, help="image decoding processes (GPU: up to 8, CPU: 0)"
+        "--workers", type=int_in(0), help="image decoding processes (GPU: up to 8, CPU: 0)"
     )
     group.add_argument(
         "--crf-workers",
-        type=int,
+        type=int_in(0),
         help="CRF processes on the CPU (0: inline; default: 0 on 2 cores or fewer, else about "
         "half the spare cores, up to 4)",
     )
@@ -213,13 +215,7 @@ def _check_tiles(args: argparse.Namespace) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Validate the options before anything is loaded (usage errors cost no model load)."""
-    _check_tiles(args)
-    if args.max_pixels is not None and args.max_pixels < 1:
-        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}")
-    for name in ("batch_size", "workers", "crf_workers"):
-        value = getattr(args, name)
-        if value is not None and value < (1 if name == "batch_size" else 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    _check_tiles(args)  # ranges are the parser's (values.py); here what options mean together
     if args.device is not None:
         try:
             device = torch.device(args.device)

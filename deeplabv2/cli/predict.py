@@ -27,6 +27,7 @@ from ..errors import ImageError
 from ..pipeline import Result, stream
 from . import writers
 from .options import add_options, build_segmenter, check, speed
+from .values import int_in
 from .write_pool import Outcome, WritePool, default_writers
 
 __all__ = ["add_parser", "per_image_failure", "run"]
@@ -41,7 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--probs", action="store_true", help="also write <name>_probs.npy")
     parser.add_argument(
         "--writers",
-        type=int,
+        type=int_in(0),
         help="threads writing the outputs beside the network (0: in the main thread; default: 4)",
     )
     add_options(parser)
@@ -75,8 +76,6 @@ def _plan(args: argparse.Namespace) -> tuple[list[Path], Path, list[list[Path]]]
     """The input files, the output folder and every input's output files, all checked before
     anything is loaded or written (so a run never stops half-way over an existing file)."""
     check(args)
-    if args.writers is not None and args.writers < 0:
-        raise ValueError(f"--writers must be 0 or more, got {args.writers}")
     paths = writers.collect_images(args.inputs)
     if not paths:
         raise ValueError("no images found in the given files/folders")

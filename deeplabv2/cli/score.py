@@ -11,6 +11,7 @@ from typing import Optional
 
 from .._files import atomic_write, check_destination
 from ..scoring import MAX_DEFAULT_WORKERS, SCORINGS, ScoreResult, score_folder
+from .values import int_in
 
 __all__ = ["add_parser", "run"]
 
@@ -34,8 +35,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "score",
         help="mIoU of a folder of label PNGs (predictions, pseudo-labels) against ground truth",
         description="Score label PNGs (<name>.png, palette or 8-bit grayscale) against the "
-        "ground truth, twice: pixels predicted as --ignore counted as wrong "
-        "(ignored_as_wrong), and left out (confident_only).",
+        "ground truth, three ways: pixels predicted as --ignore counted as wrong "
+        "(ignored_as_wrong: SEAM's evaluation.py, the PSA family), as background "
+        "(ignored_as_background: IRN's eval_sem_seg.py, CLIMS, AMN), or left out "
+        "(confident_only). Ground-truth --ignore pixels are left out in all three.",
     )
     parser.add_argument("predictions", metavar="PRED_DIR", help="folder of predicted label PNGs")
     truth = parser.add_mutually_exclusive_group(required=True)
@@ -57,7 +60,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="voc, cocostuff, coco or a file with one class name per line (voc)",
     )
     parser.add_argument(
-        "--ignore", type=int, default=255, help="ignored / not-sure label value (255)"
+        "--ignore", type=int_in(0, 65535), default=255,
+        help="ignored / not-sure label value (255)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--convention",
+        choices=SCORINGS,
+        default="ignored_as_wrong",
+        help="the scoring printed first and saved as mean_iou at the top of --out's JSON: "
+        "ignored_as_background to compare with IRN / CLIMS / AMN numbers, ignored_as_wrong "
+        "with SEAM's (default: ignored_as_wrong)",
     )
     parser.add_argument(
         "--skip-missing",
@@ -66,7 +78,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=int_in(1),
         help=f"reading processes (default: the cores, at most {MAX_DEFAULT_WORKERS}; 1: none)",
     )
     parser.add_argument("--out", metavar="FILE.json", help="write the scores as JSON here")
@@ -78,22 +90,28 @@ def _percent(value: Optional[float]) -> str:
     return "   n/a" if value is None else f"{100 * value:6.2f}"
 
 
+def _order(result: ScoreResult) -> tuple[str, ...]:
+    """The scorings, the result's convention first."""
+    return (result.convention, *(s for s in SCORINGS if s != result.convention))
+
+
 def print_table(result: ScoreResult) -> None:
-    """The per-class IoU, precision and recall, then the summary scores, both scorings side
-    by side."""
+    """The per-class IoU, precision and recall, then the summary scores, the scorings side
+    by side (the result's convention first)."""
     width = max(len(name) for name in (*result.class_names, *(s for s, _ in _SUMMARY)))
     block = len(_COLUMNS) * 7 - 1
-    print((" " * width + "".join(f"  {scoring:<{block}}" for scoring in SCORINGS)).rstrip())
+    order = _order(result)
+    print((" " * width + "".join(f"  {scoring:<{block}}" for scoring in order)).rstrip())
     header = " ".join(f"{title:>6}" for title, _ in _COLUMNS)
-    print(f"{'class':<{width}}" + f"  {header}" * len(SCORINGS))
+    print(f"{'class':<{width}}" + f"  {header}" * len(order))
     for name in result.class_names:
         cells = []
-        for scoring in SCORINGS:
+        for scoring in order:
             scores = result.scores[scoring]
             cells.append(" ".join(_percent(scores[key][name]) for _, key in _COLUMNS))
         print(f"{name:<{width}}" + "".join(f"  {cell}" for cell in cells))
     for title, key in _SUMMARY:
-        row = "".join(f"  {_percent(result.scores[s][key]):<{block}}" for s in SCORINGS).rstrip()
+        row = "".join(f"  {_percent(result.scores[s][key]):<{block}}" for s in order).rstrip()
         print(f"{title:<{width}}{row}")
 
 
@@ -113,9 +131,10 @@ def _report(result: ScoreResult, predictions: str) -> None:
         f"(ground truth not ignored), {_percent(result.ignored_share_all).strip()} % of all"
     )
     print(
-        "ignored_as_wrong: those pixels count as misses of their class; confident_only: they "
-        "are left out"
+        "ignored predictions: misses (ignored_as_wrong), left out (confident_only), class 0 "
+        "(ignored_as_background)"
     )
+    print(f"mean IoU ({result.convention}): {_percent(result.mean_iou).strip()} %")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_index=args.ignore,
         skip_missing=args.skip_missing,
         workers=args.workers,
+        convention=args.convention,
     )
     _report(result, args.predictions)
     print_table(result)

@@ -48,12 +48,15 @@ def output_paths(out: Path, stem: str, overlay: bool, probs: bool) -> list[Path]
     return paths
 
 
-def save_labels(path: Path, labels: np.ndarray, force: bool) -> None:
-    """``(H, W)`` labels -> indexed PNG with the VOC palette (like the dataset's own PNGs)."""
+def save_labels(path: Path, labels: np.ndarray, force: bool, *, palette: bool = True) -> None:
+    """``(H, W)`` labels -> a PNG of class indices: with the VOC palette (like the dataset's own
+    PNGs), or 8-bit grayscale with ``palette=False`` (what the WSSS papers' scripts write and
+    read: imageio decodes a palette PNG as RGB colours)."""
     if labels.max(initial=0) > 255:
-        raise ValueError("more than 256 classes cannot be stored in an indexed PNG")
-    image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    image.putpalette(voc_palette().reshape(-1).tolist())
+        raise ValueError("more than 256 classes cannot be stored in an 8-bit PNG")
+    image = Image.fromarray(labels.astype(np.uint8), mode="P" if palette else "L")
+    if palette:
+        image.putpalette(voc_palette().reshape(-1).tolist())
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), force=force)
 
 

@@ -226,8 +226,10 @@ def pseudo_labels_batch(
     for members in groups.values():
         for start in range(0, len(members), batch_size):
             chunk = members[start : start + batch_size]
-            image_t = torch.stack([torch.from_numpy(images[i]) for i, _ in chunk]).to(device)
-            probs_t = torch.stack([torch.from_numpy(inputs[i][r]) for i, r in chunk]).to(device)
+            # np.stack copies into a writable array: torch warns about read-only ones (a
+            # decoded image may be one), and one copy is all the batch needs
+            image_t = torch.from_numpy(np.stack([images[i] for i, _ in chunk])).to(device)
+            probs_t = torch.from_numpy(np.stack([inputs[i][r] for i, r in chunk])).to(device)
             q = crf(image_t.permute(0, 3, 1, 2), probs_t).cpu().numpy()
             for (i, r), qi in zip(chunk, q):
                 refined[i, r] = qi

@@ -52,9 +52,9 @@ class _Job:
     max_pixels: Optional[int]
 
     def load(self, image: str, scores: str) -> tuple[np.ndarray, Scores]:
-        return load_image(image, max_pixels=self.max_pixels), load_scores(
-            scores, allow_pickle=self.allow_pickle
-        )
+        """The image, then its scores: arrays larger than the image are refused unread."""
+        rgb = load_image(image, max_pixels=self.max_pixels)
+        return rgb, load_scores(scores, allow_pickle=self.allow_pickle, size=rgb.shape[:2])
 
     def run(
         self, images: list[np.ndarray], scores: list[Scores], names: list[str], **kw: Any

@@ -17,24 +17,18 @@ Layouts read by :func:`load_scores` (one file per image, named after it):
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
+from .npy_files import NpzFields, open_scores
+
 __all__ = ["SCORE_NAMES", "Scores", "check_scores", "find_scores", "load_scores"]
 
 #: the file names tried for an image ``<stem>.<ext>``, in this order
 SCORE_NAMES = ("{stem}.npz", "{stem}.npy", "{stem}_probs.npy")
-
-PICKLE_HINT = (
-    "it holds pickled Python objects (np.save of a dict, as IRN's make_cam.py and PSA's "
-    "infer_cls.py write). Loading a pickle runs code chosen by whoever made the file: pass "
-    "--allow-pickle (allow_pickle=True) only for files you trust, or convert them once to .npz "
-    "(np.savez(path, high_res=d['high_res'], keys=np.asarray(d['keys'])))"
-)
 
 
 @dataclass(frozen=True)
@@ -122,17 +116,6 @@ def find_scores(scores_dir: Union[str, os.PathLike], stem: str) -> Path:
     return found[0]
 
 
-def _open(path: str, allow_pickle: bool) -> Any:
-    try:
-        return np.load(path, allow_pickle=allow_pickle)
-    except ValueError as error:
-        if "allow_pickle" in str(error):
-            raise ValueError(f"{path}: {PICKLE_HINT}") from None
-        raise ValueError(f"{path}: not a numpy .npy/.npz file ({error})") from None
-    except (zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f"{path}: not a numpy .npy/.npz file ({error})") from None
-
-
 def _from_mapping(fields: Any, path: str) -> Scores:
     """CAMs from ``high_res`` + ``keys``, PSA's ``{class: CAM}``, or one ``probs`` array."""
     names = list(fields.keys())
@@ -169,19 +152,33 @@ def _float_array(array: Any, what: str, path: str) -> np.ndarray:
     return array
 
 
-def load_scores(path: Union[str, os.PathLike], *, allow_pickle: bool = False) -> Scores:
+def load_scores(
+    path: Union[str, os.PathLike],
+    *,
+    allow_pickle: bool = False,
+    size: Optional[tuple[int, int]] = None,
+) -> Scores:
     """Read one image's scores or CAMs (the layouts of this module's docstring).
 
     ``allow_pickle=True`` also reads pickled dicts (IRN's and PSA's ``.npy``); unpickling runs
     code from the file, so it is off by default and such a file raises ValueError saying so.
+    ``size``: the image's ``(H, W)``; an array declaring more pixels per channel (or more than
+    :data:`~deeplabv2.crf.npy_files.MAX_CHANNELS` channels) is refused before its data is read,
+    and only the fields the layout needs are read (:mod:`deeplabv2.crf.npy_files`).
     ValueError names the file for any other bad content: unknown layout, wrong shapes or
-    dtypes, NaN or infinite values, negative scores, CAMs above 1, keys that do not match.
+    dtypes, NaN or infinite values, negative scores, CAMs above 1, keys that do not match, or a
+    file that cannot be read at all (not numpy, truncated, a broken pickle).
     """
     path = str(path)
-    loaded = _open(path, allow_pickle)
-    if isinstance(loaded, np.lib.npyio.NpzFile):
+    pixels = None if size is None else size[0] * size[1]
+    loaded = open_scores(path, allow_pickle=allow_pickle, pixels=pixels)
+    if isinstance(loaded, NpzFields):
         with loaded:
-            return _from_mapping({k: loaded[k] for k in loaded.files}, path)
+            return _from_mapping(loaded, path)
+    if isinstance(loaded, dict):  # a pickle file
+        return _from_mapping(loaded, path)
+    if not isinstance(loaded, np.ndarray):
+        raise ValueError(f"{path}: a pickled {type(loaded).__name__}, not a dict of CAMs")
     if loaded.dtype == object:
         item = loaded.item() if loaded.shape == () else None
         if not isinstance(item, dict):

@@ -196,6 +196,8 @@ def read_label(path: Union[str, os.PathLike]) -> np.ndarray:
             return np.asarray(label, dtype=np.int64).copy()
     except (UnidentifiedImageError, SyntaxError) as error:
         raise ImageError(f"cannot read label image {os.fspath(path)}: {error}") from None
+    except Image.DecompressionBombError as error:  # Pillow's text names no file
+        raise ImageError(f"cannot read label image {os.fspath(path)}: {error}") from None
     except OSError as error:  # a truncated or corrupt file (a missing one says so itself)
         if isinstance(error, FileNotFoundError):
             raise

@@ -157,7 +157,7 @@ def test_irn_recipe_equals_pydensecrf_pixel_for_pixel(tmp_path, capsys):
         assert {0, 255} <= set(np.unique(expected).tolist())  # fg, bg and unsure all occur
         assert set(np.unique(expected).tolist()) - {0, 255} <= set((keys + 1).tolist())
         assert len(set(np.unique(expected).tolist()) - {0, 255}) >= 1
-        assert Image.open(out / f"{name}.png").mode == "P"  # palette PNG, as predict writes
+        assert Image.open(out / f"{name}.png").mode == "L"  # grayscale indices, as IRN writes
 
 
 @pytest.mark.parametrize("backend", NATIVE)
@@ -526,8 +526,10 @@ def test_classes_beyond_num_classes_fail(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "b.npz: class 26 is beyond --num-classes 21" in err and "a.npz" not in err
     assert sorted(p.name for p in out.iterdir()) == [RECORD, "a.png"]
-    assert main([*args, "--num-classes", "1"]) == 1
-    assert "--num-classes must be in 2..255" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # out of range: a usage error
+        main([*args, "--num-classes", "1"])
+    assert usage.value.code == 2
+    assert "--num-classes: must be in [2, 255], got 1" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0  # unchecked by default
     assert 26 in read_label(out / "b.png")  # CAM 1 (key 25) labelled 26, as asked
 
