@@ -13,7 +13,8 @@ SHA-256: every cache file's is recorded next to it when it is first downloaded
 (``<cache file>.sha256``, :func:`~deeplabv2.weights.cache.record_file`), and a later download or
 reuse of it must match the record; the file the loader reads must match the registry's
 ``sha256`` where it has one (then the record is not consulted), and a release file named by
-torch.hub's convention (``name-<hex>.pth``) must start with the hex digits its name carries. A
+torch.hub's convention (``name-<hex>.pth``) must, when downloaded, start with the hex digits its
+name carries (as torch.hub checks it: a file put into the cache by hand is not). A
 cache file that disagrees is removed and a :class:`~deeplabv2.errors.WeightsFormatError` says
 why. Files of the cache are never written or read through a link
 (:mod:`deeplabv2.weights.cache`).
@@ -92,9 +93,11 @@ def cache_files(weights: Weights, checkpoints: Path) -> tuple[Path, Path]:
     return archive, checkpoints / f"{weights.name}{Path(weights.url_member).suffix}"
 
 
-def _checks(path: Path, weights: Weights) -> list[tuple[str, str]]:
+def _checks(path: Path, weights: Weights, downloaded: bool = True) -> list[tuple[str, str]]:
     """What the SHA-256 of the cache file ``path`` of ``weights`` must be or start with:
-    ``(hex digits, where they come from)``, none where nothing is known."""
+    ``(hex digits, where they come from)``, none where nothing is known. The prefix of the
+    name only for a file just ``downloaded``, as torch.hub checks it (a file put into the cache
+    by hand is taken as it is, unless it has a record)."""
     archive, target = cache_files(weights, path.parent)
     checks = []
     if path == target and weights.sha256 is not None:
@@ -106,7 +109,7 @@ def _checks(path: Path, weights: Weights) -> list[tuple[str, str]]:
                 recorded, f"recorded in {record_file(path)} when the file was first downloaded "
                 "(if the release file really changed, delete that record)",
             ))  # fmt: skip
-    prefix = hash_prefix(weights.url) if path == archive else None
+    prefix = hash_prefix(weights.url) if path == archive and downloaded else None
     if prefix is not None:
         checks.append((prefix, "the start of its SHA-256 that the file's name carries"))
     return checks
@@ -123,9 +126,9 @@ def _disagreement(digest: str, checks: list[tuple[str, str]]) -> Optional[str]:
 
 def reuse(weights: Weights, path: Path) -> None:
     """Check the cache file ``path`` of ``weights`` before it is used again (its SHA-256 against
-    the registry, its record and its name, where they say something): one that disagrees is
-    removed and a WeightsFormatError says why."""
-    checks = _checks(path, weights)
+    the registry's, else the one recorded at its download, where there is one): one that
+    disagrees is removed and a WeightsFormatError says why."""
+    checks = _checks(path, weights, downloaded=False)
     problem = _disagreement(sha256sum(path), checks) if checks else None
     if problem is not None:
         discard(path)

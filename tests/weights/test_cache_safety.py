@@ -131,6 +131,17 @@ def test_a_server_that_ignores_if_range_does_not_get_two_versions_joined(release
     assert server.headers[-2]["if-range"] == '"v1"' and "range" not in server.headers[-1]
 
 
+def test_a_whole_answer_to_a_resume_is_written_from_zero(release):
+    """The file changed (a new ETag): the server honours If-Range with the whole new file, which
+    is shorter than what the partial file already holds; it replaces it, truncated."""
+    old, new = payload(400_000, 19), payload(250_000, 20)
+    server, load = release(old, member=None)
+    interrupted(load, server, 300_000)
+    server.content, server.etag = new, '"v2"'
+    assert load().read_bytes() == new
+    assert server.headers[-1]["if-range"] == '"v1"' and len(server.headers) == 2
+
+
 def test_a_member_is_resumed_only_with_a_strong_etag(release):
     archive = make_archive(zipfile.ZIP_DEFLATED)
     expected, info = member_of(archive)
