@@ -9,7 +9,8 @@ ranges, resumed after an interruption, checked before use).
 Every download runs under the network time limit of :mod:`deeplabv2.weights.network`
 (``DEEPLABV2_NETWORK_TIMEOUT``, 10 s: connect, no answer, less than 10 KiB per window), in a
 helper process. A failed Hub download leaves no partial file; a failed release download keeps
-what arrived in ``<cache file>.part`` to resume from, never a file under the cache file's name.
+what arrived in ``<cache file>.part`` to resume from, never a file under the cache file's name;
+the release cache never writes through a link (:mod:`deeplabv2.weights.cache`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from . import network, release
 from .cache import discard, sha256sum
 from .registry import Weights, get_weights
 from .release import member_limit
+from .remote_zip import LinkedFileError
 
 __all__ = ["discard", "hf_download", "member_limit", "resolve_weights", "sha256sum"]
 
@@ -146,13 +148,16 @@ def _url_download(
     weights: Weights, local_files_only: bool, progress: bool, timeout: Optional[float] = None
 ) -> Path:
     """The original release file of ``weights`` (or its member) in torch.hub's cache, fetched
-    if needed (:mod:`deeplabv2.weights.release`)."""
+    if needed and checked against its SHA-256 (:mod:`deeplabv2.weights.release`: the
+    registry's, the one recorded when it was first downloaded, the prefix its name carries)."""
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     archive, target = release.cache_files(weights, checkpoints)
     if target.is_file():
+        release.reuse(weights, target)
         return target
     if weights.url_member is not None and archive.is_file():  # a whole archive from before
-        release.extract(archive, weights.url_member, target, member_limit(weights))
+        release.reuse(weights, archive)
+        release.extract(weights, archive, target)
         return target
     what = f"the {weights.name!r} weights"
     if local_files_only or _offline():
@@ -163,6 +168,8 @@ def _url_download(
         release.fetch(weights, checkpoints, progress, seconds)
     except network.NetworkFailure as failure:
         raise _unavailable(what, weights.url, failure.describe()) from None
+    except LinkedFileError:  # says which file and what to do
+        raise
     except OSError as error:  # the cache folder cannot be written
         raise _unavailable(what, weights.url, _error_reason(error)) from None
     return target
@@ -199,7 +206,7 @@ def _fetch(
             )
         )  # fmt: skip
     else:
-        path = _url_download(weights, local_files_only, progress, timeout)
+        return _url_download(weights, local_files_only, progress, timeout)  # checked there
     if weights.sha256 is not None:
         digest = sha256sum(path)
         if digest != weights.sha256:
@@ -241,9 +248,12 @@ def resolve_weights(
 
     Raises:
         WeightsUnavailableError: not on disk and cannot be downloaded.
-        WeightsFormatError: a downloaded file whose SHA-256 is wrong, an archive member whose
-            CRC-32 or size differs from the archive's directory, or a release archive that
-            cannot be used (nothing of it is kept).
+        WeightsFormatError: a downloaded or cached file whose SHA-256 is wrong (the
+            registry's, the one recorded at its first download, or the prefix its name
+            carries), an archive member whose CRC-32 or size differs from the archive's
+            directory, or a release archive that cannot be used (nothing of it is kept).
+        PermissionError: a file the cache would write is a link (planted in a shared cache),
+            a file with other names, or not a regular file; it is named, never followed.
         ValueError: an unknown name, or a bad ``timeout`` / ``DEEPLABV2_NETWORK_TIMEOUT``.
     """
     if pretrained is True:

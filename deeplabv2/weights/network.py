@@ -90,6 +90,8 @@ _MESSAGES = {  # by kind; a time limit's message names the limit
     "connect": "cannot connect to {host} ({detail})",  # refused, unreachable, unknown host
     "dropped": "the connection to {host} broke ({detail})",  # reset, closed early
     "http": "{host} answered HTTP {status}{detail}",
+    "bad-answer": "{host} {detail}",  # remote_zip.ServerAnswerError: what it sent
+    "unsafe-file": "{detail}",  # remote_zip.LinkedFileError: a link in the cache
     "error": "{error_type}{detail}",
 }
 
@@ -175,6 +177,10 @@ def run(
 _ORIGINAL: dict[str, Any] = {}
 _REFUSED = {getattr(errno, name, 0) for name in ("ECONNREFUSED", "ENETUNREACH", "EHOSTUNREACH")}
 _BROKEN = {getattr(errno, name, 0) for name in ("ECONNRESET", "ECONNABORTED", "EPIPE")}
+
+
+#: Errors of :mod:`.remote_zip` (loaded by path: known by name), by failure kind.
+_OWN_ERRORS = {"ServerAnswerError": "bad-answer", "LinkedFileError": "unsafe-file"}
 
 
 class _Stop(Exception):
@@ -301,6 +307,9 @@ class _Limits:
         for item in chain:  # a limit; else a status: httpx/requests (response), urllib (HTTPError)
             if isinstance(item, _Stop):
                 return {**item.args[0], "stage": stage}
+            kind = _OWN_ERRORS.get(type(item).__name__)
+            if kind is not None:  # its message says it all, and is not cut
+                return {**base, "kind": kind, "detail": " ".join(str(item).split())}
             response = getattr(item, "response", None)
             status, url = getattr(response, "status_code", None), getattr(response, "url", None)
             if status is None and hasattr(item, "headers") and hasattr(item, "url"):

@@ -10,21 +10,39 @@ central directory; more only where a long comment or a large directory needs it)
 with the whole file (HTTP 200) gets the whole archive saved instead, for the caller to extract.
 
 Resuming: the bytes received so far stay in a partial file (``<cache file>.part``) next to a
-small record of what they are (``<partial file>.json``: the URL, the server's validator, where
-they start in the remote file and how many there are to come). The next attempt asks for the
-rest (``Range: bytes=N-``) with ``If-Range`` set to the validator (a strong ``ETag``, else
-``Last-Modified``) when the server gave one; an answer with the whole file (the server ignores
-ranges, or the file changed) starts again from zero.
+small record of what they are (``<partial file>.json``: the URL, the server's ETag, where they
+start in the remote file and how many there are to come). The next attempt asks for the rest
+(``Range: bytes=N-``) only when the server gave a strong ETag (one without ``W/``), with
+``If-Range`` set to it, and appends the answer only when it is the range asked for and carries
+the same ETag; otherwise it starts again from zero (truncating, never appending). A
+``Last-Modified`` date alone is not enough: RFC 9110 (13.1.5, 8.8.2.2) lets a client send a date
+in ``If-Range`` only when it is strong, which a client cannot tell for sure (a file changed twice
+within its one-second resolution keeps its date), so the date is never used.
+
+Bounded: an answer's body is read for exactly the bytes of its range (or of its
+``Content-Length``), never more, and at most ``params["limit"]`` bytes are written (a whole
+archive: :data:`MAX_ARCHIVE_BYTES`); a server that sends a range other than the one asked, a
+``Content-Range`` that cannot be right or more bytes than the file may hold raises
+:class:`ServerAnswerError`, whose message names what it sent.
+
+Files of the cache are never opened through a link (:func:`open_cache_file`): a symbolic or
+hard link planted at a partial file or a record raises :class:`LinkedFileError`, and records are
+written to a new temporary file renamed over the old one (a rename replaces a link, it never
+writes through it).
 """
 
 from __future__ import annotations
 
 import errno
 import fnmatch
+import hashlib
 import json
 import os
 import re
+import stat
 import struct
+import tempfile
+import urllib.error
 import urllib.request
 from typing import Any, Optional
 
@@ -39,11 +57,84 @@ _CENTRAL, _LOCAL = b"PK\x01\x02", b"PK\x03\x04"
 _CENTRAL_FORMAT, _LOCAL_FORMAT = "<4s6H3I5HII", "<4s5H3I2H"  # 46 and 30 bytes
 #: Compression methods a member may use: stored, deflated.
 METHODS = {0: "stored", 8: "deflated"}
+#: The most bytes a whole archive may hold (the fallback of a server without ranges).
+MAX_ARCHIVE_BYTES = 4 << 30
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+#: Open flags that keep an open from following a final symbolic link (POSIX) and from
+#: blocking on a planted FIFO; 0 where the system has none (then :func:`check_own_file`).
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows
+#: Suffix of temporary files (as :mod:`deeplabv2._files` names its own).
+_TMP_SUFFIX = ".deeplabv2-tmp"
 
 
 class ZipFormatError(ValueError):
     """An archive or member that cannot be used: the message says why."""
+
+
+class ServerAnswerError(ValueError):
+    """An HTTP answer that cannot be right (a range not asked for, a ``Content-Range`` that ends
+    before it starts, more bytes than the file may hold): the message, which follows the
+    server's name, says what it sent."""
+
+
+class LinkedFileError(PermissionError):
+    """A file of the weights cache that is a symbolic link, has other names (hard links) or is
+    not a regular file: the cache never reads or writes its own files through a link."""
+
+
+def check_own_file(path: str) -> None:
+    """Raise :class:`LinkedFileError` if ``path`` exists and is not a regular file of one name."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    _check_regular(path, info)
+
+
+def _check_regular(path: str, info: os.stat_result) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        what = f"a symbolic link (to {os.readlink(path)})"
+    elif not stat.S_ISREG(info.st_mode):
+        what = "not a regular file"
+    elif info.st_nlink > 1:
+        what = f"a file with {info.st_nlink} names (hard links)"
+    else:
+        return
+    raise LinkedFileError(
+        f"{path} is {what}; the weights cache never writes or reads its own files through a "
+        "link (someone with write access to a shared cache may have planted it): remove it "
+        "and load again"
+    )
+
+
+def open_cache_file(path: str, flags: int) -> int:
+    """A descriptor of the cache's own file ``path`` opened with ``flags`` (``os.O_*``; files
+    are created 0644), never through a link: a symbolic link there, a file with other names or
+    anything but a regular file raises :class:`LinkedFileError`."""
+    if not getattr(os, "O_NOFOLLOW", 0):
+        check_own_file(path)  # no O_NOFOLLOW (Windows): look first
+    try:
+        fd = os.open(path, flags | _NO_FOLLOW | _BINARY, 0o644)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.EMLINK):  # what O_NOFOLLOW says of a link
+            check_own_file(path)
+        raise
+    try:
+        _check_regular(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def file_sha256(fd: int) -> str:
+    """Hex SHA-256 of the whole file open at ``fd``, read in 1 MiB chunks (the offset moves)."""
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 class _Whole(Exception):
@@ -175,29 +266,65 @@ def _open(
 
 
 def _validator(response: Any) -> Optional[str]:
-    """What identifies this version of the file for ``If-Range``: a strong ETag, else the date."""
-    etag = response.headers.get("ETag")
-    return etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+    """The strong ETag of this version of the file, for ``If-Range`` (None: none, or weak)."""
+    etag = (response.headers.get("ETag") or "").strip()
+    return etag if etag and not etag.startswith("W/") else None
 
 
-def _content_range(response: Any) -> Optional[tuple[int, int, Optional[int]]]:
-    """``(first, last, total)`` of a 206 answer (total None if unknown); None for the whole file."""
+def _content_range(response: Any, span: str) -> Optional[tuple[int, int, Optional[int]]]:
+    """``(first, last, total)`` of a 206 answer to a request for ``bytes=span`` (total None if
+    unknown); None for the whole file; :class:`ServerAnswerError` if it cannot be right."""
     if getattr(response, "status", None) != 206:
         return None
-    match = _RANGE.fullmatch((response.headers.get("Content-Range") or "").strip())
+    value = (response.headers.get("Content-Range") or "").strip()
+    match = _RANGE.fullmatch(value)
     if match is None:
-        raise ZipFormatError(f"a 206 answer with Content-Range {response.headers['Content-Range']}")
-    return int(match[1]), int(match[2]), None if match[3] == "*" else int(match[3])
+        why = "which is not a byte range"
+    elif int(match[1]) > int(match[2]):
+        why = "which ends before it starts"
+    elif match[3] != "*" and int(match[2]) >= int(match[3]):
+        why = "which ends after the end of the file"
+    else:
+        return int(match[1]), int(match[2]), None if match[3] == "*" else int(match[3])
+    response.close()
+    raise ServerAnswerError(
+        f"answered a request for bytes={span} with Content-Range {value!r}, {why}: a broken answer"
+    )
+
+
+def _another_range(span: str, where: tuple) -> ServerAnswerError:
+    return ServerAnswerError(
+        f"answered a request for bytes={span} with bytes {where[0]}-{where[1]}: another range"
+    )
+
+
+def _same_version(response: Any, validator: Optional[str], span: str) -> None:
+    """Raise :class:`ServerAnswerError` if a range answer is of another version of the file
+    than the ETag ``validator`` (a server that ignores ``If-Range``)."""
+    if validator is not None and _validator(response) != validator:
+        response.close()
+        raise ServerAnswerError(
+            f"answered a request for bytes={span} with If-Range {validator} by a range of "
+            f"another version of the file (ETag {response.headers.get('ETag')}): the file "
+            "changed during the download, or the server ignores If-Range"
+        )
 
 
 def _read(
     params: dict, seconds: float, span: str, validator: Optional[str] = None
 ) -> tuple[bytes, tuple, Any]:
-    """``(bytes, (first, last, total), validator)`` of one small range request."""
+    """``(bytes, (first, last, total), validator)`` of one small range request: no more than
+    the range asked for is read."""
     response = _open(params, seconds, span, validator)
-    where = _content_range(response)
+    where = _content_range(response, span)
     if where is None:
         raise _Whole(response)
+    first, _, last = span.partition("-")  # "a-b" or "-n" (the last n bytes)
+    asked = int(last) - int(first) + 1 if first else int(last)
+    if (first and where[0] != int(first)) or where[1] - where[0] + 1 > asked:
+        response.close()
+        raise _another_range(span, where)
+    _same_version(response, validator, span)
     with response:
         data = response.read(where[1] - where[0] + 1)
     if len(data) != where[1] - where[0] + 1:
@@ -208,16 +335,23 @@ def _read(
 # -- partial files -----------------------------------------------------------------------------
 
 
-def _resumable(part: str, state: dict) -> int:
-    """Bytes of ``part`` that continue the transfer ``state`` describes (0: start anew)."""
+def _resumable(part: str, state: dict) -> tuple[int, dict]:
+    """``(bytes of part, its record)`` when they continue the transfer ``state`` describes
+    and the server's strong ETag can check that the file has not changed; ``(0, {})``: start
+    anew. A link at either file raises :class:`LinkedFileError`."""
     try:
-        with open(part + ".json", encoding="utf-8") as handle:
+        with open(open_cache_file(part + ".json", os.O_RDONLY), encoding="utf-8") as handle:
             saved = json.load(handle)
-        have = os.path.getsize(part)
+        with open(open_cache_file(part, os.O_RDONLY), "rb") as handle:
+            have = os.fstat(handle.fileno()).st_size
+    except LinkedFileError:
+        raise
     except (OSError, ValueError):
-        return 0
-    same = all(saved.get(key) == value for key, value in state.items())
-    return have if same and have <= (saved.get("length") or have) else 0
+        return 0, {}
+    same = isinstance(saved, dict) and all(saved.get(k) == v for k, v in state.items())
+    if not same or not saved.get("validator") or have > (saved.get("length") or have):
+        return 0, {}
+    return have, saved
 
 
 def _lock(handle: Any, part: str) -> None:
@@ -234,59 +368,90 @@ def _lock(handle: Any, part: str) -> None:
         raise BlockingIOError(errno.EWOULDBLOCK, message) from None
 
 
-def _save(response: Any, params: dict, part: str, state: dict, have: int) -> int:
+def _write_state(part: str, state: dict) -> None:
+    """``state`` -> ``<part>.json``, through a new temporary file renamed over it."""
+    folder, name = os.path.split(part)
+    fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.json.", suffix=_TMP_SUFFIX)
+    try:
+        with open(fd, "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        os.replace(tmp, part + ".json")
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _save(response: Any, params: dict, part: str, state: dict, have: int, limit: int) -> int:
     """Write the body of ``response`` into ``part`` from byte ``have`` on (the record of what
-    it is written first); the bytes in ``part``, or ConnectionResetError if it ends early."""
+    it is written first): exactly ``state["length"] - have`` bytes, or where the length is not
+    known all until the answer ends, at most ``limit`` in all. The bytes in ``part``;
+    ConnectionResetError if the answer ends early, :class:`ServerAnswerError` if it holds
+    more than ``limit``."""
     from tqdm import tqdm
 
     length = state["length"]
     style = dict(total=length, initial=have, unit="B", unit_scale=True, unit_divisor=1024)
     bar = tqdm(desc=params["desc"], disable=not params["progress"], **style)
-    with response, open(os.open(part, os.O_RDWR | os.O_CREAT, 0o644), "r+b") as sink, bar:
+    with response, open(open_cache_file(part, os.O_RDWR | os.O_CREAT), "r+b") as sink, bar:
         _lock(sink, part)
-        with open(part + ".json.tmp", "w", encoding="utf-8") as handle:
-            json.dump(state, handle)
-        os.replace(part + ".json.tmp", part + ".json")
+        _write_state(part, state)
         sink.seek(have)
         sink.truncate()
-        while chunk := response.read(1 << 16):
+        end = limit + 1 if length is None else length
+        while have < end and (chunk := response.read(min(1 << 16, end - have))):
             have += sink.write(chunk)
             bar.update(len(chunk))
         sink.flush()
         os.fsync(sink.fileno())
+    if have > limit:
+        raise ServerAnswerError(f"sent more than the {limit:,} bytes the file may hold")
     if length is not None and have != length:
         raise ConnectionResetError(errno.ECONNRESET, f"closed after {have:,} of {length:,} bytes")
     return have
 
 
-def _whole_file(response: Any, params: dict, part: str) -> int:
+def _whole_file(response: Any, params: dict, part: str, limit: int) -> int:
     """Save a whole-file (200) answer into ``part``, from zero."""
     length = response.headers.get("Content-Length")
-    state = dict(url=params["url"], validator=_validator(response), start=0,
-                 length=int(length) if length else None)  # fmt: skip
-    return _save(response, params, part, state, 0)
+    length = int(length) if length and length.strip().isdigit() else None
+    if length is not None and length > limit:
+        response.close()
+        raise ServerAnswerError(
+            f"offers a file of {length:,} bytes (Content-Length), more than the {limit:,} it "
+            "may hold"
+        )
+    state = dict(url=params["url"], validator=_validator(response), start=0, length=length)
+    return _save(response, params, part, state, 0, limit)
 
 
 def fetch_file(params: dict, stage: list, seconds: float) -> dict[str, Any]:
-    """``params["url"]`` -> ``params["part"]``, continuing what an earlier attempt left there."""
+    """``params["url"]`` -> ``params["part"]`` (at most ``params["limit"]`` bytes), continuing
+    what an earlier attempt left there where the server's ETag says it is the same file."""
     stage[0] = "download"
-    part = params["part"]
-    have = _resumable(part, {"url": params["url"], "start": 0})
+    part, limit = params["part"], params["limit"]
+    have, state = _resumable(part, {"url": params["url"], "start": 0})
+    if have and have == state["length"]:
+        return {"bytes": have}
     if have:
-        with open(part + ".json", encoding="utf-8") as handle:
-            state = json.load(handle)
-        if have == state["length"]:
-            return {"bytes": have}
-        response = _open(params, seconds, f"{have}-", state["validator"])
-        where = _content_range(response)
-        if where is not None and where[0] == have and where[2] == state["length"]:
-            return {"bytes": _save(response, params, part, state, have)}
-        if where is not None:  # not the range asked for: start again with the whole file
+        span = f"{have}-"
+        try:
+            response = _open(params, seconds, span, state["validator"])
+        except urllib.error.HTTPError as error:
+            if error.code != 416:  # not satisfiable: the file is shorter now
+                raise
+            error.close()
+            response = _open(params, seconds)
+        where = _content_range(response, span)
+        whole = where is None
+        if not whole and where == (have, state["length"] - 1, state["length"]):
+            if _validator(response) == state["validator"]:  # it honoured If-Range
+                return {"bytes": _save(response, params, part, state, have, limit)}
+        if not whole:  # another range, or of another version: start again from zero
             response.close()
             response = _open(params, seconds)
     else:
         response = _open(params, seconds)
-    return {"bytes": _whole_file(response, params, part)}
+    return {"bytes": _whole_file(response, params, part, limit)}
 
 
 def _locate(params: dict, seconds: float) -> tuple[dict[str, Any], int, Optional[str]]:
@@ -323,17 +488,20 @@ def fetch_member(params: dict, stage: list, seconds: float) -> dict[str, Any]:
         member, start, validator = _locate(params, seconds)
         state = dict(url=params["url"], validator=validator, start=start,
                      length=member["compressed"], crc=member["crc"])  # fmt: skip
-        have = _resumable(params["part"], state)
+        have = _resumable(params["part"], state)[0]
         if have < member["compressed"]:
             end = start + member["compressed"] - 1
-            response = _open(params, seconds, f"{start + have}-{end}", validator)
-            where = _content_range(response)
+            span = f"{start + have}-{end}"
+            response = _open(params, seconds, span, validator)
+            where = _content_range(response, span)
             if where is None:
                 raise _Whole(response)
-            if where[0] != start + have:
-                raise ZipFormatError(f"asked for bytes {start + have}- and got {where[0]}-")
-            _save(response, params, params["part"], state, have)
+            if where[:2] != (start + have, end):
+                response.close()
+                raise _another_range(span, where)
+            _same_version(response, validator, span)
+            _save(response, params, params["part"], state, have, params["limit"])
         return {"member": member}
     except _Whole as whole:
-        _whole_file(whole.args[0], params, params["archive_part"])
+        _whole_file(whole.args[0], params, params["archive_part"], MAX_ARCHIVE_BYTES)
         return {"whole": True}

@@ -24,10 +24,16 @@ class LocalServer:
     and the Hub's answers to the requests of an upload of ``me/roads``.
 
     In ``ok`` mode a file is served with ``Range`` requests (``bytes=a-b``, ``a-``, ``-n``;
-    ``If-Range`` against its ETag) unless :attr:`ranges` is False; :attr:`sent` counts the bytes
-    sent (headers and bodies), :attr:`headers` keeps each request's headers (lower-case names),
-    and :attr:`drop_after` (set by a test) closes the next file answer whose body is longer than
-    that many bytes after them.
+    ``If-Range`` against its ETag or Last-Modified date) unless :attr:`ranges` is False;
+    :attr:`sent` counts the bytes sent (headers and bodies), :attr:`headers` keeps each
+    request's headers (lower-case names), and :attr:`drop_after` (set by a test) closes the next
+    file answer whose body is longer than that many bytes after them.
+
+    Set by a test to misbehave as real servers do: :attr:`etag` and :attr:`last_modified`
+    (None: the header is not sent), :attr:`if_range` (False: ``If-Range`` is ignored, a range
+    is always served), :attr:`overrun` (file answers send no ``Content-Length`` and that many
+    bytes more than they should, then close), :attr:`content_range` (sent instead of the true
+    ``Content-Range`` of every 206 answer).
     """
 
     LIFETIME = 30.0
@@ -40,7 +46,10 @@ class LocalServer:
         self.requests: list[str] = []
         self.headers: list[dict[str, str]] = []
         self.ranges, self.sent, self.drop_after = True, 0, None
-        self.etag = '"v1"'
+        self.etag: Optional[str] = '"v1"'
+        self.last_modified: Optional[str] = None
+        self.if_range, self.overrun = True, 0
+        self.content_range: Optional[str] = None
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
@@ -133,7 +142,7 @@ class LocalServer:
         if self.mode == "drip":
             self._drip(connection, headers + b"x" * self.BODY)
             return False
-        if self.mode == "ok" and method == "GET" and path.endswith(".zip"):
+        if self.mode == "ok" and method == "GET" and path.endswith((".zip", ".pth")):
             return self._file(connection, self.headers[-1])
         if self.mode == "ok":
             connection.sendall(self._ok(method, path, request[1]))
@@ -186,9 +195,12 @@ class LocalServer:
     def _file(self, connection: socket.socket, fields: dict[str, str]) -> bool:
         """Answer a GET of the file :attr:`content`, a range of it if asked and allowed."""
         data, status, total = self.content, "200 OK", len(self.content)
-        headers = f"ETag: {self.etag}\r\nAccept-Ranges: {'bytes' if self.ranges else 'none'}\r\n"
+        headers = f"Accept-Ranges: {'bytes' if self.ranges else 'none'}\r\n"
+        headers += f"ETag: {self.etag}\r\n" if self.etag else ""
+        headers += f"Last-Modified: {self.last_modified}\r\n" if self.last_modified else ""
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", fields.get("range", ""))
-        fresh = fields.get("if-range", self.etag) == self.etag
+        validator = fields.get("if-range")
+        fresh = not self.if_range or validator in (None, self.etag, self.last_modified)
         if self.ranges and match and fresh:
             first, last = match[1], match[2]
             start = total - int(last) if not first else int(first)
@@ -199,7 +211,12 @@ class LocalServer:
                 headers += f"Content-Range: bytes */{total}\r\n"
             else:
                 status, data = "206 Partial Content", data[start : end + 1]
-                headers += f"Content-Range: bytes {start}-{end}/{total}\r\n"
+                where = self.content_range or f"bytes {start}-{end}/{total}"
+                headers += f"Content-Range: {where}\r\n"
+        if self.overrun:
+            head = f"HTTP/1.1 {status}\r\nConnection: close\r\n{headers}\r\n".encode()
+            self._send_until_closed(connection, head + data, self.overrun)
+            return False
         head = f"HTTP/1.1 {status}\r\nContent-Length: {len(data)}\r\n{headers}\r\n".encode()
         if self.drop_after is not None and len(data) > self.drop_after:
             data, self.drop_after = data[: self.drop_after], None
@@ -211,6 +228,16 @@ class LocalServer:
     def _send(self, connection: socket.socket, data: bytes) -> None:
         connection.sendall(data)
         self.sent += len(data)
+
+    def _send_until_closed(self, connection: socket.socket, data: bytes, more: int) -> None:
+        """Send ``data`` and then ``more`` bytes of zeros, until the client closes."""
+        try:
+            self._send(connection, data)
+            while more > 0 and self.running():
+                self._send(connection, bytes(min(more, 1 << 16)))
+                more -= 1 << 16
+        except OSError:
+            return  # the client is gone
 
     def _drip(self, connection: socket.socket, data: bytes) -> None:
         for index in range(len(data)):

@@ -10,11 +10,9 @@ import io
 import random
 import zipfile
 from pathlib import Path
-from typing import Callable, Optional
 from unittest import mock
 
 import pytest
-import torch
 
 try:
     import fcntl
@@ -22,12 +20,9 @@ except ImportError:  # Windows
     fcntl = None
 
 from deeplabv2.errors import WeightsFormatError, WeightsUnavailableError
-from deeplabv2.weights import Weights, registry, remote_zip, resolve_weights
-
-from .local_server import LocalServer
+from deeplabv2.weights import remote_zip, resolve_weights
 
 MEMBER = "prototxt_and_model/train_iter_20000.caffemodel"
-PATTERN = "train_iter_*.caffemodel"  # as the registry names members
 #: What a member download may move beyond the member's own bytes: the archive's last 4 KiB
 #: (end records and central directory), its local header, and the answers' headers.
 FEW_KB = 6 * 1024
@@ -70,39 +65,13 @@ def member_of(archive: bytes, name: str = MEMBER) -> tuple[bytes, zipfile.ZipInf
         return zipped.read(name), zipped.getinfo(name)
 
 
-@pytest.fixture
-def release(serve, tmp_path, monkeypatch):
-    """``release(archive, sha256=None, member=...)``: a server with ``archive`` and a registry
-    entry for its member; returns the server and a function that loads the entry."""
-    checkpoints = tmp_path / "torch-home" / "hub" / "checkpoints"
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(checkpoints.parent))
-    monkeypatch.setenv("DEEPLABV2_NETWORK_TIMEOUT", "5")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-
-    def start(
-        archive: bytes, sha256: Optional[str] = None, member: Optional[str] = PATTERN
-    ) -> tuple[LocalServer, Callable[..., Path]]:
-        server = serve("ok", archive)
-        entry = Weights(
-            architecture="deeplab_v2_resnet101",
-            tag="test-range",
-            num_classes=21,
-            categories=(),
-            description="test entry",
-            url=f"{server.url}/release/prototxt_and_model.zip",
-            url_member=member,
-            sha256=sha256,
-            file_size=0.001,  # members up to 64 MB
-        )
-        monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
-        return server, lambda **options: resolve_weights(entry.name, progress=False, **options)[0]
-
-    start.checkpoints = checkpoints
-    return start
-
-
 def cached(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def with_records(*names: str) -> list[str]:
+    """What :func:`cached` lists for these cache files: each with its SHA-256 record."""
+    return sorted([*names, *(f"{name}.sha256" for name in names)])
 
 
 @pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
@@ -115,7 +84,7 @@ def test_one_member_moves_only_its_bytes_and_a_few_kilobytes(release, method):
     assert server.sent <= info.compress_size + FEW_KB, (server.sent, info.compress_size)
     assert all("range" in fields for fields in server.headers), server.headers
     assert len(server.headers) == 3  # the archive's end, the member's local header, its data
-    assert cached(release.checkpoints) == [path.name], "no archive, no partial file"
+    assert cached(release.checkpoints) == with_records(path.name), "no archive, no partial"
     assert load() == path and len(server.headers) == 3, "a cached member needs no request"
 
 
@@ -137,7 +106,7 @@ def test_a_dropped_connection_is_resumed_with_a_range_request(release):
     assert resumed["if-range"] == server.etag
     assert all("range" in fields for fields in server.headers[first:])
     assert server.sent <= info.compress_size + 2 * FEW_KB, (server.sent, info.compress_size)
-    assert cached(release.checkpoints) == ["deeplab_v2_resnet101.test-range.caffemodel"]
+    assert cached(release.checkpoints) == with_records("deeplab_v2_resnet101.test-range.caffemodel")
 
 
 def test_a_changed_archive_is_not_mixed_with_the_partial_download(release):
@@ -157,7 +126,7 @@ def test_without_range_support_the_whole_archive_is_downloaded(release):
     assert load().read_bytes() == member_of(archive)[0]
     assert server.sent >= len(archive)
     names = ["deeplab_v2_resnet101.test-range.caffemodel", "release-prototxt_and_model.zip"]
-    assert cached(release.checkpoints) == names  # the archive is kept, as before
+    assert cached(release.checkpoints) == with_records(*names)  # the archive is kept, as before
 
 
 def test_a_whole_file_restarts_from_zero_when_the_server_ignores_the_range(release):
@@ -169,7 +138,7 @@ def test_a_whole_file_restarts_from_zero_when_the_server_ignores_the_range(relea
     server.ranges = False
     assert load().read_bytes() == content
     assert server.headers[-1]["range"].startswith("bytes=")  # asked to resume; got it all
-    assert cached(release.checkpoints) == ["release-prototxt_and_model.zip"]
+    assert cached(release.checkpoints) == with_records("release-prototxt_and_model.zip")
 
 
 def test_a_whole_file_is_resumed(release):
