@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
 import os
 import signal
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -33,6 +31,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
+from ._pools import finished, process_pool, stop
 from .data.classes import resolve_class_names
 from .data.images import read_label
 from .data.paired import read_lines
@@ -259,7 +258,7 @@ def _chunks(items: Sequence, workers: int) -> list[Sequence]:
 
 def _map(task: Callable, chunks: list[Sequence], workers: int) -> Iterator:
     """``task`` over ``chunks``, in this process (one worker) or in ``workers`` processes
-    (forked on Linux, spawned elsewhere); one torch thread each."""
+    (forked on Linux, spawned elsewhere; they end with this process); one torch thread each."""
     if workers <= 1 or len(chunks) <= 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small per-image operations: threads only contend
@@ -269,15 +268,14 @@ def _map(task: Callable, chunks: list[Sequence], workers: int) -> Iterator:
             torch.set_num_threads(threads)
         return
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    pool = ProcessPoolExecutor(
-        min(workers, len(chunks)),
-        mp_context=multiprocessing.get_context(method),
-        initializer=_worker_start,
-    )
+    pool = process_pool(min(workers, len(chunks)), method, _worker_start)
     try:
-        yield from pool.map(task, chunks)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for job in [pool.submit(task, chunk) for chunk in chunks]:
+            yield finished(pool, job).result()
+    except BaseException:  # an error, an interrupt, or the caller stopped early
+        stop(pool, abort=True)
+        raise
+    stop(pool)
 
 
 def _share(part: int, whole: int) -> Optional[float]:

@@ -222,3 +222,82 @@ def test_signals_during_the_crf_stop_promptly(tmp_path, voc_safetensors, sig, wo
         assert time.monotonic() < end, "worker processes left behind"
         time.sleep(0.1)
     assert temporaries(out) == [] and sorted(p.name for p in out.iterdir()) == ["0.png"]
+
+
+# -- a worker that died while it sent a result (killed by the OOM killer, or terminated by
+# -- Ctrl-C's clean-up): neither the run nor interpreter exit may wait on it --------------------
+
+DIES_SENDING_A_RESULT = """
+import gc, os, signal, struct, sys, time
+from multiprocessing.queues import SimpleQueue
+from deeplabv2.crf.workers import CRFWorkers
+
+def die_sending_a_result():
+    # a pool worker's one SimpleQueue is its result queue: the header of a 1 MiB result, some
+    # of its bytes, then death, as when a worker is killed while it sends a CRF result
+    [results] = [o for o in gc.get_objects() if type(o) is SimpleQueue]
+    os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + bytes(1000))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    pool = CRFWorkers(1)
+    try:
+        list(pool.submit(die_sending_a_result))
+        if sys.argv[1] == "wait":
+            [(_, job)] = list(pool.drain())
+            print(type(job.exception()).__name__, flush=True)
+            pool.close()
+        else:
+            while all(p.is_alive() for p in pool.pool._processes.values()):
+                time.sleep(0.05)
+            print("dead", flush=True)
+            time.sleep(600)  # Ctrl-C lands here
+    except KeyboardInterrupt:
+        pool.close(abort=True)
+        sys.exit(130)
+"""
+
+
+def run_dying_worker(tmp_path: Path, mode: str) -> subprocess.Popen:
+    script = tmp_path / "dies.py"
+    script.write_text(DIES_SENDING_A_RESULT)
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, str(script), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Its output once it exits; a process still running after ``timeout`` is killed (with its
+    group) and the test fails."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"hung, killed after {timeout} s: {out} {err[-2000:]}") from None
+
+
+def test_a_worker_dead_mid_result_fails_its_job_instead_of_hanging(tmp_path):
+    process = run_dying_worker(tmp_path, "wait")
+    out, err = finish(process, 60)
+    assert process.returncode == 0, err
+    assert out.split() == ["BrokenProcessPool"]
+
+
+def test_ctrl_c_after_the_workers_died_exits_at_once(tmp_path):
+    process = run_dying_worker(tmp_path, "interrupt")
+    try:
+        assert process.stdout.readline() == "dead\n"  # the manager thread reads a cut result
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = finish(process, 20)  # before: interpreter exit joined that thread forever
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 130, err
+    assert time.monotonic() - interrupted < 5

@@ -3,20 +3,22 @@ streaming pipeline) and ``deeplabv2 crf --workers`` (pseudo-labels).
 
 The CRF backends on the CPU run one image at a time; several images at once in separate
 processes use every core. Workers are started with ``spawn`` (no forked copy of the parent's
-threads and CUDA state), ignore Ctrl-C (the whole process group gets it; the parent decides) and
-are terminated at once when the parent stops on an error or an interrupt.
+threads and CUDA state), ignore Ctrl-C (the whole process group gets it; the parent decides), are
+terminated at once when the parent stops on an error or an interrupt, and end within moments of
+the parent's death (:mod:`deeplabv2._pools`).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Callable
 
 import torch
+
+from .._pools import finished, process_pool, stop
 
 __all__ = ["CRFWorkers", "one_thread"]
 
@@ -45,8 +47,7 @@ class CRFWorkers:
         if workers < 1:
             raise ValueError(f"CRF workers must be >= 1, got {workers}")
         self.workers = workers
-        context = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+        self.pool = process_pool(workers, "spawn", _ignore_interrupts)
         self.pending: deque[tuple[Any, Future]] = deque()
 
     def submit(self, fn: Callable[..., Any], *args: Any, tag: Any = None) -> Iterator[tuple]:
@@ -57,10 +58,9 @@ class CRFWorkers:
 
     def next(self) -> tuple[Any, Future]:
         """Wait for the oldest queued job: ``(tag, future)`` (``future.result()`` raises the
-        job's error)."""
+        job's error; ``BrokenProcessPool`` if a worker died)."""
         tag, future = self.pending.popleft()
-        future.exception()  # waits
-        return tag, future
+        return tag, finished(self.pool, future)
 
     def drain(self) -> Iterator[tuple[Any, Future]]:
         """Every job still queued, oldest first, as each finishes."""
@@ -69,17 +69,6 @@ class CRFWorkers:
 
     def close(self, abort: bool = False) -> None:
         """Stop the workers: once their jobs are done, or (``abort``: interrupted, or an
-        error) at once, cancelling the queued jobs and terminating the running ones."""
-        if not abort:
-            self.pool.shutdown(cancel_futures=True)
-            return
-        # the worker processes: no public handle before Python 3.14's terminate_workers()
-        workers = list((getattr(self.pool, "_processes", None) or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join(5)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
+        error; or a worker is dead) at once, cancelling the queued jobs and terminating the
+        running ones. Never waits on a dead worker, now or at interpreter exit."""
+        stop(self.pool, abort)
