@@ -99,6 +99,11 @@ class Segmenter:
             (files before they are decoded); None for no limit. Default
             :data:`~deeplabv2.data.images.DEFAULT_MAX_PIXELS` (25 megapixels).
         progress: show a progress bar over the tiles of a tiled image.
+        exif: :meth:`predict` turns image files and PIL images as their EXIF orientation tag
+            says, as a viewer shows a photo (default True: a person's own photos); the labels
+            are then in the turned grid. False reads the stored pixel grid, the one datasets,
+            labels and CAMs use (:func:`deeplabv2.data.load_image`): pass it when the labels
+            are paired with the files (pseudo-labels, scoring against ground truth).
         compile: run the network (with its MSC scales) as a ``torch.compile``d module with
             fixed shapes: True for the default mode, or a mode name (``"reduce-overhead"``:
             CUDA graphs; ``"max-autotune"``). Needs ``pad_to`` (every input the same size);
@@ -136,6 +141,7 @@ class Segmenter:
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         progress: bool = False,
         compile: Union[bool, str] = False,
+        exif: bool = True,
         **overrides: Any,
     ) -> None:
         self.device, self.dtype = device_and_dtype(model, device, dtype)
@@ -146,6 +152,7 @@ class Segmenter:
         self.tile_overlap = tile_overlap_for(tile_size, tile_overlap)
         self.max_pixels = max_pixels
         self.progress = progress
+        self.exif = exif
         self.model = model.to(self.device).eval()
         self.net = MultiScale(
             self.model, self.protocol.scales, mode=self.protocol.msc_mode, flip=flip
@@ -172,7 +179,8 @@ class Segmenter:
         return (
             f"Segmenter(scales={self.net.scales}, msc_mode={self.net.mode!r}, "
             f"pad_to={self.pad_to}, flip={self.net.flip}, crf={self.crf!r}, "
-            f"device={str(self.device)!r}, dtype={self.dtype}, tile_size={self.tile_size})"
+            f"device={str(self.device)!r}, dtype={self.dtype}, tile_size={self.tile_size}, "
+            f"exif={self.exif})"
         )
 
     def settings(self) -> dict[str, Any]:
@@ -325,7 +333,8 @@ class Segmenter:
             return [p.argmax(0).to(label_dtype(p.shape[0])) for p in probs]
 
     def predict(self, image: ImageInput, return_probs: bool = False) -> Prediction:
-        """Segment one image (path, PIL, numpy or torch; see :func:`deeplabv2.data.load_image`)."""
+        """Segment one image (path, PIL, numpy or torch; see :func:`deeplabv2.data.load_image`),
+        turned by its EXIF orientation tag unless ``exif=False``."""
         return self.predict_batch([image], return_probs=return_probs)[0]
 
     def predict_batch(
@@ -333,7 +342,7 @@ class Segmenter:
     ) -> list[Prediction]:
         """Segment many images of any sizes (``batch_size`` at a time through the network);
         one :class:`Prediction` per image, in order."""
-        rgbs = [load_image(image, max_pixels=self.max_pixels) for image in images]
+        rgbs = [load_image(image, exif=self.exif, max_pixels=self.max_pixels) for image in images]
         probs = self.probabilities_batch(rgbs, batch_size)
         if self.crf is not None:
             probs = [

@@ -41,6 +41,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--probs", action="store_true", help="also write <name>_probs.npy")
     parser.add_argument(
+        "--exif",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="turn each image as its EXIF orientation tag says, as a photo viewer shows it "
+        "(default); the label PNGs are then in the turned grid. --no-exif keeps the stored pixel "
+        "grid that datasets, crf, score, eval and training read: use it when the outputs will be "
+        "paired with the image files (pseudo-labels, scoring against ground truth)",
+    )
+    parser.add_argument(
         "--writers",
         type=int_in(0),
         help="threads writing the outputs beside the network (0: in the main thread; default: 4)",
@@ -65,11 +74,12 @@ def per_image_failure(error: BaseException) -> Optional[str]:
 class _Images:
     """``index -> (RGB, path)`` of the input files, for the decoding workers."""
 
-    def __init__(self, paths: list[Path], max_pixels: Optional[int]) -> None:
-        self.paths, self.max_pixels = paths, max_pixels
+    def __init__(self, paths: list[Path], max_pixels: Optional[int], exif: bool) -> None:
+        self.paths, self.max_pixels, self.exif = paths, max_pixels, exif
 
     def __call__(self, index: int) -> tuple[np.ndarray, str]:
-        return load_image(self.paths[index], max_pixels=self.max_pixels), str(self.paths[index])
+        path = self.paths[index]
+        return load_image(path, exif=self.exif, max_pixels=self.max_pixels), str(path)
 
 
 def _plan(args: argparse.Namespace) -> tuple[list[Path], Path, list[list[Path]]]:
@@ -138,7 +148,7 @@ def _segment(
     ) as bar:
         results = stream(
             segmenter,
-            _Images(paths, args.max_pixels),
+            _Images(paths, args.max_pixels, args.exif),
             indices,
             return_probs=args.probs,
             tolerant=(ImageError, OSError),

@@ -24,6 +24,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..data.images import orientation_hint
 from .dense_crf import DenseCRF
 from .params import PSEUDO_LABEL_RECIPES, PseudoLabelRecipe
 from .potentials import PROB_FLOOR
@@ -150,6 +151,7 @@ def check_image(image: np.ndarray, scores: Scores, name: str) -> None:
         raise ValueError(
             f"{scores.path}: scores of size {scores.values.shape[1:]} (H, W) for the image {name} "
             f"of size {image.shape[:2]}; save the scores at the image's size"
+            + orientation_hint(name, scores.values.shape[1:], "the scores")
         )
 
 

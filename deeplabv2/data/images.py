@@ -4,6 +4,13 @@ Nothing is converted silently wrong: 16-bit images are scaled from 0..65535 to 0
 float images must hold 0..1, and modes whose meaning cannot be known (32-bit integers outside
 PNG, CIELAB) are refused with an :class:`~deeplabv2.errors.ImageError` that says how to convert
 them.
+
+One pixel grid: files are read in their stored pixel grid unless ``exif=True``. Labels, CAMs and
+score files are made on that grid (PIL's ``Image.open(...).convert("RGB")`` never applies the
+EXIF orientation tag, nor do the weakly supervised methods' readers), so every dataset, ``crf``,
+``score``, ``eval`` and training read it; only segmenting a person's own photos
+(:class:`~deeplabv2.Segmenter`, ``deeplabv2 predict``) turns them as a viewer shows them by
+default. :func:`orientation_hint` explains a size mismatch that the tag causes.
 """
 
 from __future__ import annotations
@@ -18,7 +25,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError, ImageSizeError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageInput", "check_pixels", "load_image", "read_label"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageInput",
+    "check_pixels",
+    "load_image",
+    "orientation_hint",
+    "read_label",
+]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
@@ -28,6 +42,11 @@ ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 DEFAULT_MAX_PIXELS = 25_000_000
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+#: The EXIF tag of the orientation, and its values that turn the image by 90 degrees (a viewer
+#: swaps its width and height): 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 270.
+_ORIENTATION = 0x0112
+_TURNED = (5, 6, 7, 8)
 
 
 def check_pixels(height: int, width: int, max_pixels: Optional[int], what: str = "image") -> None:
@@ -44,9 +63,10 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def _from_pil(image: Image.Image) -> np.ndarray:
+def _from_pil(image: Image.Image, exif: bool) -> np.ndarray:
     fmt = image.format
-    image = ImageOps.exif_transpose(image)  # respect the camera's orientation tag
+    if exif:  # turn it as the camera's orientation tag says (as a viewer shows it)
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     # Pillow opens 16-bit grayscale PNGs as I;16 (some versions: I): scale 0..65535 to 0..255
     if mode.startswith("I;16") or (mode == "I" and fmt == "PNG"):
@@ -104,14 +124,14 @@ def _identify(handle: BinaryIO, path: str) -> Image.Image:
     raise UnidentifiedImageError(f"cannot identify image file {path!r}")
 
 
-def _load_file(path: str, max_pixels: Optional[int]) -> np.ndarray:
+def _load_file(path: str, max_pixels: Optional[int], exif: bool) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such image file: {path}")
     try:
         with open(path, "rb") as handle, _identify(handle, path) as opened:
             check_pixels(opened.height, opened.width, max_pixels, f"{path}: the image")
             opened.load()
-            return _from_pil(opened)
+            return _from_pil(opened, exif)
     except ImageSizeError:
         raise
     except ImageError as error:
@@ -120,16 +140,22 @@ def _load_file(path: str, max_pixels: Optional[int]) -> np.ndarray:
         raise ImageError(f"cannot read image {path}: {error}") from None
 
 
-def load_image(image: ImageInput, *, max_pixels: Optional[int] = None) -> np.ndarray:
+def load_image(
+    image: ImageInput, *, exif: bool = False, max_pixels: Optional[int] = None
+) -> np.ndarray:
     """Any supported image -> ``(H, W, 3) uint8`` RGB numpy array.
 
-    Accepts a file path (any format Pillow reads; EXIF orientation applied), a PIL image of any
-    mode (grayscale, palette, RGBA composited on white, 16-bit scaled to 8, float 0..1...), a
-    numpy ``(H, W)`` grayscale or ``(H, W, 3|4)`` RGB(A) array (uint8 0..255 or float 0..1), or
-    a torch ``(3, H, W)`` tensor (uint8 0..255 or float 0..1).
+    Accepts a file path (any format Pillow reads), a PIL image of any mode (grayscale, palette,
+    RGBA composited on white, 16-bit scaled to 8, float 0..1...), a numpy ``(H, W)`` grayscale
+    or ``(H, W, 3|4)`` RGB(A) array (uint8 0..255 or float 0..1), or a torch ``(3, H, W)``
+    tensor (uint8 0..255 or float 0..1).
 
     Args:
         image: the image.
+        exif: turn a file or PIL image as its EXIF orientation tag says (as a viewer shows a
+            photo). Default False: the stored pixel grid, the one labels, CAMs and score files
+            paired with the image are made on (a turned image would not match them: 90 degrees
+            swaps the sides, 180 degrees silently misplaces every label).
         max_pixels: refuse larger images (files are refused before they are decoded); None
             for no limit.
 
@@ -140,10 +166,10 @@ def load_image(image: ImageInput, *, max_pixels: Optional[int] = None) -> np.nda
             dtype or range.
     """
     if isinstance(image, (str, os.PathLike)):
-        return _load_file(os.fspath(image), max_pixels)
+        return _load_file(os.fspath(image), max_pixels, exif)
     if isinstance(image, Image.Image):
         check_pixels(image.height, image.width, max_pixels)
-        return _from_pil(image)
+        return _from_pil(image, exif)
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] not in (1, 3):
             raise ImageError(
@@ -158,6 +184,31 @@ def load_image(image: ImageInput, *, max_pixels: Optional[int] = None) -> np.nda
     rgb = _from_array(image)
     check_pixels(rgb.shape[0], rgb.shape[1], max_pixels)
     return rgb
+
+
+def orientation_hint(path: Union[str, os.PathLike], size: tuple[int, int], what: str) -> str:
+    """A sentence for an error about ``what`` (e.g. ``"the label"``) of size ``size`` ``(H, W)``
+    that does not fit the image file ``path``, when the image's EXIF orientation explains it:
+    the tag turns the image by 90 degrees (orientations 5 to 8) and ``size`` is the turned
+    image's. Else (or an unreadable file, or a ``path`` that is no file) ``""``."""
+    try:
+        with open(path, "rb") as handle, _identify(handle, os.fspath(path)) as opened:
+            orientation = opened.getexif().get(_ORIENTATION)
+            width, height = opened.size
+    except Exception:  # noqa: BLE001 - only a hint: it never hides the error it is added to
+        return ""
+    if orientation not in _TURNED or tuple(size) != (width, height) or width == height:
+        return ""
+    return (
+        f" The image {os.fspath(path)} carries EXIF orientation {orientation}: its stored pixel "
+        f"grid, which deeplabv2 reads (as labels and CAMs are made), is {width}x{height} (WxH), "
+        f"but viewers show it turned by 90 degrees ({height}x{width}); {what} was likely made "
+        "on the turned image (by a reader that applies the tag, e.g. "
+        "PIL.ImageOps.exif_transpose). Make it from the stored grid "
+        "(Image.open(path).convert('RGB')), or save the image turned "
+        "(ImageOps.exif_transpose(Image.open(path)).save(...)) so that its stored grid is the "
+        "one it was made on."
+    )
 
 
 def _from_array(array: np.ndarray) -> np.ndarray:

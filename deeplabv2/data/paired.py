@@ -10,7 +10,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import DatasetError
-from .images import load_image, read_label
+from .images import load_image, orientation_hint, read_label
 
 __all__ = ["IGNORE_INDEX", "PairedDataset", "read_lines"]
 
@@ -25,6 +25,10 @@ def read_lines(path: Path) -> list[str]:
 
 class PairedDataset:
     """``dataset[i] -> (image, label, name)``: ``(H, W, 3) uint8`` RGB, ``(H, W) int64``.
+
+    Images are read in their stored pixel grid (no EXIF rotation; MS-COCO 2014 holds JPEGs
+    with orientation tags), the grid their label PNGs are made on; a label that fits the
+    turned image instead is refused, and the error says so.
 
     Subclasses fill ``items`` with ``(name, image path, label path)`` in ``_items`` and may
     override :meth:`label` (e.g. to map label values); everything else is shared.
@@ -77,7 +81,7 @@ class PairedDataset:
         if label.shape != image.shape[:2]:
             raise DatasetError(
                 f"{name}: label {label_path} is {label.shape[::-1]} (W, H) but the image is "
-                f"{image.shape[1::-1]}"
+                f"{image.shape[1::-1]}" + orientation_hint(image_path, label.shape, "the label")
             )
         return image, label, name
 

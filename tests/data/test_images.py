@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from deeplabv2.data.images import load_image, read_label
+from deeplabv2.data.images import load_image, orientation_hint, read_label
 from deeplabv2.errors import ImageError
 
 
@@ -24,16 +24,45 @@ def test_paths_and_pil(tmp_path, rgb: np.ndarray) -> None:
     np.testing.assert_array_equal(load_image(Image.fromarray(rgb)), rgb)
 
 
-def test_exif_orientation_is_respected(tmp_path, rgb: np.ndarray) -> None:
+def test_exif_orientation_only_when_asked(tmp_path, rgb: np.ndarray) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     Image.fromarray(rgb).save(tmp_path / "rot.png", exif=exif)
-    loaded = load_image(tmp_path / "rot.png")
+    loaded = load_image(tmp_path / "rot.png", exif=True)
     np.testing.assert_array_equal(loaded, np.rot90(rgb, k=-1))  # as displayed: turned clockwise
+    np.testing.assert_array_equal(load_image(tmp_path / "rot.png"), rgb)  # the stored grid
+    with Image.open(tmp_path / "rot.png") as opened:  # PIL images: the same choice
+        np.testing.assert_array_equal(load_image(opened), rgb)
+        np.testing.assert_array_equal(load_image(opened, exif=True), np.rot90(rgb, k=-1))
     exif[0x0112] = 3  # "rotate 180"
     Image.fromarray(rgb).save(tmp_path / "flip.jpg", exif=exif, quality=100)
-    upside = load_image(tmp_path / "flip.jpg").astype(int)
+    upside = load_image(tmp_path / "flip.jpg", exif=True).astype(int)
     assert np.abs(upside - rgb[::-1, ::-1]).mean() < 2  # JPEG: equal up to compression
+    assert np.abs(load_image(tmp_path / "flip.jpg").astype(int) - rgb).mean() < 2
+
+
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_orientation_hint_explains_a_turned_size(tmp_path, rgb: np.ndarray, orientation) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(tmp_path / "a.jpg", exif=exif)
+    hint = orientation_hint(tmp_path / "a.jpg", (60, 40), "the label")  # rgb is 40x60 (H, W)
+    assert f"a.jpg carries EXIF orientation {orientation}" in hint
+    assert "stored pixel grid" in hint and "is 60x40 (WxH)" in hint and "(40x60)" in hint
+    assert "the label was likely made on the turned image" in hint
+    assert orientation_hint(tmp_path / "a.jpg", (40, 60), "the label") == ""  # not turned
+    assert orientation_hint(tmp_path / "a.jpg", (59, 40), "the label") == ""  # another size
+
+
+def test_orientation_hint_is_empty_when_no_orientation_explains(tmp_path, rgb) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 3  # 180 degrees: the same size
+    Image.fromarray(rgb).save(tmp_path / "up.jpg", exif=exif)
+    Image.fromarray(rgb).save(tmp_path / "plain.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    for name in ("up.jpg", "plain.jpg", "bad.jpg", "missing.jpg"):
+        assert orientation_hint(tmp_path / name, (60, 40), "the scores") == ""
+    assert orientation_hint("image 0", (60, 40), "the scores") == ""  # a name, not a file
 
 
 def test_grayscale_palette_rgba(rgb: np.ndarray) -> None:
