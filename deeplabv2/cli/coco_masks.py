@@ -109,7 +109,7 @@ def _workers(requested: Optional[int], todo: int) -> int:
 
 def _save(path: Path, labels: np.ndarray, force: bool) -> None:
     """``(H, W) uint8`` class indices as an 8-bit grayscale PNG (what ReCAM's script writes)."""
-    image = Image.fromarray(labels, mode="L")
+    image = Image.fromarray(labels)  # (H, W) uint8: mode L
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), force=force)
 
 
@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     """``deeplabv2 coco-masks``; the exit code (1 if any image failed)."""
     _check(args)
     mask_api()  # a missing pycocotools says so before the JSON is read
+    if not args.quiet:  # COCO's train2014 file takes a while to read
+        print(f"deeplabv2 coco-masks: reading {args.instances}", file=sys.stderr)
     instances = load_instances(args.instances)
     out = Path(args.out)
     todo = [

@@ -155,6 +155,17 @@ def test_label_map_of_one_image(instances: Path) -> None:
     assert label_map(anns[::-1], 30, 70)[15, 15] == COCO_CLASSES.index("cat")
 
 
+def test_an_undecodable_mask_fails_its_image_only(tmp_path: Path) -> None:
+    data = instances_json()
+    data["annotations"][5]["segmentation"]["counts"][-1] += 5  # runs beyond the 65x80 pixels
+    loaded = load_instances(write_json(tmp_path / "x.json", data))
+    results = list(coco_label_maps(loaded))
+    assert [r.error is None for r in results] == [False, True, True, True]
+    message = str(results[0].error)
+    assert "COCO_val2014_000000000042.jpg (image 42): annotation 6:" in message
+    assert "pycocotools cannot decode it" in message
+
+
 def _broken(change) -> dict:
     data = copy.deepcopy(instances_json())
     change(data)
