@@ -1,11 +1,11 @@
 """COCO 2014 ground truth for weakly supervised segmentation: label maps from ``instances_*.json``.
 
-The COCO setups of weakly supervised segmentation (ReCAM, LPCAM, SIPE, CLIMS and their IRN-based
-kin) train and score on label PNGs of 81 classes that COCO does not ship: 0 is the background,
-1..80 the 80 thing categories in ascending order of their COCO ids (1..90 without the ten unused
-ids, :data:`~deeplabv2.data.classes.COCO_CLASSES`). This module makes them as the script those
-repositories share does, ReCAM's ``mscoco/annToMask.py`` (github.com/zhaozhengChen/ReCAM, commit
-16e34b85e8caf4049d15c31d29033d4063cd4200):
+The COCO 2014 setups of weakly supervised segmentation (IRN-based methods) train and score on
+label PNGs of 81 classes that COCO does not ship: 0 is the background, 1..80 the 80 thing
+categories in ascending order of their COCO ids (1..90 without the ten unused ids,
+:data:`~deeplabv2.data.classes.COCO_CLASSES`). This module makes them as the script that ReCAM's
+README (and LPCAM's after it) tells users to run does, ReCAM's ``mscoco/annToMask.py``
+(github.com/zhaozhengChen/ReCAM, commit 16e34b85e8caf4049d15c31d29033d4063cd4200):
 
 * every image of the file gets a label map of its ``height`` x ``width`` (the images are not
   read; one without annotations is all background);
@@ -43,6 +43,7 @@ __all__ = [
     "CocoImage",
     "CocoInstances",
     "MaskResult",
+    "PER_IMAGE_ERRORS",
     "check_image_file",
     "coco_label_maps",
     "instance_mask",
@@ -76,7 +77,7 @@ def mask_api() -> ModuleType:
         from pycocotools import mask
     except ImportError as error:
         raise ImportError(
-            "making COCO label maps needs pycocotools, which is not installed: "
+            f"making COCO label maps needs pycocotools, which cannot be imported ({error}): "
             'pip install "deeplabv2[coco]" (or pip install pycocotools)'
         ) from error
     return mask
