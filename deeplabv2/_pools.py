@@ -28,11 +28,13 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 from typing import Any, Callable, TypeVar
 
-__all__ = ["POLL_SECONDS", "finished", "process_pool", "stop", "watch_parent"]
+__all__ = ["POLL_SECONDS", "Workers", "finished", "process_pool", "stop", "watch_parent"]
 
 #: How often a worker's watch thread looks for its parent, in seconds.
 POLL_SECONDS = 0.5
@@ -149,3 +151,49 @@ def stop(pool: ProcessPoolExecutor, abort: bool = False) -> None:
         results._writer.close()
     if calls is not None:  # jobs that no worker will read stay in the pipe: do not wait on them
         calls.cancel_join_thread()
+
+
+def _ignore_interrupts() -> None:
+    """Worker start: Ctrl-C (sent to the whole process group) is the parent's to handle; it
+    terminates the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Workers:
+    """``workers`` spawned processes running jobs in submission order, with a bounded queue
+    (the CRF's workers, ``coco-masks``' decoders).
+
+    ``submit(fn, *args, tag=...)`` queues ``fn(*args)`` (``fn`` importable, arguments
+    picklable) and yields the jobs it had to wait for to keep at most ``2 * workers`` queued;
+    :meth:`drain` yields the rest. Each finished job comes back as ``(tag, future)``.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.pool = process_pool(workers, "spawn", _ignore_interrupts)
+        self.pending: deque[tuple[Any, Future]] = deque()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, tag: Any = None) -> Iterator[tuple]:
+        """Queue a job; the oldest jobs, once finished, while too many wait."""
+        self.pending.append((tag, self.pool.submit(fn, *args)))
+        while len(self.pending) > 2 * self.workers:  # bound the memory of queued jobs
+            yield self.next()
+
+    def next(self) -> tuple[Any, Future]:
+        """Wait for the oldest queued job: ``(tag, future)`` (``future.result()`` raises the
+        job's error; ``BrokenProcessPool`` if a worker died)."""
+        tag, future = self.pending.popleft()
+        return tag, finished(self.pool, future)
+
+    def drain(self) -> Iterator[tuple[Any, Future]]:
+        """Every job still queued, oldest first, as each finishes."""
+        while self.pending:
+            yield self.next()
+
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers: once their jobs are done, or (``abort``: interrupted, or an
+        error; or a worker is dead) at once, cancelling the queued jobs and terminating the
+        running ones. Never waits on a dead worker, now or at interpreter exit."""
+        stop(self.pool, abort)

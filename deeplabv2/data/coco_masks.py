@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .._files import read_bytes
+from .._pools import Workers
 from .classes import COCO_CLASSES
 
 __all__ = [
@@ -430,9 +431,7 @@ def coco_label_maps(
             except PER_IMAGE_ERRORS as error:
                 yield MaskResult(i, error=error)
         return
-    from ..crf.workers import CRFWorkers  # spawned processes; imports torch
-
-    pool = CRFWorkers(workers)
+    pool = Workers(workers)
     try:
         for i in chosen:
             for index, future in pool.submit(_one, *job(i), tag=i):
