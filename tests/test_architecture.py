@@ -135,7 +135,11 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_module_is_very_long():
     """Modules stay small (one purpose each); the families' files hold data (weights
     entries) and are allowed more."""
-    limits = {"deeplabv2.models.deeplab_resnet": 560}
+    limits = {
+        "deeplabv2.models.deeplab_resnet": 560,
+        # the download child loads it by path, alone (no package imports): one file on purpose
+        "deeplabv2.weights.remote_zip": 520,
+    }
     long = [
         f"{name}: {n} lines"
         for name, path in modules().items()

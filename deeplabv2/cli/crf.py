@@ -14,19 +14,18 @@ Under ``torchrun`` each rank takes its share.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .._files import atomic_write_text, check_destination, check_writable
+from .._files import check_destination, check_writable
 from ..crf import (
     BACKENDS,
     PRESETS,
@@ -42,12 +41,10 @@ from ..crf.pseudo import check_recipe
 from ..distributed import Ranks, check_peers, start, stop, total, wait_for_peers
 from ..errors import OutputExistsError
 from . import writers
+from .crf_record import RECORD, check_record, write_record
 from .values import float_in, int_in
 
 __all__ = ["RECORD", "Plan", "add_parser", "recipe", "run"]
-
-#: the file in ``--out`` that records the settings its labels were made with
-RECORD = ".deeplabv2-crf.json"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -212,84 +209,9 @@ def _outputs(out: Path, stem: str, save_probs: bool) -> list[Path]:
     return [out / f"{stem}.png"] + ([out / f"{stem}_probs.npz"] if save_probs else [])
 
 
-def _settings(args: argparse.Namespace, chosen: PseudoLabelRecipe) -> dict[str, Any]:
-    """What decides the outputs (the record of ``--out``), as JSON-able values."""
-    return {
-        "recipe": chosen.as_dict(),
-        "min_confidence": args.min_confidence,
-        "num_classes": args.num_classes,
-        "save_probs": args.save_probs,
-        "png": "palette" if args.palette else "grayscale",
-    }
-
-
-def _flat(values: object, prefix: str = "") -> dict[str, object]:
-    """Nested dicts as one level with dotted keys (``recipe.params.bi_w``)."""
-    if not isinstance(values, dict):
-        return {prefix.rstrip("."): values}
-    return {
-        k: v for key, value in values.items() for k, v in _flat(value, f"{prefix}{key}.").items()
-    }
-
-
 def _made(args: argparse.Namespace, images: list[Path]) -> int:
     """How many of the images have a label in ``--out`` already."""
     return sum((Path(args.out) / f"{image.stem}.png").exists() for image in images)
-
-
-def _changes(args: argparse.Namespace, chosen: PseudoLabelRecipe) -> Optional[list[str]]:
-    """How this run's settings differ from the record of ``--out`` (None: no record)."""
-    path = Path(args.out) / RECORD
-    if not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))["settings"]
-        if not isinstance(old, dict):
-            raise ValueError("no settings")
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        if args.force:
-            return [f"unreadable record ({error})"]
-        raise ValueError(
-            f"{path}: unreadable record of this folder's settings ({error}); pass "
-            "--force to redo every image, or give another --out"
-        ) from None
-    old.setdefault("png", "palette")  # what runs before the record said so wrote
-    new = json.loads(json.dumps(_settings(args, chosen)))  # tuples as lists, as read back
-    before, now = _flat(old), _flat(new)
-    return [f"{k}: {before.get(k)} -> {now.get(k)}" for k in sorted(set(before) | set(now))
-            if before.get(k) != now.get(k)]  # fmt: skip
-
-
-def _check_record(args: argparse.Namespace, chosen: PseudoLabelRecipe, made: int) -> None:
-    """ValueError naming the differences if ``--out`` holds labels of these images made with
-    other settings (its record); a folder without a record (older runs) is resumed as it is."""
-    if args.force or not made:
-        return
-    changed = _changes(args, chosen)
-    path = Path(args.out) / RECORD
-    if changed:
-        raise ValueError(
-            f"{args.out} holds pseudo-labels made with other settings ({made} of these images "
-            f"done; {path}): {'; '.join(changed)}. Pass --force to redo every image with the new "
-            "settings, or give another --out"
-        )
-
-
-def _write_record(args: argparse.Namespace, plan: Plan, made: int) -> None:
-    """The settings of this run into ``--out`` (a fresh folder, ``--force``, or the same
-    settings); not over outputs of older runs without a record, whose settings are unknown.
-
-    With ``--force`` and other settings than the folder's, the labels of the images to redo go
-    first: a run killed before redoing them all then leaves no label made with the old settings
-    under the new record (the next run redoes them instead of taking them as done)."""
-    path = Path(args.out) / RECORD
-    if args.force and made and _changes(args, plan.recipe) != []:
-        for i in plan.todo:
-            plan.outputs[i][0].unlink(missing_ok=True)
-    if args.force or not made or path.is_file():
-        settings = _settings(args, plan.recipe)
-        text = json.dumps({"made_by": "deeplabv2 crf", "settings": settings}, indent=2)
-        atomic_write_text(path, text + "\n", force=True)
 
 
 def _check_first_scores(args: argparse.Namespace, chosen: PseudoLabelRecipe, image: Path,
@@ -328,7 +250,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     todo = [
         i for i, files in enumerate(outputs) if args.force or not all(f.exists() for f in files)
     ]
-    _check_record(args, chosen, _made(args, images))
+    check_record(args, chosen, _made(args, images))
     if todo:
         _check_first_scores(args, chosen, images[todo[0]], scores[todo[0]])
     check_writable(out, folder=True)
@@ -411,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         wait_for_peers(ranks)  # no rank writes before every rank has checked
         if ranks.rank == 0:
-            _write_record(args, plan, made)
+            write_record(args, plan.recipe, [plan.outputs[i][0] for i in plan.todo], made)
         wait_for_peers(ranks)  # the old labels of a --force run are gone before any is made
         written, failures = _refine(args, ranks, plan)
         for failure in failures:
