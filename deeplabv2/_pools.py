@@ -29,12 +29,20 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
-__all__ = ["POLL_SECONDS", "Workers", "finished", "process_pool", "stop", "watch_parent"]
+__all__ = [
+    "POLL_SECONDS",
+    "Workers",
+    "finished",
+    "process_pool",
+    "run_jobs",
+    "stop",
+    "watch_parent",
+]
 
 #: How often a worker's watch thread looks for its parent, in seconds.
 POLL_SECONDS = 0.5
@@ -197,3 +205,42 @@ class Workers:
         error; or a worker is dead) at once, cancelling the queued jobs and terminating the
         running ones. Never waits on a dead worker, now or at interpreter exit."""
         stop(self.pool, abort)
+
+
+Outcome = tuple[Any, Any, Optional[BaseException]]
+
+
+def run_jobs(
+    fn: Callable[..., Any],
+    jobs: Iterable[tuple[Any, tuple]],
+    workers: int,
+    errors: tuple[type[BaseException], ...],
+    inline: Optional[Callable[..., Any]] = None,
+) -> Iterator[Outcome]:
+    """``(tag, fn(*args), None)`` for each ``(tag, args)`` of ``jobs``, or ``(tag, None,
+    error)`` when it raised one of ``errors`` (anything else is raised): here when ``workers``
+    is 0 (``inline(*args)`` if given), else in :class:`Workers` in submission order. The
+    workers stop at once on an error, an interrupt, or when the caller closes the stream."""
+
+    def outcome(tag: Any, call: Callable[[], Any]) -> Outcome:
+        try:
+            return tag, call(), None
+        except errors as error:
+            return tag, None, error
+
+    if workers == 0:
+        here = inline or fn
+        for tag, args in jobs:
+            yield outcome(tag, lambda: here(*args))  # noqa: B023 - called at once
+        return
+    pool = Workers(workers)
+    try:
+        for tag, args in jobs:
+            for done, future in pool.submit(fn, *args, tag=tag):
+                yield outcome(done, future.result)
+        for done, future in pool.drain():
+            yield outcome(done, future.result)
+    except BaseException:  # an error, an interrupt, or the caller closed the stream
+        pool.close(abort=True)
+        raise
+    pool.close()

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
+from .._pools import run_jobs
 from ..data.images import load_image
 from .params import PseudoLabelRecipe
 from .pseudo import PseudoLabel, check_image, pseudo_labels_batch
 from .scores import Scores, load_scores
-from .workers import CRFWorkers, one_thread
+from .workers import one_thread
 
 __all__ = ["FileResult", "PER_IMAGE_ERRORS", "pseudo_label_files"]
 
@@ -76,35 +76,14 @@ def _one(job: _Job, image: str, scores: str) -> PseudoLabel:
     return job.one(image, scores)
 
 
-def _result(index: int, future: Future) -> FileResult:
-    try:
-        return FileResult(index, label=future.result())
-    except PER_IMAGE_ERRORS as error:
-        return FileResult(index, error=error)
-
-
 def _on_cpu(
     job: _Job, images: list[str], scores: list[str], indices: Sequence[int], workers: int
 ) -> Iterator[FileResult]:
     """Each image in a worker process (or here, with ``workers=0``)."""
-    if workers == 0:
-        for i in indices:
-            try:
-                yield FileResult(i, label=job.one(images[i], scores[i]))
-            except PER_IMAGE_ERRORS as error:
-                yield FileResult(i, error=error)
-        return
-    pool = CRFWorkers(workers)
-    try:
-        for i in indices:
-            for index, future in pool.submit(_one, job, images[i], scores[i], tag=i):
-                yield _result(index, future)
-        for index, future in pool.drain():
-            yield _result(index, future)
-    except BaseException:  # an error, an interrupt, or the caller closed the stream
-        pool.close(abort=True)
-        raise
-    pool.close()
+    jobs = ((i, (job, images[i], scores[i])) for i in indices)
+    here = _Job.one  # in this process: its threads as they are
+    for i, label, error in run_jobs(_one, jobs, workers, PER_IMAGE_ERRORS, inline=here):
+        yield FileResult(i, label=label, error=error)
 
 
 def _on_device(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Optional, Union
@@ -33,7 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from PIL import Image
 
-from .._pools import Workers
+from .._pools import run_jobs
 from .coco_instances import (
     COCO_CATEGORY_IDS,
     LABEL_OF,
@@ -185,13 +184,6 @@ def _one(
         raise ValueError(f"{where}: {error}") from None
 
 
-def _result(index: int, future: Future) -> MaskResult:
-    try:
-        return MaskResult(index, labels=future.result())
-    except PER_IMAGE_ERRORS as error:
-        return MaskResult(index, error=error)
-
-
 def coco_label_maps(
     instances: CocoInstances,
     indices: Optional[Sequence[int]] = None,
@@ -225,21 +217,7 @@ def coco_label_maps(
         file = None if images_dir is None else os.path.join(images_dir, image.file_name)
         return image, instances.of(image), file, max_pixels
 
-    if workers == 0:
-        for i in chosen:
-            try:
-                yield MaskResult(i, labels=_one(*job(i)))
-            except PER_IMAGE_ERRORS as error:
-                yield MaskResult(i, error=error)
-        return
-    pool = Workers(workers)
-    try:
-        for i in chosen:
-            for index, future in pool.submit(_one, *job(i), tag=i):
-                yield _result(index, future)
-        for index, future in pool.drain():
-            yield _result(index, future)
-    except BaseException:  # an error, an interrupt, or the caller closed the stream
-        pool.close(abort=True)
-        raise
-    pool.close()
+    for i, labels, error in run_jobs(
+        _one, ((i, job(i)) for i in chosen), workers, PER_IMAGE_ERRORS
+    ):
+        yield MaskResult(i, labels=labels, error=error)
