@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 
 from deeplabv2 import score_folder
 from deeplabv2.data.classes import voc_palette
-from deeplabv2.scoring import default_workers
+from deeplabv2.label_eval import default_workers
 
 _SIZES = [(500, 375), (375, 500), (500, 333), (333, 500), (500, 281), (500, 366)]  # (W, H)
 

@@ -5,6 +5,7 @@ from ._files import atomic_write
 from .cli.convert import convert
 from .cli.export import export_onnx
 from .crf import DenseCRF
+from .label_eval import ScoreResult, score_folder
 from .metrics import ConfusionMatrix
 from .models import (
     deeplab_largefov_vgg16,
@@ -16,7 +17,6 @@ from .models import (
 )
 from .msc import MultiScale
 from .protocol import EvalProtocol, PretrainedInfo
-from .scoring import ScoreResult, score_folder
 from .segmenter import Prediction, Segmenter
 from .version import __version__
 

@@ -30,7 +30,7 @@ from .errors import ImageSizeError
 from .interp import upsample_logits
 from .msc import MultiScale
 from .profiling import Profile, stage
-from .segmenter_parts import compiled, device_and_dtype, make_crf, protocol_with
+from .segmenter_setup import compiled, device_and_dtype, make_crf, protocol_with
 from .tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for, tiled_logits
 
 __all__ = ["Prediction", "Segmenter", "label_dtype", "padded_side"]

@@ -31,10 +31,10 @@ FLOORS = {
     "models": 4,
     "msc": 4,
     "segmenter": 5,
-    "segmenter_parts": 4.5,  # below the Segmenter it builds, above crf and msc
+    "segmenter_setup": 4.5,  # below the Segmenter it builds, above crf and msc
     "pipeline": 6,
     "evaluate": 7,
-    "scoring": 7,
+    "label_eval": 7,
     "cli": 8,
     "__init__": 9,
     "__main__": 10,

@@ -150,7 +150,7 @@ def test_predicts_crf_and_decoding_workers_end_with_it(tmp_path, launch, voc_saf
 
 SCORE = """
 import time
-from deeplabv2.scoring import _map
+from deeplabv2.label_eval import _map
 list(_map(time.sleep, [600, 600], 2))  # two reading processes (forked), busy for minutes
 """
 

@@ -1,6 +1,6 @@
 """``deeplabv2 crf``: pseudo-labels from CAMs or class scores with the dense CRF.
 
-For each image of ``IMAGES_DIR``, its scores in ``SCORES_DIR`` (``deeplabv2.crf.scores`` has the
+For each image of ``IMAGES_DIR``, its scores in ``SCORES_DIR`` (``deeplabv2.crf.score_maps`` has the
 layouts: IRN's ``high_res``/``keys`` CAMs, ``(C, H, W)`` scores, ``predict --probs`` output) are
 refined with a recipe (``--preset psa|irn|resnet101-voc|vgg16-voc``, or ``--crf-params``) into an
 8-bit grayscale PNG of class indices in ``--out`` (255 = unsure; what the papers' scripts write and

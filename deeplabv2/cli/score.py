@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._files import atomic_write, check_destination
-from ..scoring import MAX_DEFAULT_WORKERS, SCORINGS, ScoreResult, score_folder
+from ..label_eval import MAX_DEFAULT_WORKERS, SCORINGS, ScoreResult, score_folder
 from .values import int_in
 
 __all__ = ["add_parser", "run"]

@@ -31,7 +31,7 @@ from .lattice import PermutohedralLattice
 from .params import PRESETS, PSEUDO_LABEL_RECIPES, CRFParams, PseudoLabelRecipe
 from .pseudo import PseudoLabel, pseudo_label, pseudo_labels_batch
 from .pseudo_files import FileResult, pseudo_label_files
-from .scores import Scores, find_scores, load_scores
+from .score_maps import Scores, find_scores, load_scores
 
 __all__ = [
     "BACKENDS",

@@ -1,6 +1,6 @@
 """Pseudo-labels from CAMs or class scores with the dense CRF (weakly supervised segmentation).
 
-:func:`pseudo_label` refines one image's :class:`~deeplabv2.crf.scores.Scores` with a
+:func:`pseudo_label` refines one image's :class:`~deeplabv2.crf.score_maps.Scores` with a
 :class:`~deeplabv2.crf.params.PseudoLabelRecipe`; :func:`pseudo_labels_batch` does the same for
 many images, running the CRF on batches of images of one size and class count (the ``torch``
 backend on a GPU). Each CRF run is what the papers' code asks pydensecrf for:
@@ -28,7 +28,7 @@ from ..data.images import orientation_hint
 from .dense_crf import DenseCRF
 from .params import PSEUDO_LABEL_RECIPES, PseudoLabelRecipe
 from .potentials import PROB_FLOOR
-from .scores import Scores
+from .score_maps import Scores
 
 __all__ = [
     "IGNORE",
@@ -200,7 +200,7 @@ def pseudo_labels_batch(
 
     Args:
         images: ``(H, W, 3) uint8`` RGB images.
-        scores: their scores (:func:`~deeplabv2.crf.scores.load_scores`), at the images' sizes.
+        scores: their scores (:func:`~deeplabv2.crf.score_maps.load_scores`), at the images' sizes.
         recipe: as :func:`pseudo_label`.
         backend: as :func:`pseudo_label`.
         min_confidence: as :func:`pseudo_label`.
@@ -256,7 +256,7 @@ def pseudo_label(
 
     Args:
         image: ``(H, W, 3) uint8`` RGB image (the original photo, not a network input).
-        scores: its scores or CAMs at its size (:func:`~deeplabv2.crf.scores.load_scores`, or
+        scores: its scores or CAMs at its size (:func:`~deeplabv2.crf.score_maps.load_scores`, or
             ``Scores(values, keys)`` built in memory, checked as a file's; a bare array is
             refused with TypeError).
         recipe: CRF parameters, unary, background (:data:`~deeplabv2.crf.PSEUDO_LABEL_RECIPES`

@@ -20,7 +20,7 @@ from .._pools import run_jobs
 from ..data.images import load_image
 from .params import PseudoLabelRecipe
 from .pseudo import PseudoLabel, check_image, pseudo_labels_batch
-from .scores import Scores, load_scores
+from .score_maps import Scores, load_scores
 from .workers import one_thread
 
 __all__ = ["FileResult", "PER_IMAGE_ERRORS", "pseudo_label_files"]
@@ -146,7 +146,7 @@ def pseudo_label_files(
 
     Args:
         images: image files (any format :func:`~deeplabv2.data.images.load_image` reads).
-        scores: their score files (:func:`~deeplabv2.crf.scores.load_scores` layouts).
+        scores: their score files (:func:`~deeplabv2.crf.score_maps.load_scores` layouts).
         recipe: :class:`~deeplabv2.crf.PseudoLabelRecipe` (e.g. ``PSEUDO_LABEL_RECIPES["irn"]``;
             None: ``PseudoLabelRecipe()``, DeepLab's CRF on the scores as they are).
         indices: which images (e.g. this rank's shard).

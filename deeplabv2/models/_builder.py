@@ -2,7 +2,7 @@
 
 A family's builders (``deeplab_v2_resnet101`` ...) only gather arguments and call :func:`build`,
 which resolves the weights (:mod:`deeplabv2.weights`), maps them with the family's
-:class:`~deeplabv2.models._checkpoint.CheckpointMapping`, checks them strictly and records what
+:class:`~deeplabv2.models._mapping.CheckpointMapping`, checks them strictly and records what
 was loaded in ``model.class_names`` and ``model.pretrained_info``
 (:class:`~deeplabv2.protocol.PretrainedInfo`).
 """
@@ -29,7 +29,7 @@ from ..weights import (
     read_checkpoint,
     resolve_weights,
 )
-from ._checkpoint import (
+from ._mapping import (
     CheckpointMapping,
     check_family,
     check_state_dict,

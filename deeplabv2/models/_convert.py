@@ -16,7 +16,7 @@ from ..protocol import EvalProtocol, PretrainedInfo
 from ..version import __version__
 from ..weights import Checkpoint, save_safetensors
 from ._builder import load_state
-from ._checkpoint import check_state_dict, detect_architecture, expected_shapes
+from ._mapping import check_state_dict, detect_architecture, expected_shapes
 from ._registry import get_mapping
 
 if TYPE_CHECKING:

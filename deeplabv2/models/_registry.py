@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from torch import nn
 
 if TYPE_CHECKING:
-    from ._checkpoint import CheckpointMapping
+    from ._mapping import CheckpointMapping
 
 __all__ = [
     "get_mapping",

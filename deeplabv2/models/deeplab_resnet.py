@@ -38,7 +38,7 @@ from ..weights.sources import (
 )
 from ._base import DeepLabBase, caffe_pool
 from ._builder import Pretrained, build
-from ._checkpoint import (
+from ._mapping import (
     CheckpointMapping,
     Dialect,
     LayerTable,

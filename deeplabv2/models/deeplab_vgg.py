@@ -19,7 +19,7 @@ from ..weights import Weights, register_weights
 from ..weights.sources import IMAGENET, PAPER, RELEASE_LICENSE, VOC_TRAINAUG
 from ._base import DeepLabBase, caffe_pool
 from ._builder import Pretrained, build
-from ._checkpoint import CheckpointMapping, LayerTable, find_head_prefix
+from ._mapping import CheckpointMapping, LayerTable, find_head_prefix
 from ._registry import register_mapping, register_model
 from .aspp import VGGASPP
 from .vgg import VGG16

@@ -9,7 +9,7 @@ A model folder (local or a Hub repository) holds three files:
 * ``README.md``: a model card with ``library_name: deeplabv2``, tags, licence and metrics.
 
 ``deeplabv2 publish`` writes and uploads release weights through the same functions.
-Uploads run under the network time limit of :mod:`deeplabv2.weights.network` and fail in one
+Uploads run under the network time limit of :mod:`deeplabv2.weights.internet` and fail in one
 line (``TimeoutError``, ``ConnectionError``, ``PermissionError`` for HTTP 401/403).
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, cast
 
 from .._files import atomic_write_text, check_destination
 from ..errors import WeightsFormatError, WeightsMismatchError
-from ..weights import hf_download, network, sha256sum
+from ..weights import hf_download, internet, sha256sum
 from ..weights.upload import upload
 from .model_card import CONFIG_NAME, WEIGHTS_NAME, Metrics, hub_config, model_card
 
@@ -107,7 +107,7 @@ def upload_folder(
     ``api``: a ``huggingface_hub.HfApi`` (its endpoint, token and headers are used) or None;
     any other object with ``create_repo`` and ``upload_folder`` is called as it is, without the
     time limit. ``timeout``: the network time limit in seconds (default
-    ``DEEPLABV2_NETWORK_TIMEOUT``, else 10; see :mod:`deeplabv2.weights.network`).
+    ``DEEPLABV2_NETWORK_TIMEOUT``, else 10; see :mod:`deeplabv2.weights.internet`).
 
     Raises:
         TimeoutError, ConnectionError, PermissionError (HTTP 401/403: no token or no write
@@ -279,7 +279,7 @@ class HubMixin:
         from huggingface_hub import HfApi
 
         if api is None or type(api) is HfApi:
-            network.network_timeout(timeout)  # a bad value fails before anything is written
+            internet.network_timeout(timeout)  # a bad value fails before anything is written
         with tempfile.TemporaryDirectory(prefix="deeplabv2-push-") as tmp:
             self.save_pretrained(tmp, **card)
             return upload_folder(

@@ -11,8 +11,8 @@ become a model's state dict is each model family's business (``deeplabv2.models`
 from .caffe import CaffeLayer
 from .checkpoint import Checkpoint, read_checkpoint
 from .download import discard, hf_download, resolve_weights, sha256sum
-from .files import save_safetensors
 from .registry import Weights, find_weights, get_weights, list_weights, register_weights
+from .state_dicts import save_safetensors
 
 __all__ = [
     "CaffeLayer",

@@ -11,7 +11,7 @@ import torch
 from .._files import check_readable
 from ..errors import WeightsFormatError
 from .caffe import CaffeLayer, read_caffemodel
-from .files import read_pth, read_safetensors
+from .state_dicts import read_pth, read_safetensors
 
 __all__ = ["FORMATS", "Checkpoint", "read_checkpoint"]
 

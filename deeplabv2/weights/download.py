@@ -6,7 +6,7 @@ not yet published on the Hub come from their original release file, cached by to
 (:mod:`deeplabv2.weights.release`: only the member of a zip archive where the server serves
 ranges, resumed after an interruption, checked before use).
 
-Every download runs under the network time limit of :mod:`deeplabv2.weights.network`
+Every download runs under the network time limit of :mod:`deeplabv2.weights.internet`
 (``DEEPLABV2_NETWORK_TIMEOUT``, 10 s: connect, no answer, less than 10 KiB per window), in a
 helper process. A failed Hub download leaves no partial file; a failed release download keeps
 what arrived in ``<cache file>.part`` to resume from, never a file under the cache file's name;
@@ -22,7 +22,7 @@ from typing import Optional, Union
 import torch
 
 from ..errors import WeightsFormatError, WeightsUnavailableError
-from . import network, release
+from . import internet, release
 from .cache import discard, sha256sum
 from .registry import Weights, get_weights
 from .release import member_limit
@@ -50,7 +50,7 @@ def _error_reason(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split())
 
 
-def _hub_reason(failure: network.NetworkFailure) -> str:
+def _hub_reason(failure: internet.NetworkFailure) -> str:
     """Why a Hub download failed, in words that say what to do."""
     if failure.kind == "http" and failure.status in (401, 403):
         return (
@@ -85,7 +85,7 @@ def hf_download(
     Offline (``local_files_only`` or ``HF_HUB_OFFLINE``) only the cache is read. Otherwise one
     request (no retries) asks the Hub first, so that a machine without network fails within the
     network time limit (``timeout`` seconds, else ``DEEPLABV2_NETWORK_TIMEOUT``, else 10 s; see
-    :mod:`deeplabv2.weights.network`); if it fails, a copy already in the cache is used, else
+    :mod:`deeplabv2.weights.internet`); if it fails, a copy already in the cache is used, else
     WeightsUnavailableError. A download that fails or is interrupted leaves no partial file.
 
     Raises:
@@ -111,7 +111,7 @@ def hf_download(
             )  # fmt: skip
         except Exception as error:  # huggingface_hub raises many types for the same situation
             raise _unavailable(what, where, _error_reason(error)) from None
-    seconds = network.network_timeout(timeout)
+    seconds = internet.network_timeout(timeout)
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
     if isinstance(cached, str) and revision is not None and len(revision) == 40:
         return cached  # a pinned commit never changes: no request needed
@@ -130,14 +130,14 @@ def hf_download(
     blobs = _hub_storage(repo_id, cache_dir) / "blobs"
     partial = set(blobs.glob("*.incomplete"))  # someone else's: never touched
     try:
-        return network.run(
-            "hf_download", params, seconds=seconds, host=network.host_of(endpoint),
+        return internet.run(
+            "hf_download", params, seconds=seconds, host=internet.host_of(endpoint),
             env={"HF_ENDPOINT": endpoint},
         )  # fmt: skip
     except BaseException as error:
         for path in set(blobs.glob("*.incomplete")) - partial:  # a failed or stopped download's
             path.unlink(missing_ok=True)
-        if not isinstance(error, network.NetworkFailure):
+        if not isinstance(error, internet.NetworkFailure):
             raise
         if error.stage == "metadata" and isinstance(cached, str):
             return cached
@@ -163,10 +163,10 @@ def _url_download(
     if local_files_only or _offline():
         reason = _error_reason(FileNotFoundError(f"{archive} (offline mode)"))
         raise _unavailable(what, weights.url, reason)
-    seconds = network.network_timeout(timeout)
+    seconds = internet.network_timeout(timeout)
     try:
         release.fetch(weights, checkpoints, progress, seconds)
-    except network.NetworkFailure as failure:
+    except internet.NetworkFailure as failure:
         raise _unavailable(what, weights.url, failure.describe()) from None
     except LinkedFileError:  # says which file and what to do
         raise
@@ -239,7 +239,7 @@ def resolve_weights(
         local_files_only: never use the network.
         progress: show a progress bar while downloading from a URL.
         timeout: the network time limit in seconds (connect, no answer, less than 10 KiB per
-            window; see :mod:`deeplabv2.weights.network`); default ``DEEPLABV2_NETWORK_TIMEOUT``,
+            window; see :mod:`deeplabv2.weights.internet`); default ``DEEPLABV2_NETWORK_TIMEOUT``,
             else 10 s.
 
     Returns:

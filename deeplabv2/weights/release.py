@@ -34,7 +34,7 @@ from typing import IO, Any, Optional
 
 from .._files import atomic_write
 from ..errors import WeightsFormatError
-from . import network
+from . import internet
 from .cache import (
     check_own_files,
     discard,
@@ -154,9 +154,9 @@ def _transfer(
     params.update(user_agent=f"deeplabv2/{__version__}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return network.run(operation, params, seconds=seconds, host=network.host_of(url))
+        return internet.run(operation, params, seconds=seconds, host=internet.host_of(url))
     except BaseException as error:
-        kind = error.kind if isinstance(error, network.NetworkFailure) else None
+        kind = error.kind if isinstance(error, internet.NetworkFailure) else None
         for each in paths:
             part, record = partial_files(each)
             if kind == "bad-answer" or _empty(part):
@@ -224,7 +224,7 @@ def fetch(weights: Weights, checkpoints: Path, progress: bool, seconds: float) -
             "zip_member", weights.url, (target, archive), seconds, progress=progress,
             pattern=weights.url_member, limit=limit, archive_part=archive_part,
         )  # fmt: skip
-    except network.NetworkFailure as failure:
+    except internet.NetworkFailure as failure:
         if failure.error_type != ZipFormatError.__name__:
             raise
         discard(target)

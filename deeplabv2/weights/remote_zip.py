@@ -1,6 +1,6 @@
 """Resumable HTTP transfers of a whole file or of one member of a remote zip archive.
 
-Runs in the network helper process of :mod:`deeplabv2.weights.network`, which loads this file by
+Runs in the network helper process of :mod:`deeplabv2.weights.internet`, which loads this file by
 its path (the package imports torch): standard library only, no package imports.
 
 A member (:func:`fetch_member`) costs three small range requests and its own bytes: the last

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import network
+from . import internet
 
 __all__ = ["upload"]
 
@@ -24,7 +24,7 @@ def upload(
 
     from ..version import __version__
 
-    seconds = network.network_timeout(timeout)
+    seconds = internet.network_timeout(timeout)
     names = ("endpoint", "token", "library_name", "library_version", "user_agent", "headers")
     hub = dict(endpoint=constants.ENDPOINT, library_name="deeplabv2", library_version=__version__)
     hub.update({name: getattr(api, name) for name in names if getattr(api, name, None) is not None})
@@ -35,15 +35,15 @@ def upload(
     params = dict(folder=folder, repo_id=repo_id, api=hub, progress=progress, **options)
     try:
         env = {"HF_ENDPOINT": endpoint}
-        return network.run(
-            "upload", params, seconds=seconds, host=network.host_of(endpoint), env=env
+        return internet.run(
+            "upload", params, seconds=seconds, host=internet.host_of(endpoint), env=env
         )
-    except network.NetworkFailure as failure:
+    except internet.NetworkFailure as failure:
         if failure.kind == "http" and failure.status in (401, 403):
             auth = f"{where} on {failure.host} (HTTP {failure.status}): {_AUTH}"
             raise PermissionError(auth) from None
         if failure.timed_out:
-            hint = f"set {network.ENV_VAR} or pass timeout= to wait longer"
+            hint = f"set {internet.ENV_VAR} or pass timeout= to wait longer"
             raise TimeoutError(f"{where}: {failure.describe(hint)}") from None
         error = ConnectionError if failure.kind in ("connect", "dropped") else RuntimeError
         raise error(f"{where}: {failure.describe()}") from None

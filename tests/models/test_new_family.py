@@ -16,7 +16,7 @@ import deeplabv2
 from deeplabv2.models import _registry
 from deeplabv2.models._base import DeepLabBase
 from deeplabv2.models._builder import build
-from deeplabv2.models._checkpoint import CheckpointMapping, find_head_prefix
+from deeplabv2.models._mapping import CheckpointMapping, find_head_prefix
 from deeplabv2.protocol import EvalProtocol, protocol_of
 from deeplabv2.weights import Weights, registry
 

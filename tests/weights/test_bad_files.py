@@ -242,21 +242,21 @@ def test_absurd_layer_counts_are_refused_early(tmp_path):
 def test_a_failed_write_leaves_nothing_behind(tmp_path, release_caffemodel, monkeypatch):
     import safetensors.torch
 
-    from deeplabv2.weights import files
+    from deeplabv2.weights import state_dicts
 
     def write_half_then_fail(tensors, filename, metadata=None):
         with open(filename, "wb") as handle:
             handle.write(b"\0" * 1000)
         raise KeyboardInterrupt  # as if Ctrl-C arrived mid-write
 
-    monkeypatch.setattr(files, "save_file", write_half_then_fail)
+    monkeypatch.setattr(state_dicts, "save_file", write_half_then_fail)
     with pytest.raises(KeyboardInterrupt):
         convert(release_caffemodel, tmp_path / "out.safetensors")
     assert os.listdir(tmp_path) == []
-    monkeypatch.setattr(files, "save_file", safetensors.torch.save_file)
+    monkeypatch.setattr(state_dicts, "save_file", safetensors.torch.save_file)
     dst = tmp_path / "out.safetensors"
     dst.write_bytes(b"old")
     with pytest.raises(KeyboardInterrupt):
-        monkeypatch.setattr(files, "save_file", write_half_then_fail)
+        monkeypatch.setattr(state_dicts, "save_file", write_half_then_fail)
         convert(release_caffemodel, dst, force=True)
     assert dst.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.safetensors"]

@@ -419,10 +419,10 @@ def test_a_bad_value_of_the_variable_is_a_clear_error(monkeypatch, hub_at, folde
 
 
 def test_the_default_is_ten_seconds(monkeypatch):
-    from deeplabv2.weights import network
+    from deeplabv2.weights import internet
 
     monkeypatch.delenv(VARIABLE, raising=False)
-    assert network.network_timeout() == 10.0
+    assert internet.network_timeout() == 10.0
     monkeypatch.setenv(VARIABLE, "2.5")
-    assert network.network_timeout() == 2.5
-    assert network.network_timeout(7) == 7.0  # an explicit option wins
+    assert internet.network_timeout() == 2.5
+    assert internet.network_timeout(7) == 7.0  # an explicit option wins

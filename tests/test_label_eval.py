@@ -237,7 +237,7 @@ def test_bad_options(folders, capsys):
 
 def test_split_lines_names_with_spaces_and_repeats(tmp_path):
     from deeplabv2.errors import DatasetError
-    from deeplabv2.scoring import _names_in_split
+    from deeplabv2.label_eval import _names_in_split
 
     split = tmp_path / "split.txt"
     split.write_text("my im\nim0.png\n/JPEGImages/a.jpg /SegmentationClassAug/a.png\n")
@@ -259,16 +259,16 @@ def test_a_truncated_label_png_is_named(tmp_path):
 
 
 def test_more_workers_than_cores_are_lowered(tmp_path, monkeypatch):
-    from deeplabv2 import scoring
+    from deeplabv2 import label_eval
 
     pred, gt = tmp_path / "pred", tmp_path / "gt"
     pred.mkdir()
     gt.mkdir()
     Image.fromarray(np.zeros((65, 81), np.uint8)).save(pred / "a.png")
     Image.fromarray(np.zeros((65, 81), np.uint8)).save(gt / "a.png")
-    monkeypatch.setattr(scoring, "_usable_cores", lambda: 1)
+    monkeypatch.setattr(label_eval, "_usable_cores", lambda: 1)
     with pytest.warns(UserWarning, match="workers=1000 lowered to the 1 usable cores"):
-        result = scoring.score_folder(pred, gt, workers=1000)
+        result = label_eval.score_folder(pred, gt, workers=1000)
     assert result.num_images == 1
 
 
@@ -283,4 +283,4 @@ def test_all_ignored_ground_truth_warns_in_one_line(tmp_path):
     assert result.returncode == 0, result.stderr
     err = result.stderr
     assert "deeplabv2: warning: no labelled pixel in the 1 ground-truth image(s)" in err
-    assert "scoring.py" not in err  # no source line
+    assert "label_eval.py" not in err  # no source line
