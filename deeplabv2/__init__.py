@@ -2,9 +2,9 @@
 
 from . import crf, data, errors, interp, metrics, models, msc, protocol, weights
 from ._files import atomic_write
-from .cli.convert import convert
-from .cli.export import export_onnx
+from .conversion import convert
 from .crf import DenseCRF
+from .export import export_onnx
 from .label_eval import ScoreResult, score_folder
 from .metrics import ConfusionMatrix
 from .models import (

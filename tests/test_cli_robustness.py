@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-import deeplabv2.cli.convert
 import deeplabv2.cli.options
+import deeplabv2.conversion
 import deeplabv2.models
 from deeplabv2 import _files
 from deeplabv2.cli import main
@@ -263,7 +263,7 @@ def test_convert_refuses_an_unwritable_destination_before_reading(tmp_path, monk
     def refuse(*args, **kwargs):
         raise AssertionError("the source was read before the destination was checked")
 
-    monkeypatch.setattr(deeplabv2.cli.convert, "read_checkpoint", refuse)
+    monkeypatch.setattr(deeplabv2.conversion, "read_checkpoint", refuse)
     (tmp_path / "file.txt").write_text("mine")
     dst = tmp_path / "file.txt" / "w.safetensors"
     assert main(["convert", str(tmp_path / "src.caffemodel"), str(dst)]) == 1

@@ -24,7 +24,7 @@ from deeplabv2.models import DeepLabV2
 
 from .conftest import randomize_batchnorm
 
-demo = pytest.importorskip("deeplabv2.cli.demo")
+demo = pytest.importorskip("deeplabv2.demo")
 CLASSES = ("background", "cat", "grass", "sofa")
 
 

@@ -33,6 +33,10 @@ FLOORS = {
     "segmenter": 5,
     "segmenter_setup": 4.5,  # below the Segmenter it builds, above crf and msc
     "pipeline": 6,
+    "conversion": 5,  # weights -> safetensors, through a model family
+    "export": 5,  # ONNX export of a model (and its MultiScale)
+    "publish": 6,  # conversion + the Hub mixin
+    "demo": 6,  # the Gradio app over the Segmenter
     "evaluate": 7,
     "label_eval": 7,
     "cli": 8,

@@ -56,7 +56,7 @@ def test_the_segmenter_replaces_only_what_is_overridden(tiny_deeplab):
 
 def test_export_and_the_demo_follow_the_protocol_too(tiny_deeplab):
     pytest.importorskip("onnx", reason="needs the export extra")
-    from deeplabv2.cli import demo, export
+    from deeplabv2 import demo, export
 
     assert export._scales(tiny_deeplab, None) == RELEASE_PROTOCOL.scales  # the default
     assert export._scales(tiny_deeplab, False) is None

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deeplabv2.cli.publish import publish
+from deeplabv2.publish import publish
 from deeplabv2.weights import sha256sum
 
 
@@ -64,7 +64,7 @@ def test_a_missing_source_is_refused_before_the_folder_is_made(tmp_path):
 
 @pytest.mark.parametrize("repo_id", ["not valid", "a/b/c", "me/--x", "me/x.git"])
 def test_a_bad_repo_id_is_refused_before_the_conversion(tmp_path, monkeypatch, repo_id):
-    import deeplabv2.cli.publish as verb
+    import deeplabv2.publish as verb
 
     def refuse(*args, **kwargs):
         raise AssertionError("converted before the repository id was checked")
@@ -77,7 +77,7 @@ def test_a_bad_repo_id_is_refused_before_the_conversion(tmp_path, monkeypatch, r
 
 
 def test_cli_names_the_out_folder_that_cannot_be_written(tmp_path, monkeypatch, capsys):
-    import deeplabv2.cli.publish as verb
+    import deeplabv2.publish as verb
     from deeplabv2.cli import main
 
     def refuse(*args, **kwargs):
