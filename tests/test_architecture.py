@@ -1,6 +1,7 @@
-"""The package's import structure (docs/architecture.md): the layers import one way down and no
-import cycle exists. Read from the source with ``ast``: every import counts, also those inside
-functions."""
+"""The package's import structure (docs/architecture.md): the layers import one way down
+(``tests/test_layers.py`` checks the floors and that no import circle exists). Read from the
+source with ``ast``: every import counts, also those inside functions and those for type
+checkers only."""
 
 from __future__ import annotations
 
@@ -33,20 +34,13 @@ def modules() -> dict[str, Path]:
 
 
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
-    """The package's modules that ``path`` imports at run time (a package counts as its
-    ``__init__``; imports under ``if TYPE_CHECKING:`` do not count)."""
+    """The package's modules that ``path`` imports (a package counts as its ``__init__``):
+    every import statement, at module level, inside functions, and under
+    ``if TYPE_CHECKING:`` (a circle of type-only imports is still a circle of the design, and
+    one that a type checker or ``typing.get_type_hints`` walks)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
-        for inner in ast.walk(node)
-    }  # imports for type checkers only never run
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -92,44 +86,6 @@ def test_lower_layers_import_no_higher_one(graph, layer):
                 if target == full or target.startswith(full + "."):
                     bad.append(f"{name} imports {target}")
     assert not bad, "\n".join(bad)
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str]:
-    """One import cycle (as a path that ends where it starts), or [] if there is none."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str]:
-        state[node] = 1
-        stack.append(node)
-        for target in sorted(graph.get(node, ())):
-            if state.get(target) == 1:
-                return stack[stack.index(target) :] + [target]
-            if target not in state:
-                cycle = visit(target)
-                if cycle:
-                    return cycle
-        stack.pop()
-        state[node] = 2
-        return []
-
-    for node in sorted(graph):
-        if node not in state:
-            cycle = visit(node)
-            if cycle:
-                return cycle
-    return []
-
-
-def test_no_import_cycle(graph):
-    # the package's __init__ files re-export their modules; a module importing its own
-    # package's __init__ would close a cycle through it, which is what this test forbids
-    assert find_cycle(graph) == []
-
-
-def test_the_cycle_finder_finds_a_cycle():
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_module_is_very_long():

@@ -1,4 +1,7 @@
-"""The package's layering: no import cycles, and ``weights`` (I/O) imports no model code."""
+"""The package's layering: every import goes one way down the floors, no import circle exists,
+and ``weights`` (I/O) imports no model code. Every import counts (the walk of
+:mod:`tests.test_architecture`): at module level, inside functions, and under
+``if TYPE_CHECKING:``."""
 
 from __future__ import annotations
 
@@ -53,8 +56,8 @@ def modules() -> list[str]:
 
 
 def imports_of(name: str) -> set[str]:
-    """Every deeplabv2 module ``name`` imports at run time, at any depth of its code (the walk
-    of :mod:`tests.test_architecture`)."""
+    """Every deeplabv2 module ``name`` imports, at any depth of its code and for type checkers
+    too (the walk of :mod:`tests.test_architecture`)."""
     known = architecture_modules()
     return walk_imports(name, known[name], set(known))
 
@@ -84,25 +87,63 @@ def test_every_import_goes_one_way_down():
             assert FLOORS[top(imported)] < floor, f"{name} (floor {floor}) imports {imported}"
 
 
-def test_no_cycles_between_modules():
-    graph = {name: imports_of(name) - {"deeplabv2"} for name in modules()}
-    # a package's __init__ re-exports its modules: an edge into the package is one into them
-    state: dict[str, int] = {}
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle (as a path that ends where it starts), or [] if there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
 
-    def visit(node: str, path: list[str]) -> None:
+    def visit(node: str) -> list[str]:
         state[node] = 1
-        for nxt in graph.get(node, ()):
-            if nxt.startswith(node + "."):
-                continue  # a package importing its own modules
-            if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*path, node, nxt]))
-            if nxt not in state:
-                visit(nxt, [*path, node])
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target) :] + [target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        stack.pop()
         state[node] = 2
+        return []
 
-    for name in graph:
-        if name not in state:
-            visit(name, [])
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return []
+
+
+def test_no_import_circle_between_modules():
+    # a package's __init__ re-exports its modules: a module that imports its own package (or
+    # a module that does) closes a circle through it, which is forbidden too
+    graph = {name: imports_of(name) for name in modules()}
+    cycle = find_cycle(graph)
+    assert not cycle, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_walk_counts_function_level_and_type_only_imports(tmp_path):
+    """A circle closed only by an import inside a function and one under ``TYPE_CHECKING``
+    is found and named (what ``_base -> hub_mixin -> _convert -> _base`` was)."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "base.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .convert import save\n"
+    )
+    (package / "convert.py").write_text("def save():\n    from . import base\n")
+    (package / "leaf.py").write_text("import os\n")
+    files = {f"pkg.{p.stem}": p for p in package.glob("*.py") if p.stem != "__init__"}
+    files["pkg"] = package / "__init__.py"
+    graph = {name: walk_imports(name, path, set(files)) for name, path in files.items()}
+    assert graph == {"pkg": set(), "pkg.base": {"pkg.convert"}, "pkg.convert": {"pkg.base"},
+                     "pkg.leaf": set()}  # fmt: skip
+    assert find_cycle(graph) == ["pkg.base", "pkg.convert", "pkg.base"]
 
 
 def test_each_module_imports_alone_in_a_fresh_interpreter():

@@ -5,8 +5,9 @@ blocks they share."""
 from . import deeplab_resnet, deeplab_vgg  # noqa: F401 - importing a family registers it
 from ._base import MIN_INPUT_SIZE, DeepLabBase
 from ._builder import load_model
-from ._convert import convert_checkpoint, save_weights
+from ._convert import convert_checkpoint
 from ._registry import get_model, list_models
+from ._weights_file import save_weights
 from .aspp import ASPP, VGGASPP
 from .deeplab_resnet import DeepLabV2, deeplab_v2_resnet101, output_size
 from .deeplab_vgg import DeepLabVGG16, deeplab_largefov_vgg16, deeplab_v2_vgg16

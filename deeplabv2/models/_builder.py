@@ -46,11 +46,12 @@ Model = TypeVar("Model", bound="DeepLabBase")
 
 __all__ = ["Loaded", "Pretrained", "build", "load_model", "load_state"]
 
-Pretrained = Union[None, bool, str, os.PathLike, Checkpoint]
+#: What ``pretrained=`` of a builder takes (see :func:`build`).
+Pretrained = Union[None, bool, str, os.PathLike, Weights, Checkpoint]
 
 
 def _open(
-    pretrained: Union[bool, str, os.PathLike, Checkpoint],
+    pretrained: Union[bool, str, os.PathLike, Weights, Checkpoint],
     architecture: Optional[str],
     cache_dir: Any,
     local_files_only: bool,
@@ -151,7 +152,7 @@ class Loaded:
 
 def load_state(
     mapping: CheckpointMapping,
-    pretrained: Union[bool, str, os.PathLike, Checkpoint],
+    pretrained: Union[bool, str, os.PathLike, Weights, Checkpoint],
     *,
     new_head: bool = False,
     backbone_only: bool = False,
@@ -259,8 +260,11 @@ def build(
         mapping: the family's checkpoint mapping.
         model_class: the family's network class.
         pretrained: None/False (random initialisation, training mode), True (the registry's
-            default for the family), a registry name, a file, ``hf-hub:...``, or a
-            :class:`~deeplabv2.weights.Checkpoint` already read.
+            default for the family), a registry name or entry (a
+            :class:`~deeplabv2.weights.Weights` of the family, e.g.
+            ``deeplabv2.weights.get_weights("voc12")``; another family's is a ValueError naming
+            both), a file, ``hf-hub:...``, or a :class:`~deeplabv2.weights.Checkpoint` already
+            read.
         num_classes: the head's classes; default: the weights' (21 without weights). Another
             count than the weights' keeps all but the head (a warning); a backbone-only file
             without it gets a random head of 21 classes (a warning).
@@ -307,22 +311,26 @@ def build(
 
 
 def load_model(
-    weights: Union[bool, str, os.PathLike],
+    weights: Union[bool, str, os.PathLike, Weights],
     model: Optional[str] = None,
     **kwargs: Any,
 ) -> nn.Module:
     """The network that ``weights`` are for, with them loaded.
 
-    The architecture comes from ``model`` if given, else from the registry entry (a full
-    name such as ``"deeplab_v2_vgg16.voc12"``; a bare tag means ResNet-101's), else from the
-    file (its metadata, or its layer names / keys). ``kwargs`` go to the builder
-    (``num_classes``, ``cache_dir``, ``local_files_only``, ``progress``).
+    The architecture comes from ``model`` if given, else from the registry entry (a
+    :class:`~deeplabv2.weights.Weights`, or a full name such as ``"deeplab_v2_vgg16.voc12"``;
+    a bare tag means ResNet-101's), else from the file (its metadata, or its layer names /
+    keys). ``kwargs`` go to the builder (``num_classes``, ``cache_dir``, ``local_files_only``,
+    ``progress``).
 
     Raises:
         WeightsMismatchError: the file fits no network (or several): pass ``model``.
+        ValueError: ``model`` is not the network of the registry entry or name.
     """
     if model is not None:
         return get_model(model, pretrained=weights, **kwargs)
+    if isinstance(weights, Weights):
+        return get_model(weights.architecture, pretrained=weights, **kwargs)
     spec = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
     if isinstance(spec, str) and not os.path.exists(spec) and not spec.startswith("hf-hub:"):
         entry = find_weights(spec)

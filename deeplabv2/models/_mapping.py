@@ -3,27 +3,26 @@
 A :class:`CheckpointMapping` says how raw weights (:class:`deeplabv2.weights.Checkpoint`: Caffe
 layers or a state dict) become a family's state dict: the Caffe layer table of its backbone, how
 its head is named in Caffe files, other code bases' key names (:class:`Dialect`), and which
-entries form the class-specific head (what a backbone-only initialisation lacks). Each family
-defines its mapping in its own file (``deeplab_resnet.py``, ``deeplab_vgg.py``) and registers it;
-the code here is generic: :func:`to_state_dict` applies a mapping, :func:`check_state_dict`
-compares the result with a model, naming every difference, :func:`detect_architecture` finds
-the family of a file.
+entries form the class-specific head (what a backbone-only initialisation lacks). The types are
+defined with the registry that holds them (:mod:`deeplabv2.models._registry`) and importable from
+here too. Each family defines its mapping in its own file (``deeplab_resnet.py``,
+``deeplab_vgg.py``) and registers it; the code here is generic: :func:`to_state_dict` applies a
+mapping, :func:`check_state_dict` compares the result with a model, naming every difference,
+:func:`detect_architecture` finds the family of a file.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from ..errors import CaffeFormatError, WeightsMismatchError
-from ..protocol import EvalProtocol
 from ..weights import CaffeLayer, Checkpoint
-from ._registry import get_model, list_mappings
+from ._registry import CheckpointMapping, Dialect, LayerTable, get_model, list_mappings
 
 __all__ = [
     "CheckpointMapping",
@@ -41,54 +40,6 @@ __all__ = [
 ]
 
 _REPORT_LIMIT = 8
-# (module path, kind) of a Caffe layer: kind "conv" (weight, optional bias), "bn" (Caffe
-# BatchNorm: mean*s, var*s, s) or "scale" (Caffe Scale: BatchNorm weight, bias).
-LayerTable = dict[str, tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """Another code base's state-dict keys for a family.
-
-    Attributes:
-        name: e.g. ``"port"`` (kazuto1011/deeplab-pytorch) or ``"torchvision"``.
-        protocol: how weights in this dialect were evaluated (None: not a segmentation model).
-        matches: whether a state dict is in this dialect.
-        translate: ``(tensors, source, lenient) -> state dict`` in our keys; ``lenient`` drops
-            entries that map to nothing (a backbone-only load) instead of failing.
-    """
-
-    name: str
-    protocol: Optional[EvalProtocol]
-    matches: Callable[[Mapping[str, torch.Tensor]], bool]
-    translate: Callable[[Mapping[str, torch.Tensor], str, bool], dict[str, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class CheckpointMapping:
-    """How one model family reads checkpoints.
-
-    Attributes:
-        architecture: the builder's name.
-        backbone: Caffe layer -> ``(module path, kind)`` for everything but the head.
-        find_head: Caffe layer names -> the table of the head's layers (raises
-            :class:`WeightsMismatchError` if there is no complete head).
-        is_head: whether a state-dict key belongs to the class-specific head.
-        head_weight: the state-dict key whose first dimension is the class count.
-        dialects: other code bases' key names for this family (the PyTorch port's,
-            torchvision's) and how to translate them.
-        caffe_signature: Caffe layers whose presence identifies the family in a file.
-        release_protocol: how the Caffe release evaluated this family.
-    """
-
-    architecture: str
-    backbone: LayerTable
-    find_head: Callable[[Iterable[str]], LayerTable]
-    is_head: Callable[[str], bool]
-    head_weight: str
-    dialects: tuple[Dialect, ...]
-    caffe_signature: tuple[str, ...]
-    release_protocol: EvalProtocol
 
 
 def describe_names(names: Iterable[str]) -> str:

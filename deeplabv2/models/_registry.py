@@ -1,21 +1,29 @@
-"""The registries a model family fills: builders by name (:func:`list_models`,
-:func:`get_model`) and checkpoint mappings by architecture (how its weights are read).
+"""The registries a model family fills, and what it registers: builders by name
+(:func:`list_models`, :func:`get_model`) and checkpoint mappings by architecture
+(:class:`CheckpointMapping`: how its weights are read; the generic code that applies one is
+:mod:`deeplabv2.models._mapping`).
 
 A family's file registers itself (``@register_model`` on its builders,
 :func:`register_mapping` for its checkpoint mapping, ``register_weights`` for its weights
-entries); nothing here imports a family, so no import cycle can form.
+entries); this module imports nothing else of the package's models, so no import cycle can
+form through it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
 
+import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from ._mapping import CheckpointMapping
+from ..protocol import EvalProtocol
 
 __all__ = [
+    "CheckpointMapping",
+    "Dialect",
+    "LayerTable",
     "get_mapping",
     "get_model",
     "list_mappings",
@@ -23,6 +31,56 @@ __all__ = [
     "register_mapping",
     "register_model",
 ]
+
+# (module path, kind) of a Caffe layer: kind "conv" (weight, optional bias), "bn" (Caffe
+# BatchNorm: mean*s, var*s, s) or "scale" (Caffe Scale: BatchNorm weight, bias).
+LayerTable = dict[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Another code base's state-dict keys for a family.
+
+    Attributes:
+        name: e.g. ``"port"`` (kazuto1011/deeplab-pytorch) or ``"torchvision"``.
+        protocol: how weights in this dialect were evaluated (None: not a segmentation model).
+        matches: whether a state dict is in this dialect.
+        translate: ``(tensors, source, lenient) -> state dict`` in our keys; ``lenient`` drops
+            entries that map to nothing (a backbone-only load) instead of failing.
+    """
+
+    name: str
+    protocol: Optional[EvalProtocol]
+    matches: Callable[[Mapping[str, torch.Tensor]], bool]
+    translate: Callable[[Mapping[str, torch.Tensor], str, bool], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class CheckpointMapping:
+    """How one model family reads checkpoints.
+
+    Attributes:
+        architecture: the builder's name.
+        backbone: Caffe layer -> ``(module path, kind)`` for everything but the head.
+        find_head: Caffe layer names -> the table of the head's layers (raises
+            :class:`WeightsMismatchError` if there is no complete head).
+        is_head: whether a state-dict key belongs to the class-specific head.
+        head_weight: the state-dict key whose first dimension is the class count.
+        dialects: other code bases' key names for this family (the PyTorch port's,
+            torchvision's) and how to translate them.
+        caffe_signature: Caffe layers whose presence identifies the family in a file.
+        release_protocol: how the Caffe release evaluated this family.
+    """
+
+    architecture: str
+    backbone: LayerTable
+    find_head: Callable[[Iterable[str]], LayerTable]
+    is_head: Callable[[str], bool]
+    head_weight: str
+    dialects: tuple[Dialect, ...]
+    caffe_signature: tuple[str, ...]
+    release_protocol: EvalProtocol
+
 
 _Builder = TypeVar("_Builder", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}

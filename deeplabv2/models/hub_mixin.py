@@ -20,16 +20,15 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, cast
+from typing import Any, Callable, Optional, TypeVar, Union, cast
 
 from .._files import atomic_write_text, check_destination
 from ..errors import WeightsFormatError, WeightsMismatchError
 from ..weights import hf_download, internet, sha256sum
 from ..weights.upload import upload
+from ._registry import get_model, list_models
+from ._weights_file import SavedNetwork, save_weights
 from .model_card import CONFIG_NAME, WEIGHTS_NAME, Metrics, hub_config, model_card
-
-if TYPE_CHECKING:
-    from ._base import DeepLabBase
 
 __all__ = [
     "CARD_NAME",
@@ -125,6 +124,48 @@ def upload_folder(
     return getattr(commit, "oid", None)
 
 
+def _folder_files(folder: Path, revision: Optional[str]) -> tuple[Path, Path]:
+    """``config.json`` and ``model.safetensors`` of a local model folder, which must hold both.
+
+    Raises:
+        ValueError: a ``revision`` (a Hub repository's version) for the folder.
+        FileNotFoundError: a file is missing.
+    """
+    if revision is not None:
+        raise ValueError(
+            f"revision={revision!r} selects a version of a Hub repository, but {folder} is a "
+            "local directory, read as it is: drop revision=, or pass the repository id "
+            "'owner/name' to load that revision from the Hub"
+        )
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: {folder} is not a folder written by save_pretrained"
+            )
+    return config_path, weights_path
+
+
+def _hub_files(
+    repo: str,
+    revision: Optional[str],
+    cache_dir: Optional[Union[str, os.PathLike]],
+    local_files_only: bool,
+    token: Union[bool, str, None],
+    force_download: bool,
+) -> tuple[Path, Path]:
+    """``config.json`` and ``model.safetensors`` of the Hub repository ``repo`` in the Hub
+    cache, fetched if needed (the arguments are :func:`hf_download`'s)."""
+    if repo.count("/") != 1:
+        raise ValueError(f"{repo!r} is neither a directory nor a Hub repository id 'owner/name'")
+    config_path, weights_path = (
+        Path(hf_download(repo, name, revision, cache_dir, local_files_only, token=token,
+                         force_download=force_download))
+        for name in (CONFIG_NAME, WEIGHTS_NAME)
+    )  # fmt: skip
+    return config_path, weights_path
+
+
 class HubMixin:
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for the DeepLab networks."""
 
@@ -155,9 +196,6 @@ class HubMixin:
         Returns:
             The directory.
         """
-        from ._convert import save_weights
-        from ._registry import list_models
-
         architecture = getattr(self, "architecture", None)
         if architecture is None:
             raise ValueError(
@@ -178,7 +216,7 @@ class HubMixin:
         )
         write_folder(
             save_directory,
-            lambda path: save_weights(cast("DeepLabBase", self), path, force=True),
+            lambda path: save_weights(cast(SavedNetwork, self), path, force=True),
             config,
             force=force,
             license=license,
@@ -197,6 +235,8 @@ class HubMixin:
         revision: Optional[str] = None,
         cache_dir: Optional[Union[str, os.PathLike]] = None,
         local_files_only: bool = False,
+        token: Union[bool, str, None] = None,
+        force_download: bool = False,
         map_location: Any = "cpu",
     ) -> M:
         """A model from a folder written by :meth:`save_pretrained` or a Hub repository.
@@ -204,35 +244,26 @@ class HubMixin:
         Args:
             model_id: a local directory, or ``"owner/repo"`` on the Hugging Face Hub (read
                 through the Hub cache; ``HF_HUB_OFFLINE=1`` or ``local_files_only`` never goes
-                online; a token comes from ``HF_TOKEN`` or ``huggingface-cli login``).
-            revision: a branch, tag or commit of the repository.
+                online).
+            revision, token, force_download, cache_dir, local_files_only: as for
+                ``huggingface_hub.hf_hub_download``: a branch, tag or commit of the repository
+                (default: its main branch); the token (None: ``HF_TOKEN`` or ``hf auth
+                login``'s, False: none); download again even if the files are cached. They
+                concern a Hub repository only: ``token`` and ``force_download`` have no effect
+                on a local directory, and a ``revision`` for one is refused (a folder has no
+                versions: the ``revision`` asked for would not be the one loaded).
             map_location: the device to put the model on.
 
         Raises:
             WeightsMismatchError: the folder holds another network than this class, or its
                 weights disagree with its ``config.json``.
+            ValueError: a ``revision`` for a local directory; ``force_download`` offline.
         """
-        from ._registry import get_model
-
         if os.path.isdir(model_id):
-            folder = Path(model_id)
-            config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-            for path in (config_path, weights_path):
-                if not path.is_file():
-                    raise FileNotFoundError(
-                        f"{path} is missing: {folder} is not a folder written by save_pretrained"
-                    )
+            config_path, weights_path = _folder_files(Path(model_id), revision)
         else:
-            repo = os.fspath(model_id)
-            if repo.count("/") != 1:
-                raise ValueError(
-                    f"{repo!r} is neither a directory nor a Hub repository id 'owner/name'"
-                )
-            config_path = Path(
-                hf_download(repo, CONFIG_NAME, revision, cache_dir, local_files_only)
-            )
-            weights_path = Path(
-                hf_download(repo, WEIGHTS_NAME, revision, cache_dir, local_files_only)
+            config_path, weights_path = _hub_files(
+                os.fspath(model_id), revision, cache_dir, local_files_only, token, force_download
             )
         config = _read_config(config_path)
         architecture = config.get("architecture")

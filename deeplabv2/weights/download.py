@@ -24,7 +24,7 @@ import torch
 from ..errors import WeightsFormatError, WeightsUnavailableError
 from . import internet, release
 from .cache import discard, sha256sum
-from .registry import Weights, get_weights
+from .registry import Weights, get_weights, list_weights
 from .release import member_limit
 from .remote_zip import LinkedFileError
 
@@ -79,6 +79,8 @@ def hf_download(
     local_files_only: bool,
     *,
     timeout: Optional[float] = None,
+    token: Union[bool, str, None] = None,
+    force_download: bool = False,
 ) -> str:
     """A file of a Hub repository in the Hub cache, fetched if needed.
 
@@ -88,9 +90,16 @@ def hf_download(
     :mod:`deeplabv2.weights.internet`); if it fails, a copy already in the cache is used, else
     WeightsUnavailableError. A download that fails or is interrupted leaves no partial file.
 
+    ``revision``, ``token`` and ``force_download`` mean what they mean to
+    ``huggingface_hub.hf_hub_download`` (they go to it, in the helper process): a branch, tag or
+    commit (None: the main branch); the token (None: ``HF_TOKEN`` or the stored login, False:
+    none); fetch the file again even if it is cached (then a failed download never falls back
+    to the cached copy).
+
     Raises:
         WeightsUnavailableError: not in the cache and not downloadable.
-        ValueError: a bad ``timeout`` or ``DEEPLABV2_NETWORK_TIMEOUT``.
+        ValueError: a bad ``timeout`` or ``DEEPLABV2_NETWORK_TIMEOUT``; ``force_download``
+            offline (``local_files_only`` or ``HF_HUB_OFFLINE``).
     """
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
@@ -103,16 +112,23 @@ def hf_download(
     where = f"{endpoint}/{repo_id}"
     if cache_dir is not None:
         cache_dir = Path(cache_dir)
+    if force_download and (local_files_only or _offline()):
+        raise ValueError(
+            f"force_download=True needs the network, which local_files_only=True or "
+            f"HF_HUB_OFFLINE=1 forbids: drop one of them to load {what}"
+        )
     if local_files_only or _offline():
         try:
             return hf_hub_download(
                 repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=True,
-                library_name="deeplabv2", library_version=__version__,
+                library_name="deeplabv2", library_version=__version__, token=token,
             )  # fmt: skip
         except Exception as error:  # huggingface_hub raises many types for the same situation
             raise _unavailable(what, where, _error_reason(error)) from None
     seconds = internet.network_timeout(timeout)
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+    if force_download:
+        cached = None  # never used instead of the download asked for
     if isinstance(cached, str) and revision is not None and len(revision) == 40:
         return cached  # a pinned commit never changes: no request needed
     from huggingface_hub.utils import are_progress_bars_disabled
@@ -121,6 +137,8 @@ def hf_download(
         "repo_id": repo_id,
         "filename": filename,
         "revision": revision,
+        "token": token,
+        "force_download": force_download,
         "cache_dir": os.fspath(cache_dir) if cache_dir is not None else None,
         "endpoint": endpoint,
         "library_name": "deeplabv2",
@@ -219,8 +237,19 @@ def _fetch(
     return path
 
 
+def _check_architecture(weights: Weights, architecture: Optional[str]) -> None:
+    """Refuse a registry entry for another network than ``architecture`` (None: any)."""
+    if architecture is not None and weights.architecture != architecture:
+        raise ValueError(
+            f"the weights {weights.name} are for {weights.architecture}, not {architecture}: "
+            f"build {weights.architecture}(pretrained=...) with them (or deeplabv2.load_model, "
+            f"which picks the network), or pick {architecture}'s own: "
+            f"{', '.join(list_weights(architecture)) or 'none are registered'}"
+        )
+
+
 def resolve_weights(
-    pretrained: Union[bool, str, os.PathLike],
+    pretrained: Union[bool, str, os.PathLike, Weights],
     architecture: Optional[str] = None,
     *,
     cache_dir: Optional[Union[str, os.PathLike]] = None,
@@ -232,8 +261,9 @@ def resolve_weights(
 
     Args:
         pretrained: True (the architecture's default), a registry name (full, or a tag of
-            ``architecture``), a local file path, or ``"hf-hub:<owner>/<repo>[/<filename>]"``
-            (filename defaults to ``model.safetensors``).
+            ``architecture``) or entry (:class:`Weights`, e.g. from :func:`get_weights`), a
+            local file path, or ``"hf-hub:<owner>/<repo>[/<filename>]"`` (filename defaults
+            to ``model.safetensors``).
         architecture: the builder the weights are for (default: DeepLab v2 ResNet-101).
         cache_dir: Hugging Face Hub cache directory (default: the Hub's own).
         local_files_only: never use the network.
@@ -254,15 +284,19 @@ def resolve_weights(
             directory, or a release archive that cannot be used (nothing of it is kept).
         PermissionError: a file the cache would write is a link (planted in a shared cache),
             a file with other names, or not a regular file; it is named, never followed.
-        ValueError: an unknown name, or a bad ``timeout`` / ``DEEPLABV2_NETWORK_TIMEOUT``.
+        ValueError: an unknown name, an entry or name of another architecture, or a bad
+            ``timeout`` / ``DEEPLABV2_NETWORK_TIMEOUT``.
     """
+    if isinstance(pretrained, Weights):
+        _check_architecture(pretrained, architecture)
+        return _fetch(pretrained, cache_dir, local_files_only, progress, timeout), pretrained, True
     if pretrained is True:
         pretrained = "DEFAULT"
     if isinstance(pretrained, os.PathLike):
         pretrained = os.fspath(pretrained)
     if not isinstance(pretrained, str):
         raise TypeError(
-            f"pretrained must be None, True, a weights name, a path or 'hf-hub:...', got "
+            f"pretrained must be None, True, a weights name or entry, a path or 'hf-hub:...', got "
             f"{type(pretrained).__name__}"
         )
     if pretrained.startswith("hf-hub:"):

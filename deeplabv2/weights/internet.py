@@ -345,7 +345,7 @@ def _hf_download(params: dict, stage: list, seconds: float) -> str:
     repo_id, filename, revision = params.pop("repo_id"), params.pop("filename"), params["revision"]
     stage[0] = "metadata"  # one request, no retries: if it fails, the caller may use its cache
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=params["endpoint"])
-    get_hf_file_metadata(url, timeout=seconds)
+    get_hf_file_metadata(url, token=params["token"], timeout=seconds)
     stage[0] = "download"
     return hf_hub_download(repo_id, filename, etag_timeout=seconds, **params)
 

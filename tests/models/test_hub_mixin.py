@@ -173,3 +173,40 @@ def test_push_to_hub_takes_a_network_time_limit(tuned, private_tmp, monkeypatch)
     with pytest.raises(ValueError, match="DEEPLABV2_NETWORK_TIMEOUT must be .*got 'ten'"):
         tuned.push_to_hub("me/roads")
     assert list(private_tmp.iterdir()) == []
+
+
+def test_from_pretrained_passes_the_hub_options_to_the_download(tuned, tmp_path, monkeypatch):
+    """``revision``, ``token`` and ``force_download`` reach the download of both files, with
+    ``huggingface_hub.hf_hub_download``'s meaning (no network: the download is replaced)."""
+    from deeplabv2.models import hub_mixin
+
+    folder = tuned.save_pretrained(tmp_path / "m")
+    received = []
+
+    def download(repo_id, filename, revision, cache_dir, local_files_only, **options):
+        received.append((repo_id, filename, revision, cache_dir, local_files_only, options))
+        return str(folder / filename)
+
+    monkeypatch.setattr(hub_mixin, "hf_download", download)
+    loaded = DeepLabVGG16.from_pretrained(
+        "me/roads", revision="v1.0", token="hf_secret", force_download=True, cache_dir=tmp_path
+    )
+    assert loaded.class_names == CLASSES and same_outputs(tuned, loaded)
+    options = {"token": "hf_secret", "force_download": True}
+    assert received == [
+        ("me/roads", "config.json", "v1.0", tmp_path, False, options),
+        ("me/roads", "model.safetensors", "v1.0", tmp_path, False, options),
+    ]
+    received.clear()
+    DeepLabVGG16.from_pretrained("me/roads")  # the defaults: the main branch, the stored login
+    defaults = {"token": None, "force_download": False}
+    assert [r[2:] for r in received] == [(None, None, False, defaults)] * 2
+
+
+def test_from_pretrained_refuses_a_revision_for_a_local_folder(tuned, tmp_path):
+    folder = tuned.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"revision='v1' selects a version of a Hub repository"):
+        DeepLabVGG16.from_pretrained(folder, revision="v1")
+    # token and force_download concern downloads only: a folder is read as it is
+    loaded = DeepLabVGG16.from_pretrained(folder, token="hf_secret", force_download=True)
+    assert loaded.class_names == CLASSES

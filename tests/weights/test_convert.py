@@ -13,7 +13,7 @@ from deeplabv2 import convert
 from deeplabv2.cli import main
 from deeplabv2.errors import CaffeFormatError, WeightsFormatError, WeightsMismatchError
 from deeplabv2.models import deeplab_v2_resnet101, load_model, save_weights
-from deeplabv2.models._convert import CONVERSION_VERSION
+from deeplabv2.models._weights_file import CONVERSION_VERSION
 from deeplabv2.weights.caffe import read_caffemodel
 
 from .caffe_files import write_caffemodel

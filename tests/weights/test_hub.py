@@ -278,3 +278,115 @@ def test_an_archive_member_larger_than_the_weights_can_be_is_refused(torch_home,
     with pytest.raises(WeightsFormatError, match="declares 83,886,080 bytes, more than"):
         deeplab_v2_resnet101(pretrained="test-bomb")
     assert list(torch_home.iterdir()) == [], "the archive is removed, nothing was extracted"
+
+
+def test_a_registry_entry_is_a_pretrained_value(tmp_path, monkeypatch, no_network, voc_safetensors):
+    """torchvision's style: ``pretrained=<Weights>``. The entry object itself is used (here it
+    is not even registered); ``load_model`` builds its network."""
+    from deeplabv2.models import deeplab_v2_vgg16, load_model
+    from deeplabv2.weights import get_weights
+
+    entry = hub_entry(sha256sum(voc_safetensors))
+    populate_hf_cache(tmp_path, voc_safetensors)
+    model = deeplab_v2_resnet101(pretrained=entry, cache_dir=tmp_path, local_files_only=True)
+    reference = deeplab_v2_resnet101(pretrained=voc_safetensors)
+    assert torch.equal(model.aspp.convs[3].weight, reference.aspp.convs[3].weight)
+    assert model.pretrained_info.name == HUB_NAME and model.class_names == VOC_CLASSES
+    found = load_model(entry, cache_dir=tmp_path, local_files_only=True)
+    assert found.architecture == "deeplab_v2_resnet101"
+    assert torch.equal(found.aspp.convs[0].bias, reference.aspp.convs[0].bias)
+    # another network's entry is refused before anything is read, naming both networks
+    both = "deeplab_v2_resnet101.voc12 are for deeplab_v2_resnet101, not deeplab_v2_vgg16"
+    with pytest.raises(ValueError, match=both):
+        deeplab_v2_vgg16(pretrained=get_weights("voc12"))
+    with pytest.raises(ValueError, match=f"{HUB_NAME} are for deeplab_v2_resnet101, not deeplab_l"):
+        load_model(entry, model="deeplab_largefov_vgg16")
+    vgg_entry = get_weights("voc12", "deeplab_largefov_vgg16")
+    with pytest.raises(ValueError, match="not deeplab_v2_resnet101: build deeplab_largefov_vgg16"):
+        deeplab_v2_resnet101(pretrained=vgg_entry)
+
+
+def test_hf_download_hands_revision_token_and_force_download_to_the_helper(
+    tmp_path, monkeypatch, voc_safetensors
+):
+    """The Hub download runs in the time-limited helper process: the options reach it as
+    ``hf_hub_download``'s parameters of the same names."""
+    import inspect
+
+    import huggingface_hub
+
+    from deeplabv2.weights import hf_download, internet
+
+    sent = []
+
+    def fake_run(operation, params, **limits):
+        sent.append((operation, dict(params)))
+        raise internet.NetworkFailure("connect", host="huggingface.co", stage="metadata")
+
+    monkeypatch.setattr(internet, "run", fake_run)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    cached = populate_hf_cache(tmp_path, voc_safetensors)
+    # without force_download a failed request falls back to the cached copy of the branch
+    path = hf_download(
+        "deeplabv2-tests/voc", "model.safetensors", "main", tmp_path, False, token="hf_secret"
+    )
+    assert Path(path) == cached
+    # with it, never: the copy asked for is a fresh one
+    with pytest.raises(WeightsUnavailableError, match="deeplabv2-tests/voc at revision main"):
+        hf_download(
+            "deeplabv2-tests/voc",
+            "model.safetensors",
+            "main",
+            tmp_path,
+            False,
+            token=False,
+            force_download=True,
+        )
+    assert [operation for operation, _ in sent] == ["hf_download", "hf_download"]
+    assert [(p["revision"], p["token"], p["force_download"]) for _, p in sent] == [
+        ("main", "hf_secret", False),
+        ("main", False, True),
+    ]
+    accepted = inspect.signature(huggingface_hub.hf_hub_download).parameters
+    assert set(sent[0][1]) - {"progress"} <= set(accepted)  # "progress" is the helper's own
+    # offline, force_download cannot be honoured: refused before anything happens
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="force_download=True needs the network"):
+        hf_download(
+            "deeplabv2-tests/voc", "model.safetensors", None, tmp_path, False, force_download=True
+        )
+    assert len(sent) == 2
+
+
+def test_the_helper_passes_the_token_to_both_requests(monkeypatch):
+    """In the helper process, the token goes to the metadata request and to the download."""
+    import huggingface_hub
+
+    from deeplabv2.weights import internet
+
+    calls = {}
+
+    def metadata(url, **options):
+        calls["metadata"] = (url, options)
+
+    def download(*args, **options):
+        calls["download"] = (args, options)
+        return "/cache/f"
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", metadata)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    params = {
+        "repo_id": "me/roads",
+        "filename": "config.json",
+        "revision": "v1",
+        "token": "hf_secret",
+        "force_download": True,
+        "endpoint": "https://hub.example",
+    }
+    assert internet._hf_download(params, [""], 7.0) == "/cache/f"
+    url, metadata = calls["metadata"]
+    assert "me/roads" in url and "v1" in url and metadata == {"token": "hf_secret", "timeout": 7.0}
+    args, download = calls["download"]
+    assert args == ("me/roads", "config.json")
+    assert download["token"] == "hf_secret" and download["force_download"] is True
+    assert download["revision"] == "v1" and download["etag_timeout"] == 7.0

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from deeplabv2.models import get_model, list_models
-from deeplabv2.models._convert import weights_metadata
 from deeplabv2.models._registry import get_mapping, list_mappings
+from deeplabv2.models._weights_file import weights_metadata
 from deeplabv2.protocol import EvalProtocol, PretrainedInfo
 from deeplabv2.weights import get_weights, list_weights, save_safetensors
 from deeplabv2.weights.registry import DEFAULT_WEIGHTS
