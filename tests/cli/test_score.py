@@ -16,7 +16,7 @@ import deeplabv2
 from deeplabv2.cli.main import main
 from deeplabv2.errors import DatasetError, ImageError
 
-from .test_score import NAMES, folders, save_png  # noqa: F401 - the fixture
+from ..test_label_eval import NAMES, folders, save_png  # noqa: F401 - the fixture
 
 __all__ = ["folders"]
 
