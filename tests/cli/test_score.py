@@ -113,7 +113,7 @@ def test_a_png_declaring_a_bomb_is_named(folders):  # noqa: F811
 
 @pytest.mark.parametrize(
     ("option", "value", "rule"),
-    [("--workers", "0", ">= 1"), ("--ignore", "-1", "in [0, 65535]"),
+    [("--workers", "-1", ">= 0"), ("--ignore", "-1", "in [0, 65535]"),
      ("--ignore", "70000", "in [0, 65535]")],
 )  # fmt: skip
 def test_out_of_range_values_are_usage_errors(folders, capsys, option, value, rule):  # noqa: F811
