@@ -114,7 +114,7 @@ def crf_inputs(tmp_path_factory) -> Path:
 
 def run_crf(root: Path, images: str, out: Path, preset: str) -> None:
     args = ["crf", str(root / images), str(root / "cams"), "--out", str(out)]
-    assert main([*args, "--preset", preset, "--workers", "0", "--quiet"]) == 0
+    assert main([*args, "--crf-params", preset, "--crf-workers", "0", "--quiet"]) == 0
 
 
 @pytest.mark.parametrize("preset", ["irn", "psa"])
@@ -142,7 +142,7 @@ def test_crf_names_the_orientation_of_cams_made_on_the_turned_image(crf_inputs, 
     side = crf_inputs / "tagged" / "side.jpg"
     np.savez(cams / "side.npz", high_res=cams_of(turned(side), (0, 14), 1), keys=[0, 14])
     args = ["crf", str(crf_inputs / "tagged"), str(cams), "--out", str(tmp_path / "out")]
-    assert main([*args, "--preset", "irn", "--workers", "0", "--quiet"]) == 1
+    assert main([*args, "--crf-params", "irn", "--crf-workers", "0", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "side.npz: scores of size (80, 60) (H, W)" in err
     assert "carries EXIF orientation 6" in err and "stored pixel grid" in err

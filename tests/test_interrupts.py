@@ -17,6 +17,15 @@ from skimage import data as skdata
 
 from deeplabv2._files import TMP_SUFFIX
 
+from .signals import (
+    cpu_seconds,
+    default_sigint,
+    descendants,
+    start_in_session,
+    stop_with,
+    wait_for,
+)
+
 
 def temporaries(folder: Path) -> list[Path]:
     return sorted(folder.glob(f".*{TMP_SUFFIX}"))
@@ -35,12 +44,6 @@ def being_written(folder: Path) -> list[Path]:
     return found
 
 
-def _default_sigint() -> None:
-    # A shell without job control starts background jobs with SIGINT ignored, and children
-    # inherit that (Python then installs no KeyboardInterrupt handler): a CI runner may do so.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "deeplabv2.cli", *args],
@@ -48,16 +51,8 @@ def start(args: list[str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-        preexec_fn=_default_sigint,  # noqa: PLW1509 - no threads are started before exec
+        preexec_fn=default_sigint,  # noqa: PLW1509 - no threads are started before exec
     )
-
-
-def wait_for(condition, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        time.sleep(0.002)
 
 
 def interrupt_a_write(tmp_path: Path, source: Path, sig: signal.Signals) -> tuple[int, str]:
@@ -121,43 +116,6 @@ def test_predict_stops_cleanly(tmp_path, voc_safetensors, sig):
 # -- signals during the CRF (numba, inline or in --crf-workers processes) ----------------------
 
 
-def descendants(pid: int) -> list[int]:
-    """The live processes below ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        children = [p for p, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def crf_busy(process: subprocess.Popen, workers: int, out: Path) -> None:
     """Wait until the (long) CRF of the second image runs: inline a few seconds after the first
     image's output, in a worker once that worker keeps computing."""
@@ -193,34 +151,9 @@ def test_signals_during_the_crf_stop_promptly(tmp_path, voc_safetensors, sig, wo
     out = tmp_path / "out"
     args = ["predict", str(images), "--out", str(out), "--weights", str(voc_safetensors)]
     args += ["--single-scale", "--pad-to", "none", "--quiet", "--crf-params", str(params)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deeplabv2.cli", *args, "--crf-backend", "numba",
-         "--crf-workers", str(workers)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509 - no threads
-    )  # fmt: skip
-    try:
-        crf_busy(process, workers, out)
-        children = descendants(process.pid)
-        signalled = time.monotonic()
-        if group:
-            os.killpg(process.pid, sig)
-        else:
-            process.send_signal(sig)
-        _, err = process.communicate(timeout=120)
-        took = time.monotonic() - signalled
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-    assert process.returncode == (143 if sig == signal.SIGTERM else 130), err
-    assert "Traceback" not in err and "returned a result with an exception set" not in err
-    assert took < 10, f"exited {took:.1f} s after the signal"
-    end = time.monotonic() + 5
-    while any(alive(pid) for pid in children):
-        assert time.monotonic() < end, "worker processes left behind"
-        time.sleep(0.1)
+    args += ["--crf-backend", "numba", "--crf-workers", str(workers)]
+    process = start_in_session(args, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    stop_with(process, sig, group, lambda: crf_busy(process, workers, out))
     assert temporaries(out) == [] and sorted(p.name for p in out.iterdir()) == ["0.png"]
 
 
@@ -266,7 +199,7 @@ def run_dying_worker(tmp_path: Path, mode: str) -> subprocess.Popen:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, str(script), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509
+        text=True, env=env, preexec_fn=default_sigint, start_new_session=True,  # noqa: PLW1509
     )  # fmt: skip
 
 

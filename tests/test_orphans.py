@@ -19,7 +19,7 @@ from skimage import data as skdata
 
 from deeplabv2 import _pools
 
-from .test_interrupts import _default_sigint, alive, cpu_seconds, descendants
+from .signals import alive, cpu_seconds, default_sigint, descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -62,7 +62,7 @@ def launch() -> Iterator:
     def start(command: list[str]) -> subprocess.Popen:
         started.append(subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-            preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509 - no threads
+            preexec_fn=default_sigint, start_new_session=True,  # noqa: PLW1509 - no threads
         ))  # fmt: skip
         return started[-1]
 
@@ -118,12 +118,12 @@ def test_the_crf_verbs_workers_end_with_it(tmp_path, launch):
         np.save(scores / f"{image.stem}.npy", values / values.sum(0))
     process = launch([
         sys.executable, "-m", "deeplabv2.cli", "crf", str(images), str(scores), "--out",
-        str(tmp_path / "out"), "--workers", "2", "--crf-backend", "numba", "--quiet",
+        str(tmp_path / "out"), "--crf-workers", "2", "--crf-backend", "numba", "--quiet",
         "--crf-params", str(long_crf(tmp_path)),
     ])  # fmt: skip
     workers, everything = kill_when_busy(process, 2)
     took = seconds_until_gone(everything, 10)
-    print(f"crf --workers 2: every process gone {took:.2f} s after the SIGKILL")
+    print(f"crf --crf-workers 2: every process gone {took:.2f} s after the SIGKILL")
     assert took < 3, [cmdline(p) for p in everything if alive(p)]
 
 

@@ -15,7 +15,7 @@ import os
 import sys
 from contextlib import closing
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -23,23 +23,10 @@ from tqdm import tqdm
 
 from .._files import atomic_write, check_writable
 from ..data.coco_masks import CocoInstances, coco_label_maps, load_instances, mask_api
+from .values import int_in
+from .vocabulary import add_force_option, add_quiet_option, add_workers_option
 
 __all__ = ["add_parser", "run"]
-
-
-def _count(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum`` (else a usage error, exit code 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{what} must be >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -54,7 +41,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="COCO's instances_train2014.json or instances_val2014.json (needs pycocotools: "
         'pip install "deeplabv2[coco]")',
     )
-    parser.add_argument("--out", required=True, help="folder of the label PNGs (<stem>.png)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder of the label PNGs (<stem>.png); images whose PNG is there already are "
+        "skipped (a stopped run resumes), unless --force",
+    )
     parser.add_argument(
         "--images",
         metavar="DIR",
@@ -62,20 +55,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "has the JSON's size (headers only). Without it no image is read: the sizes are the "
         "JSON's",
     )
-    parser.add_argument(
-        "--workers",
-        type=_count(0, "--workers"),
-        metavar="N",
-        help="processes decoding masks (0: in this process; default: one per usable core)",
-    )
+    add_workers_option(parser, "the instances' masks", "one per usable core")
     parser.add_argument(
         "--max-pixels",
-        type=_count(1, "--max-pixels"),
+        type=int_in(1),
         metavar="N",
-        help="refuse images larger than this (by the JSON's size; default: no limit)",
+        help="refuse larger images (by the JSON's size; default: no limit)",
     )
-    parser.add_argument("--force", action="store_true", help="redo images whose PNG exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_option(parser)
+    add_quiet_option(parser)
     parser.set_defaults(run=run)
 
 

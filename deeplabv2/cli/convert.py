@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from .options import add_model_option
+from .vocabulary import add_classes_option, add_force_option
 
 __all__ = ["add_parser", "run"]
 
@@ -14,17 +15,15 @@ __all__ = ["add_parser", "run"]
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``convert`` and its options."""
     parser = commands.add_parser("convert", help="convert .caffemodel/.pth to .safetensors")
-    parser.add_argument("src", help="a .caffemodel, .pth/.pt or .safetensors file")
-    parser.add_argument("dst", help="the .safetensors file to write")
-    parser.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    parser.add_argument("src", metavar="SRC", help="a .caffemodel, .pth/.pt or .safetensors file")
+    parser.add_argument("dst", metavar="DST", help="the .safetensors file to write")
+    add_force_option(parser)
     parser.add_argument(
         "--backbone-only",
         action="store_true",
         help="keep all but the head (e.g. the release's init.caffemodel)",
     )
-    parser.add_argument(
-        "--classes", help="class names of the head: voc, cocostuff or a file (one per line)"
-    )
+    add_classes_option(parser, None, "the file's own, if it names them; else none recorded")
     add_model_option(parser, "the network (default: found from the file)")
     parser.set_defaults(run=run)
 
@@ -32,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 convert``; the exit code."""
     from ..conversion import convert
-    from ..data.classes import resolve_class_names
+    from ..data.classes import CLASS_LISTS, resolve_class_names
 
     classes = resolve_class_names(args.classes) if args.classes else None
     path, metadata = convert(
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if count != "none" and "classes" not in metadata:
         print(
             "note: the file names no classes, so none were recorded; pass --classes "
-            "voc|cocostuff|FILE to record them",
+            f"{'|'.join(CLASS_LISTS)}|FILE to record them",
             file=sys.stderr,
         )
     return 0

@@ -2,12 +2,12 @@
 
 For each image of ``IMAGES_DIR``, its scores in ``SCORES_DIR`` (``deeplabv2.crf.score_maps`` has the
 layouts: IRN's ``high_res``/``keys`` CAMs, ``(C, H, W)`` scores, ``predict --probs`` output) are
-refined with a recipe (``--preset psa|irn|resnet101-voc|vgg16-voc``, or ``--crf-params``) into an
+refined with a recipe (``--crf-params psa|irn|resnet101-voc|vgg16-voc|FILE``) into an
 8-bit grayscale PNG of class indices in ``--out`` (255 = unsure; what the papers' scripts write and
 read with imageio; ``--palette`` for VOC-palette PNGs to look at). Resumable: images whose outputs
 exist are skipped unless ``--force``; an image's label PNG is written last and marks it done, so a
 run killed half-way through an image redoes that image on the next run. On the CPU the images go
-to ``--workers`` processes; on a GPU the torch backend refines batches of images of one size.
+to ``--crf-workers`` processes; on a GPU the torch backend refines batches of images of one size.
 Under ``torchrun`` each rank takes its share.
 """
 
@@ -43,8 +43,19 @@ from ..errors import OutputExistsError
 from . import writers
 from .crf_record import RECORD, check_record, write_record
 from .values import float_in, int_in
+from .vocabulary import (
+    add_crf_params_option,
+    add_crf_workers_option,
+    add_device_option,
+    add_force_option,
+    add_quiet_option,
+    deprecate,
+)
 
 __all__ = ["RECORD", "Plan", "add_parser", "recipe", "run"]
+
+#: ``--crf-params``' names: the papers' pseudo-label recipes, then DeepLab's CRF presets
+_PRESETS = (*sorted(PSEUDO_LABEL_RECIPES), *sorted(PRESETS))
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -60,7 +71,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "[0, 1] + keys (K,) 0-based foreground classes, or one (C, H, W) array), <stem>.npy "
         "(C, H, W) scores, or <stem>_probs.npy (predict --probs)",
     )
-    parser.add_argument("--out", required=True, help="folder of the label PNGs")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder of the label PNGs; images whose outputs are there already are skipped (a "
+        "stopped run resumes), unless --force",
+    )
     parser.add_argument(
         "--palette",
         action="store_true",
@@ -68,17 +85,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(the papers' format: IRN reads its labels with imageio, which turns a palette PNG into "
         "RGB colours). score and the datasets read both",
     )
-    recipe_group = parser.add_mutually_exclusive_group()
-    recipe_group.add_argument(
-        "--preset",
-        choices=(*sorted(PSEUDO_LABEL_RECIPES), *sorted(PRESETS)),
-        help="psa / irn: the papers' CRF settings, unary and background (docs/crf.md); "
-        "resnet101-voc / vgg16-voc: DeepLab's CRF on the scores. Default: DenseCRF()'s "
-        "parameters (DeepLab v2 ResNet-101, VOC)",
+    crf_params = add_crf_params_option(
+        parser,
+        _PRESETS,
+        "DenseCRF()'s, DeepLab v2 ResNet-101's on VOC; psa, irn: the papers' CRF, unary and "
+        "background, docs/crf.md",
     )
-    recipe_group.add_argument(
-        "--crf-params", metavar="FILE", help="CRF parameters from a JSON file (DenseCRF.save)"
-    )
+    deprecate(parser, "--preset", crf_params)
     background = parser.add_mutually_exclusive_group()
     background.add_argument(
         "--bg-threshold",
@@ -112,25 +125,26 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "pickle RUNS CODE stored in the file: use it only for files you trust",
     )
     parser.add_argument("--crf-backend", default="auto", choices=BACKENDS, help=backend_help())
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1...")
+    add_device_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int_in(1),
         default=8,
-        help="on a GPU: images of one size per CRF call (8)",
+        metavar="N",
+        help="on a GPU: images of one size per CRF call",
     )
-    parser.add_argument(
-        "--workers",
-        type=int_in(0),
-        help="on the CPU: CRF processes (0: in this process; default: one per usable core); "
-        "never more than the cores or the images to do",
+    crf_workers = add_crf_workers_option(
+        parser, "one per usable core; never more than the cores or the images to do"
     )
+    deprecate(parser, "--workers", crf_workers)
     parser.add_argument(
         "--save-probs",
         action="store_true",
         help="also write <stem>_probs.npz: probs (R, C, H, W) float16, classes (C,)",
     )
-    parser.add_argument("--max-pixels", type=int_in(1), help="refuse larger images")
+    parser.add_argument(
+        "--max-pixels", type=int_in(1), metavar="N", help="refuse larger images (default: no limit)"
+    )
     parser.add_argument(
         "--num-classes",
         type=int_in(2, 255),
@@ -138,19 +152,25 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="the dataset's classes, background included (21 for VOC): an image whose scores "
         "or CAM keys give a class >= N fails, named (default: unchecked)",
     )
-    parser.add_argument("--force", action="store_true", help="redo images whose outputs exist")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_option(parser)
+    add_quiet_option(parser)
 
 
 def recipe(args: argparse.Namespace) -> PseudoLabelRecipe:
     """The recipe the options describe: a preset, or DenseCRF()'s / a file's parameters on the
     scores as they are; ``--bg-threshold`` / ``--bg-alpha`` set a one-run background."""
-    if args.preset in PSEUDO_LABEL_RECIPES:
-        chosen = PSEUDO_LABEL_RECIPES[args.preset]
-    elif args.preset is not None:
-        chosen = PseudoLabelRecipe(PRESETS[args.preset])
-    elif args.crf_params is not None:
-        chosen = PseudoLabelRecipe(DenseCRF.from_spec(args.crf_params).params)
+    spec = args.crf_params
+    if spec in PSEUDO_LABEL_RECIPES:
+        chosen = PSEUDO_LABEL_RECIPES[spec]
+    elif spec in PRESETS:
+        chosen = PseudoLabelRecipe(PRESETS[spec])
+    elif spec is not None:
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(
+                f"--crf-params {spec!r} is neither a preset ({', '.join(_PRESETS)}) nor a "
+                "parameter file"
+            )
+        chosen = PseudoLabelRecipe(DenseCRF.from_file(spec).params)
     else:
         chosen = PseudoLabelRecipe()
     if args.bg_threshold is not None:
@@ -187,7 +207,7 @@ def _check(args: argparse.Namespace) -> PseudoLabelRecipe:
                 f"--out {args.out} is {name.upper()} {getattr(args, name)} or inside it: the "
                 "labels would be written among (or over) the inputs; give another folder"
             )
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if (args.device or "").startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA GPU is available here; use cpu")
     return recipe(args)
 
@@ -275,7 +295,7 @@ def _workers(requested: Optional[int], images: int) -> int:
         return limit if limit > 1 else 0
     if requested > limit:
         print(
-            f"deeplabv2 crf: --workers {requested} lowered to {limit} ({cores} usable cores, "
+            f"deeplabv2 crf: --crf-workers {requested} lowered to {limit} ({cores} usable cores, "
             f"{images} images to do)",
             file=sys.stderr,
         )
@@ -289,7 +309,7 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: Plan) -> tuple[int, li
     device = ranks.device(args.device)
     cpu = device.type == "cpu"
     mine = [todo[j] for j in ranks.shard(len(todo))]
-    workers = _workers(args.workers, len(mine)) if cpu else 0
+    workers = _workers(args.crf_workers, len(mine)) if cpu else 0
     written, failures = 0, []
     bar = tqdm(total=len(mine), desc="crf", unit="image", disable=args.quiet or ranks.rank != 0)
     results = pseudo_label_files(

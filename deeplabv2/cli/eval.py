@@ -22,17 +22,25 @@ __all__ = ["add_parser", "run"]
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``eval`` and its options."""
     parser = commands.add_parser("eval", help="mIoU on a dataset (VOC format by default)")
-    parser.add_argument("--data", required=True, help="dataset root (e.g. VOCdevkit/VOC2012)")
+    parser.add_argument(
+        "--data", required=True, metavar="ROOT", help="dataset root (e.g. VOCdevkit/VOC2012)"
+    )
     parser.add_argument(
         "--dataset",
         choices=DATASETS,
         default="voc",
-        help="the dataset's layout (voc; coco: MS-COCO 2014 with 81 classes; folder: images/ + "
-        "labels/ + <split>.txt)",
+        help="the dataset's layout: voc; coco (MS-COCO 2014 with 81 classes); folder (images/ "
+        "+ labels/ + <split>.txt)",
     )
-    parser.add_argument("--split", default="val", help="split name or list file (val)")
-    parser.add_argument("--out", help="write the scores as JSON here")
-    parser.add_argument("--limit", type=int_in(1), help="only the first N images")
+    parser.add_argument(
+        "--split", default="val", metavar="NAME|FILE", help="split name or list file"
+    )
+    parser.add_argument(
+        "--out", metavar="FILE", help="write the scores as JSON here (default: printed only)"
+    )
+    parser.add_argument(
+        "--limit", type=int_in(1), metavar="N", help="only the first N images (default: all)"
+    )
     parser.add_argument(
         "--strict-labels",
         action="store_true",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .options import add_model_option, add_scale_options, scales_override
+from .vocabulary import add_force_option, add_weights_option
 
 __all__ = ["add_parser", "run"]
 
@@ -12,9 +13,9 @@ __all__ = ["add_parser", "run"]
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``export`` and its options."""
     parser = commands.add_parser("export", help="export a network to ONNX (verified)")
-    parser.add_argument("out", metavar="OUT.onnx", help="the file to write")
-    parser.add_argument("--weights", required=True, help="registry name, file or hf-hub:...")
-    parser.add_argument("--format", default="onnx", choices=("onnx",), help="onnx (the only one)")
+    parser.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    add_weights_option(parser, required=True)
+    parser.add_argument("--format", default="onnx", choices=("onnx",), help="the only one")
     add_scale_options(parser)
     parser.add_argument(
         "--probabilities", action="store_true", help="output softmax at input size, not logits"
@@ -22,11 +23,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--opset",
         type=int,
+        metavar="N",
         help="ONNX opset (default: the exporter's; one it cannot write is refused, with those "
         "it can)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_force_option(parser)
     add_model_option(parser, "the network (default: from the weights)")
     parser.set_defaults(run=run)
 

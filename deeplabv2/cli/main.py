@@ -8,11 +8,12 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 from ..version import __version__
 from . import coco_masks, convert, crf, demo, export, predict, publish, score, weights
 from . import eval as eval_  # the verb's module, not the builtin
+from .vocabulary import DefaultsFormatter
 
 __all__ = ["VERBS", "build_parser", "main"]
 
@@ -21,6 +22,10 @@ VERBS = (predict, eval_, score, crf, coco_masks, convert, weights, export, demo,
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # every verb shows its defaults
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line, exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -78,11 +83,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     interrupted or terminated run removes its temporary files and leaves finished outputs.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _one_line  # a deprecated option's line, while parsing
+    try:
+        args = parser.parse_args(argv)
+    finally:
+        warnings.formatwarning = formatwarning
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    formatwarning = warnings.formatwarning
     if not args.verbose:  # a warning is one line, like an error (no source line)
         warnings.formatwarning = _one_line
     try:

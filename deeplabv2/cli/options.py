@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from ..crf import BACKENDS, DenseCRF, backend_help
+from ..crf import BACKENDS, PRESETS, DenseCRF, backend_help
 from ..data.images import DEFAULT_MAX_PIXELS
 from ..models import MIN_INPUT_SIZE, list_models, load_model
 from ..msc import MultiScale
@@ -22,6 +22,15 @@ from ..protocol import RELEASE_PROTOCOL
 from ..segmenter import Segmenter
 from ..tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for
 from .values import int_in
+from .vocabulary import (
+    add_crf_params_option,
+    add_crf_workers_option,
+    add_device_option,
+    add_force_option,
+    add_quiet_option,
+    add_weights_option,
+    add_workers_option,
+)
 
 __all__ = [
     "add_model_option",
@@ -101,39 +110,39 @@ def _pad_to(value: str) -> Union[int, None, str]:
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The options ``predict`` and ``eval`` share."""
-    parser.add_argument(
-        "--weights",
-        default="voc12",
-        help="registry name (deeplabv2 weights), local file or hf-hub:... (voc12)",
-    )
+    add_weights_option(parser, default="voc12")
     add_model_option(
         parser, "the network (default: the one the weights are for; a bare name is ResNet-101's)"
     )
     _add_protocol_options(parser.add_argument_group("test protocol (default: the weights' own)"))
     _add_speed_options(parser.add_argument_group("speed"))
     parser.add_argument(
-        "--tile-size", type=int_in(17), default=1025,
-        help="tile images with a longer side (1025)",
+        "--tile-size", type=int_in(17), default=1025, metavar="N",
+        help="tile images with a longer side",
     )  # fmt: skip
     parser.add_argument(
         "--tile-overlap",
         type=int_in(1),
+        metavar="N",
         help="overlap of neighbouring tiles in pixels (default: min(256, tile size / 2))",
     )
     parser.add_argument(
         "--max-pixels",
         type=int_in(1),
         default=DEFAULT_MAX_PIXELS,
-        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,}: 25 megapixels)",
+        metavar="N",
+        help="refuse larger images (default: %(default)s, 25 megapixels)",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_option(parser)
+    add_quiet_option(parser)
 
 
 def _add_protocol_options(group: argparse._ArgumentGroup) -> None:
     add_scale_options(group)
     group.add_argument(
-        "--msc-mode", choices=("caffe", "pytorch"), help="resizing of the MSC inputs"
+        "--msc-mode",
+        choices=("caffe", "pytorch"),
+        help="resizing of the MSC inputs (default: the weights' protocol)",
     )
     group.add_argument(
         "--pad-to",
@@ -141,18 +150,13 @@ def _add_protocol_options(group: argparse._ArgumentGroup) -> None:
         default="auto",
         metavar="N|none",
         help="pad images with the mean to NxN (8k + 1; the release: 513), none: unpadded "
-        "(default: the weights' protocol)",
+        "(default: %(default)s, the weights' protocol)",
     )
     group.add_argument("--flip", action="store_true", help="average with the flipped image")
     group.add_argument(
         "--crf", action="store_true", help="refine with the dense CRF (the weights' preset)"
     )
-    group.add_argument(
-        "--crf-params",
-        metavar="FILE|PRESET",
-        help="the CRF's parameters: a JSON file (examples/tune_crf.py) or a preset "
-        "(resnet101-voc, vgg16-voc); implies --crf (default: the weights' preset)",
-    )
+    add_crf_params_option(group, sorted(PRESETS), "the weights' preset; implies --crf")
     group.add_argument(
         "--crf-backend",
         default="auto",
@@ -162,18 +166,16 @@ def _add_protocol_options(group: argparse._ArgumentGroup) -> None:
 
 
 def _add_speed_options(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
+    add_device_option(group)
     group.add_argument(
-        "--batch-size", type=int_in(1), help="images through the network at once (GPU 8, CPU 1)"
+        "--batch-size",
+        type=int_in(1),
+        metavar="N",
+        help="images through the network at once (default: 8 on a GPU, 1 on the CPU)",
     )
-    group.add_argument(
-        "--workers", type=int_in(0), help="image decoding processes (GPU: up to 8, CPU: 0)"
-    )
-    group.add_argument(
-        "--crf-workers",
-        type=int_in(0),
-        help="CRF processes on the CPU (0: inline; default: 0 on 2 cores or fewer, else about "
-        "half the spare cores, up to 4)",
+    add_workers_option(group, "the images", "on a GPU half the cores up to 8, on the CPU 0")
+    add_crf_workers_option(
+        group, "0 on a GPU or 2 cores or fewer, else about half the spare cores, up to 4"
     )
     group.add_argument(
         "--dtype", choices=tuple(_DTYPES), default="float32", help="autocast precision"
@@ -184,7 +186,8 @@ def _add_speed_options(group: argparse._ArgumentGroup) -> None:
         const="default",
         choices=_COMPILE_MODES,
         help="run the network as a torch.compile'd module with fixed shapes (needs padding; "
-        "the first batch compiles); a mode: reduce-overhead for CUDA graphs",
+        "the first batch compiles); a mode: reduce-overhead for CUDA graphs (default: off; "
+        "without a mode: default)",
     )
 
 

@@ -36,22 +36,25 @@ __all__ = ["add_parser", "per_image_failure", "run"]
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``predict`` and its options."""
     parser = commands.add_parser("predict", help="segment images, write label PNGs")
-    parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="IMAGES", help="image files, or folders of image files"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--probs", action="store_true", help="also write <name>_probs.npy")
     parser.add_argument(
         "--exif",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="turn each image as its EXIF orientation tag says, as a photo viewer shows it "
-        "(default); the label PNGs are then in the turned grid. --no-exif keeps the stored pixel "
+        help="turn each image as its EXIF orientation tag says, as a photo viewer shows it; "
+        "the label PNGs are then in the turned grid. --no-exif keeps the stored pixel "
         "grid that datasets, crf, score, eval and training read: use it when the outputs will be "
         "paired with the image files (pseudo-labels, scoring against ground truth)",
     )
     parser.add_argument(
         "--writers",
         type=int_in(0),
+        metavar="N",
         help="threads writing the outputs beside the network (0: in the main thread; default: 4)",
     )
     add_options(parser)

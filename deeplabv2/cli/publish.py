@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import argparse
 
+from .vocabulary import add_force_option
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``publish`` and its options."""
     parser = commands.add_parser("publish", help="convert and upload weights to the HF Hub")
-    parser.add_argument("name", help="registry name, e.g. voc12 or deeplab_v2_vgg16.voc12")
-    parser.add_argument("src", help="the release file (e.g. train_iter_20000.caffemodel)")
-    parser.add_argument("--out", required=True, help="directory for model.safetensors/README.md")
-    parser.add_argument("--repo-id", help="Hub repository (default: the registry's)")
+    parser.add_argument(
+        "name", metavar="NAME", help="registry name, e.g. voc12 or deeplab_v2_vgg16.voc12"
+    )
+    parser.add_argument(
+        "src", metavar="SRC", help="the release file (e.g. train_iter_20000.caffemodel)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for model.safetensors and README.md"
+    )
+    parser.add_argument(
+        "--repo-id", metavar="OWNER/REPO", help="Hub repository (default: the registry's)"
+    )
     parser.add_argument("--upload", action="store_true", help="really upload (default: dry run)")
-    parser.add_argument("--force", action="store_true", help="overwrite files in --out")
+    add_force_option(parser)
     parser.set_defaults(run=run)
 
 

@@ -12,6 +12,7 @@ from typing import Optional
 from .._files import atomic_write, check_destination
 from ..label_eval import MAX_DEFAULT_WORKERS, SCORINGS, ScoreResult, score_folder
 from .values import int_in
+from .vocabulary import add_classes_option, add_force_option, add_workers_option
 
 __all__ = ["add_parser", "run"]
 
@@ -42,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("predictions", metavar="PRED_DIR", help="folder of predicted label PNGs")
     truth = parser.add_mutually_exclusive_group(required=True)
-    truth.add_argument("--labels", metavar="GT_DIR", help="folder of ground-truth label PNGs")
+    truth.add_argument("--labels", metavar="DIR", help="folder of ground-truth label PNGs")
     truth.add_argument(
         "--data",
         metavar="ROOT",
@@ -50,18 +51,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--split",
-        metavar="LIST",
+        metavar="NAME|FILE",
         help="the images to score: a list file (names, or '<image> <label>' lines); with --data "
         "also a split name (train, val, trainaug). Default with --labels: every PNG there",
     )
+    add_classes_option(parser, "voc")
     parser.add_argument(
-        "--classes",
-        default="voc",
-        help="voc, cocostuff, coco or a file with one class name per line (voc)",
-    )
-    parser.add_argument(
-        "--ignore", type=int_in(0, 65535), default=255,
-        help="ignored / not-sure label value (255)",
+        "--ignore", type=int_in(0, 65535), default=255, metavar="N",
+        help="ignored / not-sure label value",
     )  # fmt: skip
     parser.add_argument(
         "--convention",
@@ -69,20 +66,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="ignored_as_wrong",
         help="the scoring printed first and saved as mean_iou at the top of --out's JSON: "
         "ignored_as_background to compare with IRN / CLIMS / AMN numbers, ignored_as_wrong "
-        "with SEAM's (default: ignored_as_wrong)",
+        "with SEAM's",
     )
     parser.add_argument(
         "--skip-missing",
         action="store_true",
         help="score the images that have a prediction and list the others (default: error)",
     )
+    add_workers_option(parser, "the label PNGs", f"the usable cores, at most {MAX_DEFAULT_WORKERS}")
     parser.add_argument(
-        "--workers",
-        type=int_in(1),
-        help=f"reading processes (default: the cores, at most {MAX_DEFAULT_WORKERS}; 1: none)",
+        "--out", metavar="FILE", help="write the scores as JSON here (default: printed only)"
     )
-    parser.add_argument("--out", metavar="FILE.json", help="write the scores as JSON here")
-    parser.add_argument("--force", action="store_true", help="overwrite --out")
+    add_force_option(parser)
     parser.set_defaults(run=run)
 
 

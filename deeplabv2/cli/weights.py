@@ -17,7 +17,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``weights`` and its options."""
     parser = commands.add_parser("weights", help="list the pretrained weights")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    add_model_option(parser, "only the weights of this network")
+    add_model_option(parser, "only the weights of this network (default: all)")
     parser.add_argument(
         "--details",
         metavar="NAME",

@@ -93,14 +93,14 @@ def check_recipe(scores: Scores, recipe: PseudoLabelRecipe) -> None:
     if scores.cams and not recipe.values:
         raise ValueError(
             f"{scores.path or 'Scores'}: CAMs need a background score: use a recipe with one "
-            "(recipe='irn' or 'psa', or PseudoLabelRecipe(values=(T,)); CLI: --preset irn|psa, "
+            "(recipe='irn' or 'psa', or PseudoLabelRecipe(values=(T,)); CLI: --crf-params irn|psa, "
             "--bg-threshold T or --bg-alpha A)"
         )
     if not scores.cams and len(recipe.values) > 1:
         raise ValueError(
             f"{scores.path or 'Scores'}: holds class scores with their background, but the "
             "recipe's two runs are made for CAMs (high_res and keys); use a one-run recipe "
-            "(PseudoLabelRecipe(params); CLI: --crf-params, or --preset resnet101-voc|vgg16-voc)"
+            "(PseudoLabelRecipe(params); CLI: --crf-params FILE|resnet101-voc|vgg16-voc)"
         )
 
 

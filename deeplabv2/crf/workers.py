@@ -1,5 +1,5 @@
 """CPU worker processes for CRF jobs, shared by ``deeplabv2 predict --crf-workers`` (the
-streaming pipeline) and ``deeplabv2 crf --workers`` (pseudo-labels).
+streaming pipeline) and ``deeplabv2 crf --crf-workers`` (pseudo-labels).
 
 The CRF backends on the CPU run one image at a time; several images at once in separate
 processes use every core. Workers are started with ``spawn`` (no forked copy of the parent's

@@ -18,7 +18,7 @@ from deeplabv2.data.images import read_label
 
 from .test_pseudo import tiny_inputs
 
-RUN = ["--preset", "irn", "--workers", "0", "--quiet"]
+RUN = ["--crf-params", "irn", "--crf-workers", "0", "--quiet"]
 
 
 def npy_header(shape: tuple[int, ...], dtype: str = "<f4") -> bytes:
@@ -138,7 +138,7 @@ def test_a_killed_force_run_leaves_no_label_of_the_old_settings(tmp_path, monkey
     images, scores = tiny_inputs(tmp_path, stems=("a", "b", "c"))
     out, fresh = tmp_path / "out", tmp_path / "fresh"
     assert run_crf(images, scores, out) == 0  # irn
-    psa = ["--preset", "psa"]
+    psa = ["--crf-params", "psa"]
     assert main(["crf", str(images), str(scores), "--out", str(fresh), *RUN, *psa]) == 0
     real, calls = writers.save_labels, []
 
@@ -160,7 +160,7 @@ def test_a_killed_force_run_leaves_no_label_of_the_old_settings(tmp_path, monkey
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--workers", "-1"), ("--batch-size", "0"), ("--min-confidence", "1.5"),
+    [("--crf-workers", "-1"), ("--batch-size", "0"), ("--min-confidence", "1.5"),
      ("--bg-threshold", "-0.1"), ("--max-pixels", "0"), ("--bg-alpha", "nan")],
 )  # fmt: skip
 def test_out_of_range_values_are_usage_errors(tmp_path, capsys, option, value):

@@ -17,7 +17,7 @@ from .test_pseudo import tiny_inputs
 def test_default_labels_read_by_imageio_are_class_indices(tmp_path, capsys):
     images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
     gray, palette = tmp_path / "ir_label", tmp_path / "palette"
-    common = [str(images), str(scores), "--preset", "irn", "--workers", "0", "--quiet"]
+    common = [str(images), str(scores), "--crf-params", "irn", "--crf-workers", "0", "--quiet"]
     assert main(["crf", *common, "--out", str(gray)]) == 0
     assert main(["crf", *common, "--out", str(palette), "--palette"]) == 0
     for stem in ("a", "b"):
@@ -36,8 +36,8 @@ def test_default_labels_read_by_imageio_are_class_indices(tmp_path, capsys):
 def test_resuming_a_palette_folder_without_palette_is_refused(tmp_path, capsys):
     images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
     out = tmp_path / "out"
-    common = [str(images), str(scores), "--out", str(out), "--preset", "irn", "--workers", "0",
-              "--quiet"]  # fmt: skip
+    common = [str(images), str(scores), "--out", str(out), "--crf-params", "irn",
+              "--crf-workers", "0", "--quiet"]  # fmt: skip
     assert main(["crf", *common, "--palette"]) == 0
     (out / "b.png").unlink()
     assert main(["crf", *common]) == 1

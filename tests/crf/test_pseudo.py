@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +26,8 @@ from deeplabv2.crf import (
 from deeplabv2.crf.synthetic import coarse_probs
 from deeplabv2.data.images import read_label
 
-from ..test_interrupts import (
-    _default_sigint,
-    alive,
-    cpu_seconds,
-    descendants,
-    temporaries,
-    wait_for,
-)
+from ..signals import cpu_seconds, descendants, start_in_session, stop_with, wait_for
+from ..test_interrupts import temporaries
 from .photos import photo
 
 dcrf = pytest.importorskip("pydensecrf.densecrf", reason="the references need pydensecrf2")
@@ -147,8 +138,8 @@ def write_inputs(tmp_path: Path, layout: str = "npz") -> tuple[Path, Path, dict]
 def test_irn_recipe_equals_pydensecrf_pixel_for_pixel(tmp_path, capsys):
     images, scores, data = write_inputs(tmp_path)
     out = tmp_path / "labels"
-    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn"]
-    assert main([*args, "--crf-backend", "pydensecrf", "--workers", "0", "--quiet"]) == 0
+    args = ["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn"]
+    assert main([*args, "--crf-backend", "pydensecrf", "--crf-workers", "0", "--quiet"]) == 0
     assert "wrote 3 pseudo-labels" in capsys.readouterr().out
     for name, (image, cams, keys) in data.items():
         expected = irn_cam_to_ir_label(image, cams, keys)
@@ -195,10 +186,8 @@ def test_predict_probs_with_deeplab_crf(tmp_path):
     np.save(tmp_path / "sc" / "a_probs.npy", probs)
     jpeg = np.array(Image.open(tmp_path / "im" / "a.jpg").convert("RGB"))
     args = ["crf", str(tmp_path / "im"), str(tmp_path / "sc"), "--out", str(tmp_path / "o")]
-    assert (
-        main([*args, "--crf-backend", "pydensecrf", "--workers", "0", "--quiet", "--save-probs"])
-        == 0
-    )
+    args += ["--crf-backend", "pydensecrf", "--crf-workers", "0", "--quiet", "--save-probs"]
+    assert main(args) == 0
     h, w = image.shape[:2]
     d = dcrf.DenseCRF2D(w, h, 5)
     d.setUnaryEnergy(utils.unary_from_softmax(probs.astype(np.float32)))
@@ -228,8 +217,8 @@ def test_pickles_only_with_allow_pickle(tmp_path, capsys):
     np.save(scores / "chelsea.npy", {"keys": _Payload(str(marker)), "high_res": data["chelsea"][1]})
     assert b"touch" in (scores / "chelsea.npy").read_bytes()  # the payload is in the file
     out = tmp_path / "labels"
-    assert main(["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
-                 "--workers", "0", "--quiet"]) == 1  # fmt: skip
+    assert main(["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn",
+                 "--crf-workers", "0", "--quiet"]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert "--allow-pickle" in err and "runs code" in err and "chelsea.npy" in err
     assert not marker.exists()
@@ -239,8 +228,8 @@ def test_pickles_only_with_allow_pickle(tmp_path, capsys):
     # IRN's own pickles, trusted: read with the flag, same labels as the .npz layout
     os.remove(scores / "chelsea.npy")
     np.save(scores / "chelsea.npy", {"keys": data["chelsea"][2], "high_res": data["chelsea"][1]})
-    assert main(["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
-                 "--allow-pickle", "--crf-backend", "pydensecrf", "--workers", "0",
+    assert main(["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn",
+                 "--allow-pickle", "--crf-backend", "pydensecrf", "--crf-workers", "0",
                  "--quiet"]) == 0  # fmt: skip
     image, cams, keys = data["chelsea"]
     assert np.array_equal(read_label(out / "chelsea.png"), irn_cam_to_ir_label(image, cams, keys))
@@ -250,7 +239,7 @@ def test_resume_skips_finished_images(tmp_path, capsys):
     images, scores, _ = write_inputs(tmp_path)
     out = tmp_path / "labels"
     args = ["crf", str(images), str(scores), "--out", str(out), "--bg-threshold", "0.2",
-            "--crf-backend", "pydensecrf", "--workers", "0", "--quiet"]  # fmt: skip
+            "--crf-backend", "pydensecrf", "--crf-workers", "0", "--quiet"]  # fmt: skip
     assert main(args) == 0
     capsys.readouterr()
     kept = out / "coffee.png"
@@ -281,10 +270,10 @@ def test_min_confidence_marks_unsure_pixels(tmp_path):
 @pytest.mark.slow  # starting the worker processes takes seconds
 def test_workers_give_the_same_labels(tmp_path):
     images, scores, _ = write_inputs(tmp_path)
-    common = ["crf", str(images), str(scores), "--preset", "irn", "--crf-backend", "pydensecrf",
+    common = ["crf", str(images), str(scores), "--crf-params", "irn", "--crf-backend", "pydensecrf",
               "--quiet"]  # fmt: skip
-    assert main([*common, "--out", str(tmp_path / "a"), "--workers", "0"]) == 0
-    assert main([*common, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
+    assert main([*common, "--out", str(tmp_path / "a"), "--crf-workers", "0"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--crf-workers", "2"]) == 0
     for name in PHOTOS:
         assert np.array_equal(read_label(tmp_path / "a" / f"{name}.png"),
                               read_label(tmp_path / "b" / f"{name}.png"))  # fmt: skip
@@ -292,7 +281,7 @@ def test_workers_give_the_same_labels(tmp_path):
 
 def test_clear_errors_name_the_file(tmp_path, capsys):
     images, scores, data = write_inputs(tmp_path)
-    out = ["--out", str(tmp_path / "o"), "--preset", "irn", "--workers", "0", "--quiet"]
+    out = ["--out", str(tmp_path / "o"), "--crf-params", "irn", "--crf-workers", "0", "--quiet"]
     os.remove(scores / "astronaut.npz")
     assert main(["crf", str(images), str(scores), *out]) == 1
     err = capsys.readouterr().err
@@ -369,36 +358,16 @@ def test_signals_stop_the_workers(tmp_path, sig, group):
     params = tmp_path / "crf.json"
     params.write_text('{"iterations": 200000}')  # minutes: long enough to be interrupted
     out = tmp_path / "labels"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deeplabv2.cli", "crf", str(images), str(scores), "--out",
-         str(out), "--crf-params", str(params), "--bg-threshold", "0.2", "--workers", "1",
-         "--crf-backend", "pydensecrf", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_default_sigint, start_new_session=True,  # noqa: PLW1509 - no threads
+    process = start_in_session(
+        ["crf", str(images), str(scores), "--out", str(out), "--crf-params", str(params),
+         "--bg-threshold", "0.2", "--crf-workers", "1", "--crf-backend", "pydensecrf", "--quiet"]
     )  # fmt: skip
-    try:
-        # the worker (not spawn's resource tracker) has imported and computes: seconds of CPU
-        busy = lambda: any(cpu_seconds(p) > 6 for p in descendants(process.pid))  # noqa: E731
-        wait_for(lambda: busy() or process.poll() is not None, timeout=300)
-        assert process.poll() is None
-        children = descendants(process.pid)
-        signalled = time.monotonic()
-        if group:  # Ctrl-C in a terminal: the whole process group
-            os.killpg(process.pid, sig)
-        else:
-            process.send_signal(sig)
-        _, err = process.communicate(timeout=120)
-        took = time.monotonic() - signalled
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-    assert process.returncode == (143 if sig == signal.SIGTERM else 130), err
-    assert "Traceback" not in err and took < 10
-    end = time.monotonic() + 5
-    while any(alive(pid) for pid in children):
-        assert time.monotonic() < end, "worker processes left behind"
-        time.sleep(0.1)
+
+    def busy() -> None:  # the worker (not spawn's resource tracker) computes: seconds of CPU
+        working = lambda: any(cpu_seconds(p) > 6 for p in descendants(process.pid))  # noqa: E731
+        wait_for(lambda: working() or process.poll() is not None, timeout=300)
+
+    stop_with(process, sig, group, busy)
     assert not out.exists() or (temporaries(out) == [] and
                                 [p.name for p in out.iterdir()] in ([], [RECORD]))  # fmt: skip
 
@@ -426,8 +395,8 @@ def test_out_among_the_inputs_is_refused(tmp_path, capsys, where):
     images, scores = tiny_inputs(tmp_path)
     photo_bytes = (images / "im0.png").read_bytes()
     out = tmp_path / where
-    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn", "--force",
-            "--workers", "0", "--quiet"]  # fmt: skip
+    args = ["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn", "--force",
+            "--crf-workers", "0", "--quiet"]  # fmt: skip
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "--out" in err and "inside" in err and ("IMAGES_DIR" in err or "SCORES_DIR" in err)
@@ -444,8 +413,8 @@ def test_images_with_the_same_stem_are_refused(tmp_path, capsys):
     images, scores = tiny_inputs(tmp_path)
     Image.open(images / "im0.png").save(images / "im0.jpg")
     out = tmp_path / "labels"
-    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
-            "--workers", "0", "--quiet"]  # fmt: skip
+    args = ["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn",
+            "--crf-workers", "0", "--quiet"]  # fmt: skip
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "im0.jpg" in err and "im0.png" in err and "same name" in err
@@ -493,7 +462,7 @@ def test_workers_are_capped_at_the_cores_and_images(tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert crf._workers(100000, 3) == 2
-    assert "--workers 100000 lowered to 2 (2 usable cores, 3 images" in capsys.readouterr().err
+    assert "--crf-workers 100000 lowered to 2 (2 usable cores, 3 images" in capsys.readouterr().err
     assert crf._workers(100000, 1) == 1
     assert "lowered to 1" in capsys.readouterr().err
     for requested, images, expected in [(2, 5, 2), (0, 5, 0), (None, 5, 2), (None, 1, 0),
@@ -510,8 +479,8 @@ def test_workers_are_capped_at_the_cores_and_images(tmp_path, capsys, monkeypatc
     images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
     monkeypatch.setattr("deeplabv2.cli.crf.pseudo_label_files", in_process)
     out = tmp_path / "labels"
-    assert main(["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
-                 "--workers", "100000", "--quiet"]) == 0  # fmt: skip
+    assert main(["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn",
+                 "--crf-workers", "100000", "--quiet"]) == 0  # fmt: skip
     assert asked == [2] and "lowered to 2" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == [RECORD, "a.png", "b.png"]
 
@@ -520,8 +489,8 @@ def test_classes_beyond_num_classes_fail(tmp_path, capsys):
     images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
     np.savez(scores / "b.npz", high_res=np.load(scores / "b.npz")["high_res"], keys=[7, 25])
     out = tmp_path / "labels"
-    args = ["crf", str(images), str(scores), "--out", str(out), "--preset", "irn",
-            "--workers", "0", "--quiet"]  # fmt: skip
+    args = ["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn",
+            "--crf-workers", "0", "--quiet"]  # fmt: skip
     assert main([*args, "--num-classes", "21"]) == 1
     err = capsys.readouterr().err
     assert "b.npz: class 26 is beyond --num-classes 21" in err and "a.npz" not in err
@@ -537,39 +506,39 @@ def test_classes_beyond_num_classes_fail(tmp_path, capsys):
 def test_resuming_with_other_settings_is_refused(tmp_path, capsys):
     images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
     out = tmp_path / "labels"
-    args = ["crf", str(images), str(scores), "--out", str(out), "--workers", "0", "--quiet"]
-    assert main([*args, "--preset", "irn", "--save-probs"]) == 0
+    args = ["crf", str(images), str(scores), "--out", str(out), "--crf-workers", "0", "--quiet"]
+    assert main([*args, "--crf-params", "irn", "--save-probs"]) == 0
     record = json.loads((out / RECORD).read_text())["settings"]
     assert record["recipe"]["values"] == [0.3, 0.05] and record["save_probs"] is True
     assert record["recipe"]["params"]["bi_xy_std"] == 50 and record["num_classes"] is None
     made = {p.name: p.read_bytes() for p in out.iterdir()}
     changes = {
-        ("--preset", "psa"): "recipe.params.bi_xy_std: 50 -> 80",
-        ("--preset", "irn", "--min-confidence", "0.5"): "min_confidence: 0.0 -> 0.5",
-        ("--preset", "irn", "--num-classes", "21"): "num_classes: None -> 21",
+        ("--crf-params", "psa"): "recipe.params.bi_xy_std: 50 -> 80",
+        ("--crf-params", "irn", "--min-confidence", "0.5"): "min_confidence: 0.0 -> 0.5",
+        ("--crf-params", "irn", "--num-classes", "21"): "num_classes: None -> 21",
         ("--bg-threshold", "0.2"): "recipe.values: [0.3, 0.05] -> [0.2]",
-        ("--preset", "irn"): "save_probs: True -> False",
+        ("--crf-params", "irn"): "save_probs: True -> False",
     }
     for options, difference in changes.items():
         assert main([*args, *options]) == 1, options
         err = capsys.readouterr().err
         assert difference in err and "--force" in err and "another --out" in err, err
         assert {p.name: p.read_bytes() for p in out.iterdir()} == made  # nothing written
-    assert main([*args, "--preset", "irn", "--save-probs"]) == 0  # the same: resumed
+    assert main([*args, "--crf-params", "irn", "--save-probs"]) == 0  # the same: resumed
     assert "wrote 0 pseudo-labels" in capsys.readouterr().out
     # --force redoes every image, rewrites the record and drops the old probabilities
     (out / "a_probs.npz.keep").write_bytes(b"not ours")
-    assert main([*args, "--preset", "psa", "--force"]) == 0
+    assert main([*args, "--crf-params", "psa", "--force"]) == 0
     assert "wrote 2 pseudo-labels" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [RECORD, "a.png", "a_probs.npz.keep", "b.png"]
     assert json.loads((out / RECORD).read_text())["settings"]["recipe"]["values"] == [4, 32]
-    assert main([*args, "--preset", "psa"]) == 0  # resumed under the new record
+    assert main([*args, "--crf-params", "psa"]) == 0  # resumed under the new record
     # a folder of an older run (no record) is resumed as it was, and gets no record
     (out / RECORD).unlink()
-    assert main([*args, "--preset", "irn"]) == 0
+    assert main([*args, "--crf-params", "irn"]) == 0
     assert "wrote 0 pseudo-labels" in capsys.readouterr().out and not (out / RECORD).exists()
     (out / RECORD).write_text("{")
-    assert main([*args, "--preset", "irn"]) == 1
+    assert main([*args, "--crf-params", "irn"]) == 1
     assert "unreadable record" in capsys.readouterr().err
 
 
@@ -577,9 +546,9 @@ def test_score_layout_mistakes_are_named(tmp_path, capsys):
     images, scores = tiny_inputs(tmp_path)
     cams = np.load(scores / "im0.npz")["high_res"]
     out = tmp_path / "labels"
-    args = ["crf", str(images), str(scores), "--out", str(out), "--workers", "0", "--quiet"]
+    args = ["crf", str(images), str(scores), "--out", str(out), "--crf-workers", "0", "--quiet"]
     np.savez(scores / "im0.npz", high_res=cams)  # keys forgotten
-    assert main([*args, "--preset", "irn"]) == 1
+    assert main([*args, "--crf-params", "irn"]) == 1
     assert "IRN CAM file needs both 'high_res'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs both 'high_res'.*'keys'"):
         load_scores(scores / "im0.npz")
@@ -597,11 +566,11 @@ def test_score_layout_mistakes_are_named(tmp_path, capsys):
 def test_a_recipe_that_cannot_fit_fails_once_before_any_work(tmp_path, capsys):
     images, scores = tiny_inputs(tmp_path, stems=("a", "b", "c"))
     out = tmp_path / "labels"
-    args = ["crf", str(images), str(scores), "--out", str(out), "--workers", "0", "--quiet"]
+    args = ["crf", str(images), str(scores), "--out", str(out), "--crf-workers", "0", "--quiet"]
     assert main(args) == 1  # CAMs, no background
     err = capsys.readouterr().err
     assert err.count("CAMs need a background") == 1 and "--bg-threshold" in err
     assert not out.exists()
     # the library names its parameters, the CLI's flags only as such
-    with pytest.raises(ValueError, match="recipe='irn'.*CLI: --preset"):
+    with pytest.raises(ValueError, match="recipe=.irn.*CLI: --crf-params irn"):
         pseudo_label(np.zeros((65, 81, 3), np.uint8), load_scores(scores / "a.npz"))

@@ -16,7 +16,7 @@ import deeplabv2
 from deeplabv2.cli.main import main
 from deeplabv2.errors import DatasetError, ImageError
 
-from .test_score import NAMES, folders, save_png  # noqa: F401 - the fixture
+from ..test_label_eval import NAMES, folders, save_png  # noqa: F401 - the fixture
 
 __all__ = ["folders"]
 
@@ -113,7 +113,7 @@ def test_a_png_declaring_a_bomb_is_named(folders):  # noqa: F811
 
 @pytest.mark.parametrize(
     ("option", "value", "rule"),
-    [("--workers", "0", ">= 1"), ("--ignore", "-1", "in [0, 65535]"),
+    [("--workers", "-1", ">= 0"), ("--ignore", "-1", "in [0, 65535]"),
      ("--ignore", "70000", "in [0, 65535]")],
 )  # fmt: skip
 def test_out_of_range_values_are_usage_errors(folders, capsys, option, value, rule):  # noqa: F811

@@ -1,4 +1,5 @@
-"""The deeplabv2 command line: convert, weights, publish; exit codes and error lines."""
+"""The deeplabv2 command line (cli/main.py and the small verbs): convert, weights, publish,
+predict, eval; exit codes and error lines."""
 
 from __future__ import annotations
 
@@ -147,8 +148,8 @@ def test_eval_scores_equal_numpy(tmp_path, voc_safetensors, capsys) -> None:
     from deeplabv2.models import deeplab_v2_resnet101
     from deeplabv2.segmenter import Segmenter
 
-    from .test_metrics import numpy_scores
-    from .voc_fixture import write_voc
+    from ..test_metrics import numpy_scores
+    from ..voc_fixture import write_voc
 
     root = write_voc(tmp_path / "voc")
     out = tmp_path / "results.json"
@@ -172,7 +173,7 @@ def test_eval_scores_equal_numpy(tmp_path, voc_safetensors, capsys) -> None:
 
 
 def test_eval_with_crf_and_decoding_workers_equals_inline(tmp_path, voc_safetensors) -> None:
-    from .voc_fixture import write_voc
+    from ..voc_fixture import write_voc
 
     root = write_voc(tmp_path / "voc")
     scores = []
@@ -192,8 +193,8 @@ def test_eval_follows_the_weights_protocol(tmp_path, release_layers, capsys) -> 
     """Weights of the PyTorch port run with the port's MSC resizing and unpadded."""
     import torch
 
-    from .voc_fixture import write_voc
-    from .weights.test_convert import peer_checkpoint
+    from ..voc_fixture import write_voc
+    from ..weights.test_convert import peer_checkpoint
 
     torch.save(peer_checkpoint(release_layers), tmp_path / "port.pth")
     root = write_voc(tmp_path / "voc")

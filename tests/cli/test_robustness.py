@@ -19,7 +19,7 @@ from deeplabv2.cli import main
 from deeplabv2.cli.main import build_parser
 from deeplabv2.data.classes import voc_palette
 
-from .voc_fixture import write_voc
+from ..voc_fixture import write_voc
 
 
 def photo(path: Path, rows: slice = slice(0, 65), cols: slice = slice(0, 81)) -> Path:
