@@ -30,6 +30,8 @@ def main(checkout: str) -> None:
     assert Path(checkout).resolve() not in installed.parents, f"imported the checkout: {installed}"
     assert cli("--version").strip() == f"deeplabv2 {deeplabv2.__version__}"
     assert "deeplab_v2_resnet101.voc12" in cli("weights")
+    assert cli("sample", "samples").strip() == str(Path("samples", "astronaut.jpg"))
+    assert Path("samples/astronaut.jpg").read_bytes() == deeplabv2.data.sample_image().read_bytes()
 
     torch.manual_seed(0)
     model = deeplabv2.deeplab_v2_resnet101(num_classes=21)

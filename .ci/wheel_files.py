@@ -6,6 +6,8 @@ import sys
 import zipfile
 
 ALLOWED_TOP = ("deeplabv2/", "deeplabv2-")  # the package and its .dist-info folder
+#: Files that are not Python modules and must be in the wheel (pyproject's package-data).
+PACKAGE_DATA = ("deeplabv2/py.typed", "deeplabv2/data/photos/astronaut.jpg")
 
 
 def main(wheel: str) -> int:
@@ -18,8 +20,9 @@ def main(wheel: str) -> int:
     if stray or tests:
         print(f"the wheel holds files outside the package: {stray + tests}", file=sys.stderr)
         return 1
-    if "deeplabv2/py.typed" not in names:
-        print("the wheel lacks deeplabv2/py.typed", file=sys.stderr)
+    missing = [n for n in PACKAGE_DATA if n not in names]
+    if missing:
+        print(f"the wheel lacks its package data: {missing}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: small DeepLab v2 models with non-trivial BatchNorm statistics."""
+"""Shared fixtures: small DeepLab v2 models with non-trivial BatchNorm statistics; the ``quick``
+marker (a representative subset of the suite, ``python -m pytest -m quick``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,50 @@ import pytest
 import torch
 
 from deeplabv2.models import DeepLabV2, FrozenBatchNorm2d
+
+#: Test modules marked ``quick`` as a whole, by file name (so that a moved file keeps the mark):
+#: every layer of the package once, the fast way, and the recipes of docs/architecture.md.
+QUICK_MODULES = frozenset({
+    "test_architecture.py",  # the import floors
+    "test_interp.py", "test_msc.py", "test_metrics.py", "test_files.py",
+    "test_transforms.py", "test_images.py", "test_samples.py",  # data
+    "test_dense_crf.py",  # the CRF's front
+    "test_registry.py", "test_caffe_names.py", "test_unavailable.py",  # weights
+    "test_new_family.py", "test_new_variant.py", "test_new_verb.py", "test_weights_tables.py",
+})  # fmt: skip
+#: Single tests of heavier modules marked ``quick``, as ``<file name>::<test name>`` (the
+#: parameters of a parametrized test included).
+QUICK_TESTS = frozenset({
+    "test_layers.py::test_every_import_goes_one_way_down",
+    "test_layers.py::test_no_cycles_between_modules",
+    "test_cli.py::test_convert",
+    "test_cli.py::test_usage_errors_exit_2",
+    "test_cli.py::test_errors_are_one_line_unless_verbose",
+    "test_cli.py::test_weights_listing",
+    "test_segmenter.py::test_input_kinds_agree",  # the network end to end
+    "test_segmenter.py::test_the_weights_protocol_is_followed",
+    "test_deeplab.py::test_forward_shape_for_a_voc_sized_image",
+    "test_deeplab.py::test_train_and_eval_outputs_are_identical",
+    "test_hub.py::test_offline_with_an_empty_cache_gives_one_clear_error",
+    "test_hub.py::test_release_zip_in_the_torch_hub_cache",
+    "test_range_download.py::test_one_member_moves_only_its_bytes_and_a_few_kilobytes",
+    "test_range_download.py::test_a_dropped_connection_is_resumed_with_a_range_request",
+    "test_convert.py::test_caffemodel_converts_and_matches_the_caffe_forward",
+    "test_convert.py::test_class_names_and_protocol_travel_with_the_file",
+    "test_protocol_doors.py::test_the_segmenter_replaces_only_what_is_overridden",
+    "test_examples.py::test_markers_are_read",
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`QUICK_MODULES` and :data:`QUICK_TESTS` ``quick`` (never a
+    slow one: ``-m quick`` replaces the default ``-m 'not slow'``)."""
+    for item in items:
+        module = item.path.name
+        if item.get_closest_marker("slow") is not None:
+            continue
+        if module in QUICK_MODULES or f"{module}::{item.originalname}" in QUICK_TESTS:
+            item.add_marker(pytest.mark.quick)
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
 
 from ..version import __version__
-from . import coco_masks, convert, crf, demo, export, predict, publish, score, weights
+from . import coco_masks, convert, crf, demo, export, predict, publish, sample, score, weights
 from . import eval as eval_  # the verb's module, not the builtin
 from .vocabulary import DefaultsFormatter
 
 __all__ = ["VERBS", "build_parser", "main"]
 
 #: The verbs' modules, in the order ``deeplabv2 --help`` lists them.
-VERBS = (predict, eval_, score, crf, coco_masks, convert, weights, export, demo, publish)
+VERBS = (predict, eval_, score, crf, coco_masks, convert, weights, export, demo, publish, sample)
 
 
 class _Parser(argparse.ArgumentParser):

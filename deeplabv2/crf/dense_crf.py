@@ -116,8 +116,8 @@ class DenseCRF(nn.Module):
             return cls.from_preset(spec, backend)
         if not os.path.isfile(spec):
             raise FileNotFoundError(
-                f"--crf-params {spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a "
-                "parameter file"
+                f"{spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor an existing "
+                "CRF parameter file"
             )
         return cls.from_file(spec, backend)
 

@@ -5,6 +5,7 @@ from .coco import COCO2014
 from .datasets import CITYSCAPES_CLASSES, Cityscapes, COCOStuff, SegmentationFolder
 from .images import load_image, read_label
 from .kinds import DATASETS, open_dataset
+from .samples import sample_image
 from .transforms import CAFFE_MEAN_BGR, CaffePreprocess, to_caffe_input
 from .voc import IGNORE_INDEX, VOCSegmentation
 
@@ -25,6 +26,7 @@ __all__ = [
     "load_image",
     "open_dataset",
     "read_label",
+    "sample_image",
     "to_caffe_input",
     "voc_palette",
 ]

@@ -21,6 +21,7 @@ from typing import Optional, Union
 
 import torch
 
+from ..data.classes import COCOSTUFF_CLASSES, VOC_CLASSES
 from ..errors import WeightsFormatError, WeightsUnavailableError
 from . import internet, release
 from .cache import discard, sha256sum
@@ -33,16 +34,72 @@ __all__ = ["discard", "hf_download", "member_limit", "resolve_weights", "sha256s
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".caffemodel")
 
 
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def _offline_variable() -> Optional[str]:
+    """The variable that turns huggingface_hub's offline mode on (``HF_HUB_OFFLINE``, or
+    ``TRANSFORMERS_OFFLINE``), or None; read when asked (huggingface_hub reads it once, at
+    import)."""
+    for name in _OFFLINE_VARIABLES:
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return name
+    return None
+
+
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return _offline_variable() is not None
+
+
+def _network_forbidden(local_files_only: bool) -> str:
+    """Why no download is tried (offline mode, else ``local_files_only``), in words."""
+    variable = _offline_variable()
+    if variable is not None:
+        return f"offline mode is on ({variable}={os.environ[variable]})"
+    return "local_files_only=True forbids downloads"
+
+
+_PASS_A_FILE = (
+    "pass its path instead: pretrained='/path/to/file.safetensors' (CLI: --weights PATH; "
+    ".safetensors, .pth and .caffemodel are accepted)."
+)
 
 
 def _unavailable(what: str, where: str, reason: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"cannot load {what}: it is not in the local cache and could not be downloaded from "
-        f"{where} ({reason}). Download the file on a machine with network access and pass its "
-        "path instead: pretrained='/path/to/file.safetensors' (CLI: --weights PATH; "
-        ".safetensors, .pth and .caffemodel are accepted)."
+        f"{where} ({reason}). Download the file on a machine with network access and "
+        + _PASS_A_FILE
+    )
+
+
+def _by_hand(weights: Weights) -> str:
+    """How to get the release file of ``weights`` without this library's download: what to
+    fetch, the member to extract (a glob pattern said as such), the conversion, the option."""
+    out = f"{weights.name}.safetensors"
+    if weights.url_member is None:
+        source = weights.url.rstrip("/").rpartition("/")[2]
+        get = f"download {weights.url}"
+    elif any(char in weights.url_member for char in "*?["):
+        source = weights.url_member
+        get = (
+            f"download {weights.url} and extract from it the one member whose name matches the "
+            f"pattern {source} (its exact name is not recorded here; `unzip -l` lists them)"
+        )
+    else:
+        source = weights.url_member
+        get = f"download {weights.url} and extract {source} from it"
+    options = ""
+    if weights.backbone_only:
+        options = " --backbone-only"
+    elif weights.categories == VOC_CLASSES:
+        options = " --classes voc"
+    elif weights.categories == COCOSTUFF_CLASSES:
+        options = " --classes cocostuff"
+    return (
+        f"To use them without this download: on a machine with network access, {get}; convert "
+        f"it with `deeplabv2 convert {source} {out}{options}`; then pass its path instead: "
+        f"--weights {out} (Python: pretrained='{out}')."
     )
 
 
@@ -124,7 +181,11 @@ def hf_download(
                 library_name="deeplabv2", library_version=__version__, token=token,
             )  # fmt: skip
         except Exception as error:  # huggingface_hub raises many types for the same situation
-            raise _unavailable(what, where, _error_reason(error)) from None
+            raise WeightsUnavailableError(
+                f"cannot load {what}: {_network_forbidden(local_files_only)}, and it is not in "
+                f"the Hugging Face Hub cache ({_error_reason(error)}). Download it from {where} "
+                "on a machine with network access and " + _PASS_A_FILE
+            ) from None
     seconds = internet.network_timeout(timeout)
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
     if force_download:
@@ -179,18 +240,25 @@ def _url_download(
         return target
     what = f"the {weights.name!r} weights"
     if local_files_only or _offline():
-        reason = _error_reason(FileNotFoundError(f"{archive} (offline mode)"))
-        raise _unavailable(what, weights.url, reason)
+        raise WeightsUnavailableError(
+            f"cannot load {what}: {_network_forbidden(local_files_only)}, and they are not in "
+            f"torch.hub's cache ({target} does not exist). {_by_hand(weights)}"
+        )
     seconds = internet.network_timeout(timeout)
     try:
         release.fetch(weights, checkpoints, progress, seconds)
     except internet.NetworkFailure as failure:
-        raise _unavailable(what, weights.url, failure.describe()) from None
+        reason = failure.describe()
     except LinkedFileError:  # says which file and what to do
         raise
     except OSError as error:  # the cache folder cannot be written
-        raise _unavailable(what, weights.url, _error_reason(error)) from None
-    return target
+        reason = _error_reason(error)
+    else:
+        return target
+    raise WeightsUnavailableError(
+        f"cannot load {what}: they are not in torch.hub's cache and could not be downloaded "
+        f"from {weights.url} ({reason}). {_by_hand(weights)}"
+    )
 
 
 def _manual(weights: Weights) -> Path:

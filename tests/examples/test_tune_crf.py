@@ -101,6 +101,15 @@ def test_out_of_range_options_are_refused(option, tmp_path, monkeypatch, capsys)
     assert not out.exists()
 
 
+def test_a_bad_start_names_the_start_option(tmp_path, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        run_main(monkeypatch, *QUICK, "--start", str(tmp_path / "missing.json"))
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --start" in error or "--start: " in error, error
+    assert "missing.json' is neither a preset" in error and "--crf-params" not in error
+
+
 def test_an_empty_held_out_part_is_refused(tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "crf.json"
     with pytest.raises(SystemExit) as stopped:  # 4 images, a held-out fraction of almost 0

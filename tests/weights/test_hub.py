@@ -74,9 +74,9 @@ def test_offline_with_an_empty_cache_gives_one_clear_error(torch_home, monkeypat
     with pytest.raises(WeightsUnavailableError) as error:
         deeplab_v2_resnet101(pretrained="voc12")
     message = str(error.value)
-    assert "'deeplab_v2_resnet101.voc12'" in message
-    assert "prototxt_and_model.zip" in message
-    assert "pretrained='/path/to/file.safetensors'" in message and "--weights PATH" in message
+    assert "'deeplab_v2_resnet101.voc12'" in message and "offline mode is on" in message
+    assert "deeplab_aspp_resnet101/prototxt_and_model.zip and extract train_iter_20000" in message
+    assert "--weights deeplab_v2_resnet101.voc12.safetensors" in message
 
 
 def test_offline_hub_entry_names_the_repository(tmp_path, monkeypatch, no_network):
