@@ -128,6 +128,36 @@ def _hub_storage(repo_id: str, cache_dir: Optional[Union[str, os.PathLike]]) -> 
     return Path(root) / f"models--{repo_id.replace('/', '--')}"
 
 
+def _from_cache_only(
+    repo_id: str,
+    filename: str,
+    revision: Optional[str],
+    cache_dir: Optional[Path],
+    local_files_only: bool,
+    token: Union[bool, str, None],
+) -> str:
+    """:func:`hf_download` offline: the file from the Hub cache, or WeightsUnavailableError."""
+    from huggingface_hub import constants, hf_hub_download
+
+    from ..version import __version__
+
+    try:
+        return hf_hub_download(
+            repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=True,
+            library_name="deeplabv2", library_version=__version__, token=token,
+        )  # fmt: skip
+    except Exception as error:  # huggingface_hub raises many types for the same situation
+        what = f"{filename} of the Hugging Face Hub repository {repo_id}" + (
+            f" at revision {revision}" if revision else ""
+        )
+        where = f"{constants.ENDPOINT.rstrip('/')}/{repo_id}"
+        raise WeightsUnavailableError(
+            f"cannot load {what}: {_network_forbidden(local_files_only)}, and it is not in "
+            f"the Hugging Face Hub cache ({_error_reason(error)}). Download it from {where} "
+            "on a machine with network access and " + _PASS_A_FILE
+        ) from None
+
+
 def hf_download(
     repo_id: str,
     filename: str,
@@ -158,7 +188,7 @@ def hf_download(
         ValueError: a bad ``timeout`` or ``DEEPLABV2_NETWORK_TIMEOUT``; ``force_download``
             offline (``local_files_only`` or ``HF_HUB_OFFLINE``).
     """
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
 
     from ..version import __version__
 
@@ -175,17 +205,7 @@ def hf_download(
             f"HF_HUB_OFFLINE=1 forbids: drop one of them to load {what}"
         )
     if local_files_only or _offline():
-        try:
-            return hf_hub_download(
-                repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=True,
-                library_name="deeplabv2", library_version=__version__, token=token,
-            )  # fmt: skip
-        except Exception as error:  # huggingface_hub raises many types for the same situation
-            raise WeightsUnavailableError(
-                f"cannot load {what}: {_network_forbidden(local_files_only)}, and it is not in "
-                f"the Hugging Face Hub cache ({_error_reason(error)}). Download it from {where} "
-                "on a machine with network access and " + _PASS_A_FILE
-            ) from None
+        return _from_cache_only(repo_id, filename, revision, cache_dir, local_files_only, token)
     seconds = internet.network_timeout(timeout)
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
     if force_download:
