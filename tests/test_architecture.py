@@ -34,7 +34,8 @@ def modules() -> dict[str, Path]:
 
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """The package's modules that ``path`` imports at run time (a package counts as its
-    ``__init__``; imports under ``if TYPE_CHECKING:`` do not count)."""
+    ``__init__``; imports under ``if TYPE_CHECKING:`` do not count, except in an ``__init__``:
+    there they name the lazy re-exports (``deeplabv2._lazy``), imported on first read)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -43,6 +44,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
         for node in ast.walk(tree)
         if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
         for inner in ast.walk(node)
+        if path.name != "__init__.py"
     }  # imports for type checkers only never run
     for node in ast.walk(tree):
         if id(node) in typing_only:
