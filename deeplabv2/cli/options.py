@@ -34,8 +34,8 @@ __all__ = [
     "speed",
 ]
 
-#: ``--dtype`` -> the name of the torch dtype of the Segmenter's ``dtype`` (None: float32)
-_DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
+#: ``--dtype`` -> whether the Segmenter autocasts to the torch dtype of that name (float32: no)
+_DTYPES = {"float32": False, "bfloat16": True, "float16": True}
 #: ``--compile`` modes -> Segmenter's ``compile``
 _COMPILE_MODES: dict[str, Union[bool, str]] = {
     "default": True,
@@ -275,7 +275,7 @@ def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter
             crf_backend=args.crf_backend,
             flip=args.flip,
             device=device,
-            dtype=None if _DTYPES[args.dtype] is None else getattr(torch, _DTYPES[args.dtype]),
+            dtype=getattr(torch, args.dtype) if _DTYPES[args.dtype] else None,
             tile_size=args.tile_size,
             tile_overlap=args.tile_overlap,
             max_pixels=args.max_pixels,
