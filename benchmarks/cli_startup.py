@@ -48,6 +48,7 @@ def time_case(code: str, root: Path) -> tuple[float, bool]:
     run = subprocess.run(
         [sys.executable, "-c", _PRELUDE + code + _EPILOGUE],
         env=env,
+        cwd=root,  # python -c puts the working directory first on sys.path
         capture_output=True,
         text=True,
         check=True,
