@@ -38,14 +38,11 @@ from .data.paired import read_lines
 from .data.voc import VOCSegmentation
 from .errors import DatasetError, LabelError
 from .metrics import ConfusionMatrix
+from .scorings import MAX_DEFAULT_WORKERS, SCORINGS
 
 __all__ = ["MAX_DEFAULT_WORKERS", "SCORINGS", "ScoreResult", "default_workers", "score_folder"]
 
 PathLike = Union[str, os.PathLike]
-#: The ways a result is scored: ignored predictions as misses, left out, or as background.
-SCORINGS = ("ignored_as_wrong", "confident_only", "ignored_as_background")
-#: The most reading processes used unless asked for more: PNG decoding stops scaling there.
-MAX_DEFAULT_WORKERS = 8
 _SHOWN = 5  # missing files named in an error
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from .data.transforms import CAFFE_MEAN_BGR
+from .data.constants import CAFFE_MEAN_BGR
 
 __all__ = [
     "PORT_PROTOCOL",

@@ -15,16 +15,16 @@ import os
 import sys
 from contextlib import closing
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Optional
 
 from .._files import atomic_write, check_writable
-from ..data.coco_masks import CocoInstances, coco_label_maps, load_instances, mask_api
 from .values import int_in
 from .vocabulary import add_force_option, add_quiet_option, add_workers_option
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..data.coco_masks import CocoInstances
 
 __all__ = ["add_parser", "run"]
 
@@ -97,12 +97,18 @@ def _workers(requested: Optional[int], todo: int) -> int:
 
 def _save(path: Path, labels: np.ndarray, force: bool) -> None:
     """``(H, W) uint8`` class indices as an 8-bit grayscale PNG (what ReCAM's script writes)."""
+    from PIL import Image
+
     image = Image.fromarray(labels)  # (H, W) uint8: mode L
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), force=force)
 
 
 def _make(args: argparse.Namespace, instances: CocoInstances, todo: list[int]) -> list[str]:
     """Make and write the labels of the images ``todo``; the failures."""
+    from tqdm import tqdm
+
+    from ..data.coco_masks import coco_label_maps
+
     out, failures = Path(args.out), []
     results = coco_label_maps(
         instances, todo, images_dir=args.images, workers=_workers(args.workers, len(todo)),
@@ -122,6 +128,8 @@ def _make(args: argparse.Namespace, instances: CocoInstances, todo: list[int]) -
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 coco-masks``; the exit code (1 if any image failed)."""
+    from ..data.coco_masks import load_instances, mask_api
+
     _check(args)
     mask_api()  # a missing pycocotools says so before the JSON is read
     if not args.quiet:  # COCO's train2014 file takes a while to read

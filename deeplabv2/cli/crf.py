@@ -19,26 +19,16 @@ import sys
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple, Optional
-
-import torch
-from PIL import Image
-from tqdm import tqdm
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from .._files import check_destination, check_writable
-from ..crf import (
+from ..crf import (  # the registries' names: no torch (the functions import what they use)
     BACKENDS,
     PRESETS,
     PSEUDO_LABEL_RECIPES,
-    DenseCRF,
     PseudoLabelRecipe,
     backend_help,
-    find_scores,
-    load_scores,
-    pseudo_label_files,
 )
-from ..crf.pseudo import check_recipe
-from ..distributed import Ranks, check_peers, start, stop, total, wait_for_peers
 from ..errors import OutputExistsError
 from . import writers
 from .crf_record import RECORD, check_record, write_record
@@ -51,6 +41,9 @@ from .vocabulary import (
     add_quiet_option,
     deprecate,
 )
+
+if TYPE_CHECKING:
+    from ..distributed import Ranks
 
 __all__ = ["RECORD", "Plan", "add_parser", "recipe", "run"]
 
@@ -159,6 +152,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def recipe(args: argparse.Namespace) -> PseudoLabelRecipe:
     """The recipe the options describe: a preset, or DenseCRF()'s / a file's parameters on the
     scores as they are; ``--bg-threshold`` / ``--bg-alpha`` set a one-run background."""
+    from ..crf import DenseCRF
+
     spec = args.crf_params
     if spec in PSEUDO_LABEL_RECIPES:
         chosen = PSEUDO_LABEL_RECIPES[spec]
@@ -193,6 +188,8 @@ class Plan(NamedTuple):
 def _check(args: argparse.Namespace) -> PseudoLabelRecipe:
     """The folders and device checked; the recipe (a bad parameter file or background value
     fails here)."""
+    import torch
+
     for name in ("images_dir", "scores_dir"):
         folder = getattr(args, name)
         if not os.path.isdir(folder):
@@ -239,6 +236,11 @@ def _check_first_scores(args: argparse.Namespace, chosen: PseudoLabelRecipe, ima
     """The recipe against the first score file, before any work: a recipe that cannot fit
     (CAMs without a background) would fail every image alike. A file that cannot be read is
     left to be reported with its image."""
+    from PIL import Image
+
+    from ..crf.pseudo import check_recipe
+    from ..crf.score_maps import load_scores
+
     try:
         with Image.open(image) as opened:  # the stored grid's size, from the header alone
             size = opened.size[::-1]
@@ -251,6 +253,8 @@ def _check_first_scores(args: argparse.Namespace, chosen: PseudoLabelRecipe, ima
 def _plan(args: argparse.Namespace) -> Plan:
     """Images, their score files and outputs, and the images still to do; all checked before
     anything is read or written (a missing score file stops the run here)."""
+    from ..crf.score_maps import find_scores
+
     chosen = _check(args)
     images = writers.collect_images([args.images_dir])
     if not images:
@@ -305,6 +309,11 @@ def _workers(requested: Optional[int], images: int) -> int:
 
 def _refine(args: argparse.Namespace, ranks: Ranks, plan: Plan) -> tuple[int, list[str]]:
     """This rank's share: refine, write; the count written and the failures."""
+    from tqdm import tqdm
+
+    from ..crf.pseudo_files import pseudo_label_files
+    from ..distributed import check_peers
+
     _, images, scores, outputs, todo = plan
     device = ranks.device(args.device)
     cpu = device.type == "cpu"
@@ -346,6 +355,8 @@ def _refine(args: argparse.Namespace, ranks: Ranks, plan: Plan) -> tuple[int, li
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 crf``; the exit code (1 if any image failed)."""
+    from ..distributed import start, stop, total, wait_for_peers
+
     plan = _plan(args)
     images, todo = plan.images, plan.todo
     made = _made(args, images)  # before any rank writes

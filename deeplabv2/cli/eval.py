@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._files import atomic_write_text, check_destination
-from ..data.kinds import DATASETS, open_dataset
-from ..distributed import start, stop
-from ..evaluate import evaluate
+from ..data.constants import DATASETS
 from .options import add_options, build_segmenter, check, speed
 from .values import int_in
 
@@ -70,6 +68,10 @@ def _print_scores(results: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 eval``; the exit code."""
+    from ..data.kinds import open_dataset
+    from ..distributed import start, stop
+    from ..evaluate import evaluate
+
     check(args)
     out = Path(args.out) if args.out else None
     if out is not None:

@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deeplabv2", description="DeepLab v2 (Caffe-faithful) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"deeplabv2 {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, title="commands", metavar="COMMAND"
+    )
     for verb in VERBS:
         verb.add_parser(commands)
     return parser
@@ -81,8 +83,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An
     interrupted or terminated run removes its temporary files and leaves finished outputs.
+    ``deeplabv2`` alone prints the usage and the verbs with their one-line help on stdout and
+    returns 1, as ``git`` alone does (nothing was done; not a usage error's terse line).
     """
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()
+        return 1
     formatwarning = warnings.formatwarning
     warnings.formatwarning = _one_line  # a deprecated option's line, while parsing
     try:

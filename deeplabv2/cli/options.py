@@ -8,19 +8,15 @@ import argparse
 import os
 import sys
 import warnings
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-import torch
-from torch import nn
-
-from ..crf import BACKENDS, PRESETS, DenseCRF, backend_help
-from ..data.images import DEFAULT_MAX_PIXELS
-from ..models import MIN_INPUT_SIZE, list_models, load_model
-from ..msc import MultiScale
-from ..pipeline import default_crf_workers
+from ..crf import (  # the registry's names: no torch (crf/backends/builtin)
+    BACKENDS,
+    PRESETS,
+    backend_help,
+)
+from ..data.constants import DEFAULT_MAX_PIXELS
 from ..protocol import RELEASE_PROTOCOL
-from ..segmenter import Segmenter
-from ..tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for
 from .values import int_in
 from .vocabulary import (
     add_crf_params_option,
@@ -31,6 +27,14 @@ from .vocabulary import (
     add_weights_option,
     add_workers_option,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..segmenter import Segmenter
+
+# torch, the models, the Segmenter... are imported by the functions that use them, not here:
+# building the parser (deeplabv2 --help) loads no torch (tests/cli/test_startup.py)
 
 __all__ = [
     "add_model_option",
@@ -43,7 +47,8 @@ __all__ = [
     "speed",
 ]
 
-_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: ``--dtype`` -> whether the Segmenter autocasts to the torch dtype of that name (float32: no)
+_DTYPES = {"float32": False, "bfloat16": True, "float16": True}
 #: ``--compile`` modes -> Segmenter's ``compile``
 _COMPILE_MODES: dict[str, Union[bool, str]] = {
     "default": True,
@@ -53,9 +58,22 @@ _COMPILE_MODES: dict[str, Union[bool, str]] = {
 }
 
 
+def network_name(name: str) -> str:
+    """An argparse ``type``: ``name`` if it is a network's builder name (``list_models()``),
+    else a usage error listing them. The model registry (and torch) is loaded only when
+    ``--model`` is given, so ``--help`` stays torch-free."""
+    from ..models import list_models
+
+    if name not in list_models():
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {name!r} (choose from {', '.join(list_models())})"
+        )
+    return name
+
+
 def add_model_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     """``--model NAME``, one of the networks' builder names."""
-    parser.add_argument("--model", choices=list_models(), help=help_text)
+    parser.add_argument("--model", type=network_name, metavar="NAME", help=help_text)
 
 
 def add_scale_options(group: argparse._ActionsContainer) -> None:
@@ -191,19 +209,23 @@ def _add_speed_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
-class _AnyNetwork(nn.Module):
-    """Stands for the network where only its smallest input matters."""
-
-    min_input_size = MIN_INPUT_SIZE
-
-
 def _check_tiles(args: argparse.Namespace) -> None:
     """``--tile-size`` and ``--tile-overlap``, with multi-scale testing's minimum unless
     ``--single-scale`` (the weights' protocols all have MSC: its 0.5 branch of a tile must
     still be as large as the network's smallest input)."""
+    from torch import nn
+
+    from ..models import MIN_INPUT_SIZE
+    from ..msc import MultiScale
+    from ..tiling import OUTPUT_STRIDE, tile_overlap_for
+
     tile_overlap_for(args.tile_size, args.tile_overlap, names=("--tile-size", "--tile-overlap"))
     if args.single_scale or args.tile_size is None:
         return
+
+    class _AnyNetwork(nn.Module):  # stands for the network where only its smallest input matters
+        min_input_size = MIN_INPUT_SIZE
+
     network = _AnyNetwork()
     modes = (args.msc_mode,) if args.msc_mode else ("caffe", "pytorch")
     least = OUTPUT_STRIDE + max(
@@ -218,6 +240,10 @@ def _check_tiles(args: argparse.Namespace) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Validate the options before anything is loaded (usage errors cost no model load)."""
+    import torch
+
+    from ..crf import DenseCRF
+
     _check_tiles(args)  # ranges are the parser's (values.py); here what options mean together
     if args.device is not None:
         try:
@@ -241,6 +267,12 @@ def check(args: argparse.Namespace) -> None:
 def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter:
     """Load the weights; the Segmenter the options describe, on ``device``: the weights' own
     protocol with what the user overrode."""
+    import torch
+
+    from ..models import load_model
+    from ..segmenter import Segmenter
+    from ..tiling import slow_tiling_warning
+
     model = load_model(args.weights, args.model)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="tile_size=")  # said below, in CLI words
@@ -250,7 +282,7 @@ def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter
             crf_backend=args.crf_backend,
             flip=args.flip,
             device=device,
-            dtype=_DTYPES[args.dtype],
+            dtype=getattr(torch, args.dtype) if _DTYPES[args.dtype] else None,
             tile_size=args.tile_size,
             tile_overlap=args.tile_overlap,
             max_pixels=args.max_pixels,
@@ -269,6 +301,10 @@ def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter
 
 def speed(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Batch size and worker counts; on the CPU the network leaves the CRF workers' cores."""
+    import torch
+
+    from ..pipeline import default_crf_workers
+
     cuda = device.type == "cuda"
     workers = args.workers
     if workers is None:

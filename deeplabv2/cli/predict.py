@@ -14,21 +14,20 @@ import sys
 from contextlib import closing
 from functools import partial
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
-import torch
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Optional
 
 from .._files import check_destination, check_writable
-from ..data.images import load_image
-from ..distributed import Ranks, check_peers, start, stop, total, wait_for_peers
 from ..errors import ImageError
-from ..pipeline import Result, stream
 from . import writers
 from .options import add_options, build_segmenter, check, speed
 from .values import int_in
 from .write_pool import Outcome, WritePool, default_writers
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..distributed import Ranks
+    from ..pipeline import Result
 
 __all__ = ["add_parser", "per_image_failure", "run"]
 
@@ -63,6 +62,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def per_image_failure(error: BaseException) -> Optional[str]:
     """What to report for an error that spoils one image only; None for anything else."""
+    import torch
+
     if isinstance(error, (ImageError, OSError)):
         return str(error)
     out_of_memory = isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
@@ -81,6 +82,8 @@ class _Images:
         self.paths, self.max_pixels, self.exif = paths, max_pixels, exif
 
     def __call__(self, index: int) -> tuple[np.ndarray, str]:
+        from ..data.images import load_image
+
         path = self.paths[index]
         return load_image(path, exif=self.exif, max_pixels=self.max_pixels), str(path)
 
@@ -141,6 +144,11 @@ def _segment(
 ) -> list[str]:
     """Segment this rank's shard of ``paths`` and write the outputs (in a :class:`WritePool`
     beside the network); the failures, in the order the images came out of the network."""
+    from tqdm import tqdm
+
+    from ..distributed import check_peers
+    from ..pipeline import stream
+
     device = ranks.device(args.device)
     segmenter = build_segmenter(args, device)
     indices = ranks.shard(len(paths))
@@ -176,6 +184,8 @@ def _segment(
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 predict``; the exit code (1 if any image failed)."""
+    from ..distributed import start, stop, total, wait_for_peers
+
     paths, out, outputs = _plan(args)
     ranks = start()
     try:

@@ -7,12 +7,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .._files import atomic_write, check_destination
-from ..label_eval import MAX_DEFAULT_WORKERS, SCORINGS, ScoreResult, score_folder
+from ..scorings import MAX_DEFAULT_WORKERS, SCORINGS
 from .values import int_in
 from .vocabulary import add_classes_option, add_force_option, add_workers_option
+
+if TYPE_CHECKING:
+    from ..label_eval import ScoreResult
 
 __all__ = ["add_parser", "run"]
 
@@ -134,6 +137,8 @@ def _report(result: ScoreResult, predictions: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 score``; the exit code."""
+    from ..label_eval import score_folder
+
     out = Path(args.out) if args.out else None
     if out is not None:
         check_destination(out, args.force)

@@ -1,13 +1,17 @@
-"""``deeplabv2 weights``: the pretrained weights of the registry, as a table or JSON, or one
-entry in full (``--details NAME``: what it is, what it has seen, how it was evaluated)."""
+"""``deeplabv2 weights``: the pretrained weights of the registry, as a table (one line each,
+under 100 columns: name, classes, headline mIoU) or JSON, or one entry in full (``--details
+NAME``: what it is, what it has seen, how it was evaluated, its files), or what a local weights
+file says about itself (``--details FILE``). Loads no torch: the registry is data."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any, Optional
 
-from ..weights import get_weights, list_weights
+from ..weights.file_info import file_info
+from ..weights.registry import get_weights, list_weights
 from .options import add_model_option
 
 __all__ = ["add_parser", "run"]
@@ -20,9 +24,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_model_option(parser, "only the weights of this network (default: all)")
     parser.add_argument(
         "--details",
-        metavar="NAME",
+        metavar="NAME|FILE",
         help="one entry in full: lineage (what it has seen), data, protocol, metrics, sources, "
-        "warning",
+        "warning; or a local weights file: its metadata (a .safetensors file written by "
+        "deeplabv2 convert: architecture, classes, source, conversion version)",
     )
     parser.set_defaults(run=run)
 
@@ -46,6 +51,42 @@ def _row(name: str) -> dict[str, Any]:
     }
 
 
+def _headline(metrics: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The first dataset's mIoU and mIoU with the CRF (``"76.35 / 77.69"``), and the dataset;
+    a ``<dataset>+CRF`` entry counts as the CRF score of ``<dataset>``."""
+    for data, scores in metrics.items():
+        if data.endswith("+CRF") or "mIoU" not in scores:
+            continue
+        crf = scores.get("mIoU+CRF", metrics.get(f"{data}+CRF", {}).get("mIoU"))
+        return f"{scores['mIoU']}" + ("" if crf is None else f" / {crf}"), data
+    return "-", "-"
+
+
+def table(names: list[str]) -> list[str]:
+    """The listing's lines: a header, then one line per entry (under 100 columns for the
+    registry's names; the files, sources and every metric are in ``--details``)."""
+    header = ("NAME", "CLASSES", "mIoU / +CRF", "EVALUATED ON")
+    rows = []
+    for name in names:
+        entry = get_weights(name)
+        score, data = _headline(entry.metrics)
+        if entry.warning:  # weights that must not be evaluated where their scores would be
+            score, data = "-", "trained on VOC val (test only)"
+        rows.append((name, str(entry.num_classes or "backbone"), score, data))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3]
+        for row in [header, *rows]
+    ]
+
+
+def _member(member: Optional[str]) -> Optional[str]:
+    """The archive member as the details show it: a glob pattern says so plainly."""
+    if member is None or not any(c in member for c in "*?["):
+        return member
+    return f"the zip member matching {member} (its exact name is decided at download)"
+
+
 def details(name: str, architecture: Optional[str] = None) -> dict[str, Any]:
     """Everything the registry says about the weights ``name``, as plain JSON-able values."""
     entry = get_weights(name, architecture)
@@ -58,7 +99,7 @@ def details(name: str, architecture: Optional[str] = None) -> dict[str, Any]:
         "metrics": entry.metrics,
         "sources": {
             "url": entry.url,
-            "member": entry.url_member,
+            "member": _member(entry.url_member),
             "hub": f"{entry.hf_repo}@{entry.hf_revision or 'unpublished'}",
             "sha256": entry.sha256,
         },
@@ -92,8 +133,30 @@ def _print_details(record: dict[str, Any]) -> None:
             print(f"  {key}: {record[key]}")
 
 
+def _print_file(record: dict[str, Any]) -> None:
+    """The record of :func:`~deeplabv2.weights.file_info.file_info` as indented text."""
+    print(record["file"])
+    print(f"  size: {record['size_mb']} MB")
+    if "tensors" in record:
+        print(f"  tensors: {record['tensors']}")
+    for key, value in record.get("metadata", {}).items():
+        if key == "classes" and isinstance(value, list):
+            value = f"{len(value)}: {', '.join(map(str, value[:6]))}" + (
+                ", ..." if len(value) > 6 else ""
+            )
+        elif not isinstance(value, str):
+            value = json.dumps(value)
+        print(f"  {key}: {value}")
+    if "note" in record:
+        print(f"  note: {record['note']}")
+
+
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 weights``; the exit code."""
+    if args.details is not None and os.path.isfile(args.details):
+        record = file_info(args.details)
+        print(json.dumps(record, indent=2)) if args.json else _print_file(record)
+        return 0
     if args.details is not None:
         record = details(args.details, args.model)
         if args.json:
@@ -105,12 +168,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    name_width = max(len(row["name"]) for row in rows) if rows else 0
-    source_width = max(len(row["source"]) for row in rows) if rows else 0
-    for row in rows:
-        flag = "  [trained on VOC val: test server only]" if row["warning"] else ""
-        print(
-            f"{row['name']:<{name_width}} {row['classes']!s:<9} {row['source']:<{source_width}} "
-            f"{row['metrics']}{flag}".rstrip()
-        )
+    for line in table([row["name"] for row in rows]):
+        print(line.rstrip())
     return 0

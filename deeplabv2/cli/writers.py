@@ -4,12 +4,12 @@ probabilities."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from .._files import atomic_write
-from ..data.classes import overlay, voc_palette
+
+if TYPE_CHECKING:  # numpy and PIL are imported by the writers: --help loads neither
+    import numpy as np
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -52,6 +52,11 @@ def save_labels(path: Path, labels: np.ndarray, force: bool, *, palette: bool = 
     """``(H, W)`` labels -> a PNG of class indices: with the VOC palette (like the dataset's own
     PNGs), or 8-bit grayscale with ``palette=False`` (what the WSSS papers' scripts write and
     read: imageio decodes a palette PNG as RGB colours)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..data.classes import voc_palette
+
     if labels.max(initial=0) > 255:
         raise ValueError("more than 256 classes cannot be stored in an 8-bit PNG")
     image = Image.fromarray(labels.astype(np.uint8), mode="P" if palette else "L")
@@ -62,12 +67,18 @@ def save_labels(path: Path, labels: np.ndarray, force: bool, *, palette: bool = 
 
 def save_overlay(path: Path, rgb: np.ndarray, labels: np.ndarray, force: bool) -> None:
     """The image blended half-and-half with the palette colours of its labels (JPEG)."""
+    from PIL import Image
+
+    from ..data.classes import overlay
+
     image = Image.fromarray(overlay(rgb, labels))
     atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=90), force=force)
 
 
 def save_probs(path: Path, probs: np.ndarray, force: bool) -> None:
     """``(C, H, W)`` probabilities as a float16 ``.npy`` file."""
+    import numpy as np
+
     half = probs.astype(np.float16)
 
     def write(tmp: str) -> None:
@@ -81,6 +92,8 @@ def save_refined(path: Path, probs: np.ndarray, classes: np.ndarray, force: bool
     """A pseudo-label's refined probabilities as ``.npz``: ``probs`` ``(R, C, H, W)`` float16
     (one ``(C, H, W)`` per CRF run of the recipe) and ``classes`` ``(C,)`` int64, the dataset
     class of each channel."""
+    import numpy as np
+
     half, classes = probs.astype(np.float16), classes.astype(np.int64)
 
     def write(tmp: str) -> None:

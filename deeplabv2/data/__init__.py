@@ -1,13 +1,22 @@
-"""Data utilities: input transforms, image loading, datasets, class names and palettes."""
+"""Data utilities: input transforms, image loading, datasets, class names and palettes.
 
-from .classes import COCO_CLASSES, COCOSTUFF_CLASSES, VOC_CLASSES, voc_palette
-from .coco import COCO2014
-from .datasets import CITYSCAPES_CLASSES, Cityscapes, COCOStuff, SegmentationFolder
-from .images import load_image, read_label
-from .kinds import DATASETS, open_dataset
-from .samples import sample_image
-from .transforms import CAFFE_MEAN_BGR, CaffePreprocess, to_caffe_input
-from .voc import IGNORE_INDEX, VOCSegmentation
+The names are imported when first read (``deeplabv2._lazy``), so that a torch-free module of
+this package (:mod:`.constants`, :mod:`.classes`) loads without the others.
+"""
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .classes import COCO_CLASSES, COCOSTUFF_CLASSES, VOC_CLASSES, voc_palette
+    from .coco import COCO2014
+    from .datasets import CITYSCAPES_CLASSES, Cityscapes, COCOStuff, SegmentationFolder
+    from .images import load_image, read_label
+    from .kinds import DATASETS, open_dataset
+    from .samples import sample_image
+    from .transforms import CAFFE_MEAN_BGR, CaffePreprocess, to_caffe_input
+    from .voc import IGNORE_INDEX, VOCSegmentation
 
 __all__ = [
     "CAFFE_MEAN_BGR",
@@ -30,3 +39,20 @@ __all__ = [
     "to_caffe_input",
     "voc_palette",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(("COCO_CLASSES", "COCOSTUFF_CLASSES", "VOC_CLASSES"), ".classes"),
+        "voc_palette": ".classes",
+        "COCO2014": ".coco",
+        "sample_image": ".samples",
+        **dict.fromkeys(("CITYSCAPES_CLASSES", "Cityscapes", "COCOStuff"), ".datasets"),
+        "SegmentationFolder": ".datasets",
+        **dict.fromkeys(("load_image", "read_label"), ".images"),
+        **dict.fromkeys(("DATASETS", "open_dataset"), ".kinds"),
+        **dict.fromkeys(("CaffePreprocess", "to_caffe_input"), ".transforms"),
+        "CAFFE_MEAN_BGR": ".constants",
+        **dict.fromkeys(("IGNORE_INDEX", "VOCSegmentation"), ".voc"),
+    },
+)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported by the functions: the class names load without it
+    import numpy as np
 
 __all__ = [
     "CLASS_LISTS",
@@ -72,6 +75,8 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
 
     Label 255 (ignore / object boundaries) is (224, 224, 192), as in the dataset's PNGs.
     """
+    import numpy as np
+
     palette = np.zeros((num_colors, 3), dtype=np.uint8)
     for label in range(num_colors):
         value, r, g, b = label, 0, 0, 0
@@ -89,6 +94,8 @@ def overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
     ``(H, W, 3) uint8`` RGB and ``(H, W)`` integer labels -> ``(H, W, 3) uint8``.
     """
+    import numpy as np
+
     colours = voc_palette()[np.asarray(labels).astype(np.int64) % 256]
     blend = (np.asarray(rgb).astype(np.float32) * 0.5 + colours.astype(np.float32) * 0.5).round()
     return blend.astype(np.uint8)

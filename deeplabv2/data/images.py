@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError, ImageSizeError
+from .constants import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -35,11 +36,6 @@ __all__ = [
 ]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
-
-#: The largest image (in pixels) that :class:`deeplabv2.Segmenter` and ``deeplabv2 predict``
-#: accept unless told otherwise (``max_pixels`` / ``--max-pixels``): 25 megapixels, e.g.
-#: 6000x4000. A 10000x10000 image takes over an hour on a CPU.
-DEFAULT_MAX_PIXELS = 25_000_000
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 

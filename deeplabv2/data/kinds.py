@@ -7,16 +7,12 @@ from collections.abc import Sequence
 from typing import Optional, Union
 
 from .coco import COCO2014
+from .constants import DATASETS, LABEL_DIR_DATASETS
 from .datasets import Cityscapes, COCOStuff, SegmentationFolder
 from .paired import PairedDataset
 from .voc import VOCSegmentation
 
 __all__ = ["DATASETS", "LABEL_DIR_DATASETS", "open_dataset"]
-
-#: The dataset names :func:`open_dataset` knows.
-DATASETS = ("voc", "coco", "folder", "cocostuff164k", "cocostuff10k", "cityscapes")
-#: Those whose labels may come from another folder (pseudo-labels): PNGs of class indices.
-LABEL_DIR_DATASETS = ("voc", "coco", "folder")
 
 
 def open_dataset(

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CAFFE_MEAN_BGR", "CaffePreprocess", "numpy_to_tensor", "to_caffe_input"]
+from .constants import CAFFE_MEAN_BGR
 
-#: Per-channel mean (B, G, R) subtracted by the DeepLab release (ImageNet mean of the Caffe model).
-CAFFE_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
+__all__ = ["CAFFE_MEAN_BGR", "CaffePreprocess", "numpy_to_tensor", "to_caffe_input"]
 
 
 def numpy_to_tensor(array: np.ndarray) -> torch.Tensor:

@@ -1,6 +1,6 @@
-"""DeepLab networks: one file per model family (its network, builders, checkpoint mappings and
-weights entries, registered on import), the generic builder and registries, and the building
-blocks they share."""
+"""DeepLab networks: one file per model family (its network, builders and checkpoint mappings,
+registered on import; its weights entries are data in :mod:`deeplabv2.weights.zoo`), the generic
+builder and registries, and the building blocks they share."""
 
 from . import deeplab_resnet, deeplab_vgg  # noqa: F401 - importing a family registers it
 from ._base import MIN_INPUT_SIZE, DeepLabBase

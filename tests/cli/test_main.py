@@ -64,7 +64,7 @@ def test_weights_listing(capsys):
     assert "mIoU 68.96" in rows["deeplab_v2_vgg16.voc12"]["metrics"]
     assert rows["deeplab_v2_resnet101.voc12-trainval"]["warning"]
     assert main(["weights", "--model", "deeplab_largefov_vgg16"]) == 0
-    printed = capsys.readouterr().out.splitlines()
+    printed = capsys.readouterr().out.splitlines()[1:]  # under the header
     assert len(printed) == 2 and all(p.startswith("deeplab_largefov_vgg16.") for p in printed)
 
 

@@ -195,7 +195,7 @@ def no_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the destination was checked")
 
-    monkeypatch.setattr(deeplabv2.cli.options, "load_model", refuse)
+    monkeypatch.setattr(deeplabv2.models, "load_model", refuse)
 
 
 def one_line(capsys) -> str:
@@ -282,7 +282,7 @@ def test_tile_sizes_far_below_the_padding_warn(tmp_path, monkeypatch, capsys):
         def forward(self, x):
             return x[:, :3, ::8, ::8]
 
-    monkeypatch.setattr(deeplabv2.cli.options, "load_model", lambda *a, **k: Net())
+    monkeypatch.setattr(deeplabv2.models, "load_model", lambda *a, **k: Net())
     argv = ["predict", "x.png", "--out", str(tmp_path), "--pad-to", "513"]
     build_segmenter(build_parser().parse_args([*argv, "--tile-size", "100"]), torch.device("cpu"))
     err = capsys.readouterr().err
@@ -316,7 +316,7 @@ def test_a_full_size_buffer_out_of_memory_is_not_blamed_on_the_tiles(tmp_path, m
     def refuse(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8")
 
-    monkeypatch.setattr(deeplabv2.cli.options, "load_model", lambda *a, **k: Net())
+    monkeypatch.setattr(deeplabv2.models, "load_model", lambda *a, **k: Net())
     monkeypatch.setattr(tiling, "_full_size_buffer", refuse)
     (tmp_path / "in").mkdir()
     photo(tmp_path / "in" / "big.png", slice(0, 150), slice(0, 131))

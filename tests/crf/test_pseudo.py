@@ -470,14 +470,16 @@ def test_workers_are_capped_at_the_cores_and_images(tmp_path, capsys, monkeypatc
         assert crf._workers(requested, images) == expected
     assert capsys.readouterr().err == ""  # nothing lowered: nothing said
     # the CLI asks for the capped number (run here in-process: no worker to start)
-    asked, real = [], crf.pseudo_label_files
+    from deeplabv2.crf import pseudo_files
+
+    asked, real = [], pseudo_files.pseudo_label_files
 
     def in_process(*args, workers, **kwargs):
         asked.append(workers)
         return real(*args, workers=0, **kwargs)
 
     images, scores = tiny_inputs(tmp_path, stems=("a", "b"))
-    monkeypatch.setattr("deeplabv2.cli.crf.pseudo_label_files", in_process)
+    monkeypatch.setattr("deeplabv2.crf.pseudo_files.pseudo_label_files", in_process)
     out = tmp_path / "labels"
     assert main(["crf", str(images), str(scores), "--out", str(out), "--crf-params", "irn",
                  "--crf-workers", "100000", "--quiet"]) == 0  # fmt: skip

@@ -5,13 +5,15 @@ them:
 * :mod:`.numba`: the same lattice compiled for the CPU (``deeplabv2[fast]``);
 * :mod:`.pydensecrf`: the reference C++ implementation (``deeplabv2[crf]``).
 
-Each module defines its backend's :class:`~.registry.Backend` record as ``BACKEND``. Another
+Their :class:`~.registry.Backend` records are in :mod:`.builtin`, which imports none of them
+(each function is imported on its first call: listing the backends loads no torch); each
+module exposes its record as ``BACKEND``. Another
 backend is added with :func:`deeplabv2.crf.register_backend` (``docs/crf.md``, "Adding a CRF
 backend").
 """
 
-from . import numba, pydensecrf, torch
+from .builtin import BUILTIN
 from .registry import register_backend
 
-for _module in (torch, numba, pydensecrf):
-    register_backend(_module.BACKEND)
+for _backend in BUILTIN:
+    register_backend(_backend)

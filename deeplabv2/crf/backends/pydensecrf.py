@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..params import CRFParams
 from ..potentials import compatibility_matrix, unary_from_probs_numpy
-from .registry import Backend
+from .builtin import PYDENSECRF as BACKEND  # its record (registered by backends/)
 
 __all__ = ["BACKEND", "INSTALL_HINT", "infer", "mean_field", "require"]
 
@@ -86,13 +86,3 @@ def mean_field(images: Tensor, probs: Tensor, params: CRFParams) -> Tensor:
     images_np = images.permute(0, 2, 3, 1).numpy()
     out = [infer(image, p, params) for image, p in zip(images_np, probs.numpy())]
     return torch.from_numpy(np.stack(out))
-
-
-BACKEND = Backend(
-    name="pydensecrf",
-    mean_field=mean_field,
-    require=require,
-    devices=("cpu",),
-    priority=20,
-    summary="the reference C++ implementation (pip install 'deeplabv2[crf]'); CPU",
-)

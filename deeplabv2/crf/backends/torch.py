@@ -24,7 +24,7 @@ from ..potentials import (
     position_features,
     unary_from_probs,
 )
-from .registry import Backend
+from .builtin import TORCH as BACKEND  # its record (registered by backends/)
 
 __all__ = [
     "BACKEND",
@@ -209,14 +209,3 @@ def side_by_side(lattice: PermutohedralLattice, q: Tensor) -> Tensor:
     b, n, c = q.shape
     wide = q.transpose(0, 1).reshape(n, b * c)
     return lattice.filter(wide).reshape(n, b, c).transpose(0, 1)
-
-
-BACKEND = Backend(
-    name="torch",
-    mean_field=mean_field,
-    ragged=mean_field_ragged,
-    devices=None,
-    differentiable=True,
-    priority=10,
-    summary="native permutohedral lattice in PyTorch; any device, batched, differentiable",
-)

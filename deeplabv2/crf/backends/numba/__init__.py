@@ -49,7 +49,7 @@ from ...potentials import (
     position_features,
     unary_from_probs,
 )
-from ..registry import Backend
+from ..builtin import NUMBA as BACKEND  # its record (registered by backends/)
 from .lattice import INSTALL_HINT, CompiledLattice, load_kernels, simplices
 
 __all__ = [
@@ -181,14 +181,3 @@ def _solve(
         ]
         slices += [absent] * (2 - len(slices))
         compiled.update(unary, *slices[0], *slices[1], compat, q, final[step])
-
-
-BACKEND = Backend(
-    name="numba",
-    mean_field=mean_field,
-    ragged=mean_field_ragged,
-    require=load_kernels,
-    devices=("cpu",),
-    priority=30,
-    summary="the native lattice compiled for the CPU (pip install 'deeplabv2[fast]')",
-)
