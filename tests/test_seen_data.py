@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from deeplabv2 import Segmenter
-from deeplabv2.cli import options
 from deeplabv2.cli.main import main
 from deeplabv2.data import VOC_CLASSES, VOCSegmentation
 from deeplabv2.errors import SeenDataError
@@ -78,7 +77,9 @@ def test_trainval_weights_on_voc_val_are_refused(voc: Path) -> None:
 
 
 def test_eval_cli_refuses_then_allows_seen_data(voc, tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(options, "load_model", lambda weights, model: tiny("voc12-trainval"))
+    monkeypatch.setattr(
+        "deeplabv2.models.load_model", lambda weights, model: tiny("voc12-trainval")
+    )
     command = ["eval", "--data", str(voc), "--limit", "1", "--single-scale", "--quiet"]
     assert main(command) == 1
     assert "--allow-seen-data" in capsys.readouterr().err

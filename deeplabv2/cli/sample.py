@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from .._files import atomic_write
+from .vocabulary import add_force_option
 
 __all__ = ["add_parser", "run"]
 
@@ -21,9 +22,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "sample", help="write a sample photo (astronaut.jpg, public domain) to try predict on"
     )
     parser.add_argument(
-        "dir", nargs="?", default=".", type=Path, help="the folder to write it into (default: .)"
+        "dir",
+        metavar="DIR",
+        nargs="?",
+        default=".",
+        type=Path,
+        help="the folder to write it into (default: %(default)s, the current folder)",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    add_force_option(parser)
     parser.set_defaults(run=run)
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from deeplabv2 import pipeline
 from deeplabv2._files import TMP_SUFFIX
 from deeplabv2.cli import predict, writers
 from deeplabv2.cli.main import main
@@ -85,7 +86,7 @@ def test_images_in_flight_never_exceed_the_bound(tmp_path, tiny, monkeypatch) ->
     photos(tmp_path / "in", 50)
     running = slowed(monkeypatch, 0.12)  # the tiny network takes ~40 ms an image
     counts, lock = {"out": 0, "written": 0, "most": 0}, threading.Lock()
-    real_stream, real_write = predict.stream, predict._write
+    real_stream, real_write = pipeline.stream, predict._write
 
     def stream(*args: object, **kwargs: object):
         for result in real_stream(*args, **kwargs):
@@ -99,7 +100,7 @@ def test_images_in_flight_never_exceed_the_bound(tmp_path, tiny, monkeypatch) ->
         with lock:
             counts["written"] += 1
 
-    monkeypatch.setattr(predict, "stream", stream)
+    monkeypatch.setattr(pipeline, "stream", stream)  # predict imports it when it runs
     monkeypatch.setattr(predict, "_write", write)
     out = tmp_path / "out"
     assert main(argv(tmp_path, out, "--writers", "2")) == 0
