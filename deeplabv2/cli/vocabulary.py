@@ -157,7 +157,7 @@ class _Deprecated(argparse.Action):
             target.dest,
             nargs=target.nargs,
             const=target.const,
-            type=target.type,
+            type=target.type,  # type: ignore[arg-type]  # argparse's own str names
             choices=target.choices,
             metavar=target.metavar,
             default=argparse.SUPPRESS,

@@ -281,7 +281,8 @@ def deeplab_v2_resnet101(
         pretrained: None for random initialisation (ASPP N(0, 0.01)); True for the default
             weights (``"voc12"``); a registry name (``deeplabv2.weights.list_weights()``, e.g.
             ``"voc12"`` or ``"deeplab_v2_resnet101.cocostuff164k"``); a local ``.safetensors``
-            / ``.pth`` / ``.caffemodel`` file; or ``"hf-hub:<owner>/<repo>[/<filename>]"``.
+            / ``.pth`` / ``.caffemodel`` file; ``"hf-hub:<owner>/<repo>[/<filename>]"``; or a
+            registry entry (``deeplabv2.weights.get_weights("voc12")``, torchvision style).
         num_classes: output classes; default: the weights' (21 without weights). A value that
             differs from the weights' keeps their backbone and initialises the head (a warning);
             with it, weights without a head (a backbone) load too. Without it, a file that has
