@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -81,8 +83,9 @@ def _one_line(
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code.
 
-    0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An
-    interrupted or terminated run removes its temporary files and leaves finished outputs.
+    0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C), 141 stdout closed by its reader
+    (``| head``), 143 terminated (SIGTERM). An interrupted or terminated run removes its
+    temporary files and leaves finished outputs.
     ``deeplabv2`` alone prints the usage and the verbs with their one-line help on stdout and
     returns 1, as ``git`` alone does (nothing was done; not a usage error's terse line).
     """
@@ -105,6 +108,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.run(args)
     except (KeyboardInterrupt, _Terminated) as interruption:
         return _stopped(interruption)
+    except BrokenPipeError:  # the reader left (`deeplabv2 weights | head`): stop quietly
+        with contextlib.suppress(OSError, ValueError):  # no second error at exit's flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a tool stopped by a closed pipe
     except Exception as error:  # noqa: BLE001 - one clear line unless --verbose
         cause = _interruption(error)
         if cause is not None:

@@ -3,6 +3,7 @@ predict, eval; exit codes and error lines."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -208,3 +209,21 @@ def test_eval_follows_the_weights_protocol(tmp_path, release_layers, capsys) -> 
                  "--out", str(out)]) == 0  # fmt: skip
     settings = json.loads(out.read_text())["settings"]
     assert settings["msc_mode"] == "caffe" and settings["pad_to"] == 513  # explicit wins
+
+
+def test_a_reader_that_leaves_the_pipe_ends_the_run_quietly(monkeypatch, capsys):
+    """``deeplabv2 weights | head -1``: the closed pipe is no error message and no traceback."""
+
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            raise io.UnsupportedOperation("fileno")  # as pytest's captured stdout
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["weights"]) == 141
+    assert capsys.readouterr().err == ""
