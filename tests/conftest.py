@@ -24,11 +24,11 @@ QUICK_MODULES = frozenset({
 #: parameters of a parametrized test included).
 QUICK_TESTS = frozenset({
     "test_layers.py::test_every_import_goes_one_way_down",
-    "test_layers.py::test_no_cycles_between_modules",
-    "test_cli.py::test_convert",
-    "test_cli.py::test_usage_errors_exit_2",
-    "test_cli.py::test_errors_are_one_line_unless_verbose",
-    "test_cli.py::test_weights_listing",
+    "test_layers.py::test_no_import_circle_between_modules",
+    "test_main.py::test_convert",
+    "test_main.py::test_usage_errors_exit_2",
+    "test_main.py::test_errors_are_one_line_unless_verbose",
+    "test_main.py::test_weights_listing",
     "test_segmenter.py::test_input_kinds_agree",  # the network end to end
     "test_segmenter.py::test_the_weights_protocol_is_followed",
     "test_deeplab.py::test_forward_shape_for_a_voc_sized_image",
