@@ -135,9 +135,12 @@ def _from_cache_only(
     cache_dir: Optional[Path],
     local_files_only: bool,
     token: Union[bool, str, None],
+    what: str,
+    where: str,
 ) -> str:
-    """:func:`hf_download` offline: the file from the Hub cache, or WeightsUnavailableError."""
-    from huggingface_hub import constants, hf_hub_download
+    """:func:`hf_download` offline: the file from the Hub cache, or WeightsUnavailableError
+    naming ``what`` (the file, its repository and revision) and ``where`` (its Hub page)."""
+    from huggingface_hub import hf_hub_download
 
     from ..version import __version__
 
@@ -147,10 +150,6 @@ def _from_cache_only(
             library_name="deeplabv2", library_version=__version__, token=token,
         )  # fmt: skip
     except Exception as error:  # huggingface_hub raises many types for the same situation
-        what = f"{filename} of the Hugging Face Hub repository {repo_id}" + (
-            f" at revision {revision}" if revision else ""
-        )
-        where = f"{constants.ENDPOINT.rstrip('/')}/{repo_id}"
         raise WeightsUnavailableError(
             f"cannot load {what}: {_network_forbidden(local_files_only)}, and it is not in "
             f"the Hugging Face Hub cache ({_error_reason(error)}). Download it from {where} "
@@ -205,7 +204,9 @@ def hf_download(
             f"HF_HUB_OFFLINE=1 forbids: drop one of them to load {what}"
         )
     if local_files_only or _offline():
-        return _from_cache_only(repo_id, filename, revision, cache_dir, local_files_only, token)
+        return _from_cache_only(
+            repo_id, filename, revision, cache_dir, local_files_only, token, what, where
+        )
     seconds = internet.network_timeout(timeout)
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
     if force_download:

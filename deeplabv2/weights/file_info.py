@@ -15,7 +15,7 @@ __all__ = ["file_info"]
 
 #: safetensors' limit on the JSON header (the format's own, 100 MB)
 _MAX_HEADER = 100_000_000
-#: metadata values written as JSON (deeplabv2.models._convert)
+#: metadata values written as JSON (deeplabv2.models._weights_file.weights_metadata)
 _JSON_FIELDS = ("classes", "protocol", "lineage", "model_args")
 #: the order the metadata is shown in (other keys after these)
 _ORDER = ("architecture", "num_classes", "classes", "source", "conversion_version",
