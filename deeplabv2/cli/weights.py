@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any, Optional
 
+from ..weights.entry import Weights
 from ..weights.file_info import file_info
 from ..weights.registry import get_weights, list_weights
 from .options import add_model_option
@@ -80,11 +81,11 @@ def table(names: list[str]) -> list[str]:
     ]
 
 
-def _member(member: Optional[str]) -> Optional[str]:
+def _member(entry: Weights) -> Optional[str]:
     """The archive member as the details show it: a glob pattern says so plainly."""
-    if member is None or not any(c in member for c in "*?["):
-        return member
-    return f"the zip member matching {member} (its exact name is decided at download)"
+    if not entry.member_is_pattern:
+        return entry.url_member
+    return f"the zip member matching {entry.url_member} (its exact name is decided at download)"
 
 
 def details(name: str, architecture: Optional[str] = None) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def details(name: str, architecture: Optional[str] = None) -> dict[str, Any]:
         "metrics": entry.metrics,
         "sources": {
             "url": entry.url,
-            "member": _member(entry.url_member),
+            "member": _member(entry),
             "hub": f"{entry.hf_repo}@{entry.hf_revision or 'unpublished'}",
             "sha256": entry.sha256,
         },

@@ -80,7 +80,7 @@ def _by_hand(weights: Weights) -> str:
     if weights.url_member is None:
         source = weights.url.rstrip("/").rpartition("/")[2]
         get = f"download {weights.url}"
-    elif any(char in weights.url_member for char in "*?["):
+    elif weights.member_is_pattern:
         source = weights.url_member
         get = (
             f"download {weights.url} and extract from it the one member whose name matches the "

@@ -99,6 +99,11 @@ class Weights:
         return f"{self.architecture}.{self.tag}"
 
     @property
+    def member_is_pattern(self) -> bool:
+        """``url_member`` is a glob pattern (the member's exact name is decided at download)."""
+        return self.url_member is not None and any(c in self.url_member for c in "*?[")
+
+    @property
     def meta(self) -> dict[str, Any]:
         """torchvision-style metadata, built from the fields (so each fact is stated once)."""
         return {
