@@ -24,6 +24,7 @@ def convert(
     backbone_only: bool = False,
     classes: Optional[Sequence[str]] = None,
     protocol: Optional[EvalProtocol] = None,
+    dialect: Optional[str] = None,
     force: bool = False,
 ) -> tuple[Path, dict[str, str]]:
     """Convert a ``.caffemodel``, ``.pth`` or ``.safetensors`` file to this library's format.
@@ -39,6 +40,8 @@ def convert(
             files never do); their number must match the head.
         protocol: how the weights are evaluated; default: the file's own, or what its format
             says (Caffe files: the release's protocol; the port's files: the port's).
+        dialect: the code base of a ``.pth`` whose keys do not say it (``"adaptsegnet"``,
+            ``"advent"``: docs/uda.md); the file's network variant and protocol are recorded.
         force: overwrite ``dst``.
 
     Returns:
@@ -48,6 +51,11 @@ def convert(
     check_destination(dst, force, suffix=".safetensors")
     checkpoint = read_checkpoint(src)
     state, metadata = convert_checkpoint(
-        checkpoint, model, backbone_only=backbone_only, classes=classes, protocol=protocol
+        checkpoint,
+        model,
+        backbone_only=backbone_only,
+        classes=classes,
+        protocol=protocol,
+        dialect=dialect,
     )
     return save_safetensors(state, dst, metadata, force=force), metadata

@@ -33,11 +33,11 @@ from ._mapping import (
     CheckpointMapping,
     check_family,
     check_state_dict,
+    choose_dialect,
     detect_architecture,
-    dialect_of,
     to_state_dict,
 )
-from ._registry import get_model
+from ._registry import Dialect, get_model
 
 if TYPE_CHECKING:
     from ._base import DeepLabBase
@@ -112,10 +112,13 @@ def _header_json(checkpoint: Checkpoint, key: str, what: str) -> Any:
 
 
 def _protocol(
-    checkpoint: Checkpoint, entry: Optional[Weights], mapping: CheckpointMapping
+    checkpoint: Checkpoint,
+    entry: Optional[Weights],
+    mapping: CheckpointMapping,
+    dialect: Optional[Dialect],
 ) -> Optional[EvalProtocol]:
     """How the weights were evaluated: the registry's word, the file's, or what its format
-    says (Caffe files come from the release; the port's ``.pth`` files from the port)."""
+    says (Caffe files come from the release; a dialect's files from its code base)."""
     if entry is not None:
         return entry.protocol
     recorded = _header_json(checkpoint, "protocol", "test protocol")
@@ -128,7 +131,6 @@ def _protocol(
             ) from None
     if checkpoint.format == "caffemodel":
         return mapping.release_protocol
-    dialect = dialect_of(mapping, checkpoint)
     return dialect.protocol if dialect is not None else None
 
 
@@ -141,13 +143,16 @@ class Loaded:
         num_classes: the head's class count, or None for a backbone.
         info: what the weights are (``info.has_head`` is ``num_classes is not None``).
         model_args: the network's constructor arguments recorded in the file (e.g. ASPP rates
-            of a model saved with other rates than its builder's); ``{}`` when none.
+            of a model saved with other rates than its builder's) or implied by its dialect;
+            ``{}`` when none.
+        dialect: the dialect the state dict was read in (None: ours, or a Caffe file).
     """
 
     state: dict[str, torch.Tensor]
     num_classes: Optional[int]
     info: PretrainedInfo
     model_args: dict[str, Any]
+    dialect: Optional[Dialect] = None
 
 
 def load_state(
@@ -156,20 +161,27 @@ def load_state(
     *,
     new_head: bool = False,
     backbone_only: bool = False,
+    dialect: Optional[str] = None,
     cache_dir: Any = None,
     local_files_only: bool = False,
     progress: bool = True,
 ) -> Loaded:
-    """Resolve, read and map weights for ``mapping``'s family."""
+    """Resolve, read and map weights for ``mapping``'s family; ``dialect`` names the code
+    base whose key names (and computation) a state dict follows (default: the registry
+    entry's, else the first that matches, :func:`~deeplabv2.models._mapping.choose_dialect`)."""
     checkpoint, entry = _open(
         pretrained, mapping.architecture, cache_dir, local_files_only, progress
     )
     check_family(mapping, checkpoint)
+    chosen = choose_dialect(
+        mapping, checkpoint, dialect or (entry.dialect if entry is not None else None)
+    )
     state, num_classes = to_state_dict(
         mapping,
         checkpoint,
         backbone_only=backbone_only or (entry is not None and entry.backbone_only),
         new_head=new_head,
+        dialect=chosen,
     )
     has_head = num_classes is not None
     model_args = _header_json(checkpoint, "model_args", "network configuration") or {}
@@ -178,17 +190,19 @@ def load_state(
             f"{checkpoint.source}: its metadata holds an invalid network configuration "
             f"(expected a JSON object, got {type(model_args).__name__})"
         )
+    if chosen is not None:
+        model_args = {**chosen.model_args(checkpoint.tensors), **model_args}
     info = PretrainedInfo(
         name=entry.name if entry is not None else None,
         source=checkpoint.metadata.get("source") or checkpoint.source,
         path=checkpoint.path,
         classes=_class_names(checkpoint, entry, num_classes) if has_head else (),
         has_head=has_head,
-        protocol=_protocol(checkpoint, entry, mapping) if has_head else None,
+        protocol=_protocol(checkpoint, entry, mapping, chosen) if has_head else None,
         lineage=_lineage(checkpoint, entry),
         warning=entry.warning if entry is not None else checkpoint.metadata.get("warning"),
     )
-    return Loaded(state, num_classes, info, model_args)
+    return Loaded(state, num_classes, info, model_args, chosen)
 
 
 def _lineage(checkpoint: Checkpoint, entry: Optional[Weights]) -> tuple[str, ...]:
@@ -241,6 +255,11 @@ def _fit_head(mapping: CheckpointMapping, loaded: Loaded, num_classes: Optional[
     return replace(loaded, state=state, num_classes=None, info=info)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples become lists), to compare recorded arguments."""
+    return json.loads(json.dumps(value))
+
+
 def build(
     mapping: CheckpointMapping,
     model_class: Callable[..., Model],
@@ -248,6 +267,7 @@ def build(
     num_classes: Optional[int],
     *,
     fixed: Optional[Mapping[str, Any]] = None,
+    dialect: Optional[str] = None,
     cache_dir: Any = None,
     local_files_only: bool = False,
     progress: bool = True,
@@ -270,6 +290,10 @@ def build(
             without it gets a random head of 21 classes (a warning).
         fixed: the arguments that define the builder (e.g. ResNet-101's ``blocks``); passing
             one of them again is refused.
+        dialect: the code base a state dict comes from, when its keys do not say it (e.g.
+            ``"adaptsegnet"`` or ``"advent"`` for the UDA works' ``ResNetMulti``: the same keys,
+            different computations); see docs/uda.md. A name that does not fit the file is
+            refused.
         cache_dir, local_files_only, progress: where and how weights are fetched.
         model_args: the class's other arguments (e.g. ``rates``); default: what the weights'
             file records, else the class's defaults.
@@ -278,6 +302,11 @@ def build(
         The model; with weights in eval mode, ``class_names`` and ``pretrained_info`` set.
     """
     fixed = dict(fixed or {})
+    # a value the builder fixes may be passed again unchanged (a file's recorded arguments)
+    same = {
+        k for k in fixed.keys() & model_args.keys() if _plain(model_args[k]) == _plain(fixed[k])
+    }
+    model_args = {k: v for k, v in model_args.items() if k not in same}
     clash = sorted(fixed.keys() & model_args.keys())
     if clash:
         raise ValueError(
@@ -285,12 +314,15 @@ def build(
             f"build {getattr(model_class, '__name__', 'the class')} directly for other values"
         )
     if pretrained is None or pretrained is False:
+        if dialect is not None:
+            raise ValueError(f"dialect={dialect!r} applies to weights: pass pretrained= too")
         return model_class(num_classes=21 if num_classes is None else num_classes, **fixed,
                            **model_args)  # fmt: skip
     loaded = load_state(
         mapping,
         pretrained,
         new_head=num_classes is not None,
+        dialect=dialect,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
@@ -304,6 +336,8 @@ def build(
     _check_complete(mapping, make, loaded)
     loaded = _fit_head(mapping, loaded, num_classes)
     model = make(num_classes or loaded.num_classes or 21)
+    if loaded.num_classes is None and loaded.dialect is not None and loaded.dialect.init_head:
+        loaded.dialect.init_head(model)  # a new head, initialised as that code base does
     model.load_state_dict(loaded.state, strict=False)  # checked above; a new head stays as built
     model.class_names = loaded.info.classes
     model.pretrained_info = loaded.info

@@ -26,6 +26,7 @@ def convert_checkpoint(
     backbone_only: bool = False,
     classes: Optional[Sequence[str]] = None,
     protocol: Optional[EvalProtocol] = None,
+    dialect: Optional[str] = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Raw weights -> ``(state dict in this library's keys, safetensors header)``, checked
     strictly against the network (what ``deeplabv2 convert`` writes).
@@ -36,15 +37,17 @@ def convert_checkpoint(
         backbone_only: keep everything but the head.
         classes: the head's class names (their number must match the head).
         protocol: how the weights are evaluated; default: the file's own, or its format's.
+        dialect: the code base a state dict comes from where its keys do not say it
+            (``"adaptsegnet"``, ``"advent"``); its network variant is recorded in the header.
 
     Raises:
         WeightsMismatchError: the file does not fit the network.
         ValueError: class names for a backbone, or a wrong count of them.
     """
     mapping = get_mapping(model or detect_architecture(checkpoint))
-    loaded = load_state(mapping, checkpoint, backbone_only=backbone_only)
+    loaded = load_state(mapping, checkpoint, backbone_only=backbone_only, dialect=dialect)
     num_classes = loaded.num_classes
-    expected = expected_shapes(mapping.architecture, num_classes or 1)
+    expected = expected_shapes(mapping.architecture, num_classes or 1, loaded.model_args)
     if num_classes is None:
         expected = {k: v for k, v in expected.items() if not mapping.is_head(k)}
     target = mapping.architecture + (

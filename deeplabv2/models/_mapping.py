@@ -14,8 +14,9 @@ mapping, :func:`check_state_dict` compares the result with a model, naming every
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -30,9 +31,9 @@ __all__ = [
     "LayerTable",
     "check_family",
     "check_state_dict",
+    "choose_dialect",
     "describe_names",
     "detect_architecture",
-    "dialect_of",
     "expected_shapes",
     "find_head_prefix",
     "head_classes",
@@ -151,20 +152,28 @@ def _from_caffe(
     return state
 
 
+_OUR_PREFIXES = ("backbone.", "aspp.", "aux.")
+
+
 def _ours(keys: Iterable[str]) -> bool:
-    return all(key.startswith(("backbone.", "aspp.")) for key in keys)
+    return all(key.startswith(_OUR_PREFIXES) for key in keys)
 
 
 def _from_tensors(
-    mapping: CheckpointMapping, tensors: Mapping[str, torch.Tensor], source: str, lenient: bool
+    mapping: CheckpointMapping,
+    tensors: Mapping[str, torch.Tensor],
+    source: str,
+    lenient: bool,
+    dialect: Optional[Dialect] = None,
 ) -> dict[str, torch.Tensor]:
-    """A state dict of ours (keys under ``backbone.``/``aspp.``) or in one of the family's
-    dialects. ``lenient`` drops entries that map to nothing (a backbone-only load)."""
+    """A state dict of ours (keys under ``backbone.``/``aspp.``/``aux.``) or in ``dialect``
+    (default: the first of the family's dialects that matches). ``lenient`` drops entries
+    that map to nothing (a backbone-only load)."""
     if _ours(tensors):
         return dict(tensors)
-    dialect = _dialect(mapping, tensors)
+    dialect = dialect or _dialect(mapping, tensors)
     if dialect is None:
-        foreign = [k for k in tensors if not k.startswith(("backbone.", "aspp."))]
+        foreign = [k for k in tensors if not k.startswith(_OUR_PREFIXES)]
         raise WeightsMismatchError(
             f"{source}: entries that are not {mapping.architecture} parameters: "
             f"{describe_names(foreign)}"
@@ -176,11 +185,66 @@ def _dialect(mapping: CheckpointMapping, tensors: Mapping) -> Optional[Dialect]:
     return next((d for d in mapping.dialects if d.matches(tensors)), None)
 
 
-def dialect_of(mapping: CheckpointMapping, checkpoint: Checkpoint) -> Optional[Dialect]:
-    """The dialect a state dict is in (None: ours, or a Caffe file)."""
+def _named_dialect(mapping: CheckpointMapping, name: str, source: str) -> Dialect:
+    """The family's dialect called ``name``; a ValueError naming the family it belongs to, or
+    listing the known names."""
+    for dialect in mapping.dialects:
+        if dialect.name == name:
+            return dialect
+    owners = [m.architecture for m in list_mappings() if name in (d.name for d in m.dialects)]
+    if owners:
+        raise WeightsMismatchError(
+            f"dialect {name!r} reads {' and '.join(owners)} files, but {source} is loaded as "
+            f"{mapping.architecture}: leave dialect= (--dialect) out, or load a "
+            f"{owners[0]} file"
+        )
+    known = sorted({d.name for m in list_mappings() for d in m.dialects})
+    raise ValueError(f"unknown dialect {name!r}; known: {', '.join(known)}")
+
+
+def choose_dialect(
+    mapping: CheckpointMapping, checkpoint: Checkpoint, name: Optional[str] = None
+) -> Optional[Dialect]:
+    """The dialect to read a state dict with (None: our own keys, or a Caffe file).
+
+    ``name`` (``dialect=`` / ``--dialect``) must fit the file. Without it, the first of the
+    family's dialects that matches is taken, with a one-line note (a ``UserWarning``) when
+    another matches too: the same keys may come from code bases that compute different
+    things with them (AdaptSegNet's and ADVENT's ``ResNetMulti``).
+
+    Raises:
+        ValueError: an unknown name (the known ones are listed).
+        WeightsMismatchError: a name that does not fit the file or the family.
+    """
+    source = checkpoint.source
+    named = None if name is None else _named_dialect(mapping, name, source)
     if checkpoint.format == "caffemodel" or _ours(checkpoint.tensors):
+        if named is not None:
+            what = "a Caffe model" if checkpoint.format == "caffemodel" else "in deeplabv2's keys"
+            raise WeightsMismatchError(
+                f"{source} is {what}, not a file of {named.description or named.name}: leave "
+                "dialect= (--dialect) out"
+            )
         return None
-    return _dialect(mapping, checkpoint.tensors)
+    matching = [d for d in mapping.dialects if d.matches(checkpoint.tensors)]
+    if named is not None:
+        if named not in matching:
+            reads = f"; it reads as dialect {matching[0].name!r}" if matching else ""
+            raise WeightsMismatchError(
+                f"{source} does not have the keys of {named.description or named.name} "
+                f"(dialect {named.name!r}){reads}"
+            )
+        return named
+    if len(matching) > 1:
+        chosen, others = matching[0], matching[1:]
+        alternatives = "; ".join(
+            f"for {d.description}, pass dialect={d.name!r} (--dialect {d.name})" for d in others
+        )
+        warnings.warn(
+            f"{source}: read as dialect {chosen.name!r}, {chosen.description}; {alternatives}",
+            stacklevel=5,
+        )
+    return matching[0] if matching else None
 
 
 def head_classes(mapping: CheckpointMapping, state: Mapping[str, torch.Tensor], source: str) -> int:
@@ -199,14 +263,19 @@ def head_classes(mapping: CheckpointMapping, state: Mapping[str, torch.Tensor], 
 
 
 def to_state_dict(
-    mapping: CheckpointMapping, checkpoint: Checkpoint, backbone_only: bool, new_head: bool
+    mapping: CheckpointMapping,
+    checkpoint: Checkpoint,
+    backbone_only: bool,
+    new_head: bool,
+    dialect: Optional[Dialect] = None,
 ) -> tuple[dict[str, torch.Tensor], Optional[int]]:
     """Raw weights -> ``(state dict in our keys, class count or None for a backbone)``.
 
     A file without any head entry loads as a backbone only if that is explicit: its metadata
     says so (``num_classes: none``, as this library writes backbone-only files),
     ``backbone_only`` asks for it, or ``new_head`` (the caller builds a new head). A head with
-    entries missing is refused later by :func:`check_state_dict`.
+    entries missing is refused later by :func:`check_state_dict`. ``dialect``: the key names of
+    a state dict (:func:`choose_dialect`; default: the first that matches).
 
     Raises:
         WeightsMismatchError: no head where one is needed, or entries of another network.
@@ -216,7 +285,7 @@ def to_state_dict(
     if checkpoint.format == "caffemodel":
         state = _from_caffe(mapping, checkpoint.layers, source, backbone_only)
         return state, None if backbone_only else head_classes(mapping, state, source)
-    state = _from_tensors(mapping, checkpoint.tensors, source, lenient=backbone_only)
+    state = _from_tensors(mapping, checkpoint.tensors, source, backbone_only, dialect)
     has_head = any(mapping.is_head(k) for k in state)
     explicit = checkpoint.metadata.get("num_classes") == "none" or new_head
     if backbone_only or (not has_head and explicit):
@@ -255,10 +324,13 @@ def check_state_dict(
         raise WeightsMismatchError(f"{source} does not match {target}; " + "; ".join(problems))
 
 
-def expected_shapes(architecture: str, num_classes: int) -> dict[str, torch.Size]:
-    """Shapes of every state-dict entry of the family's model (built on the meta device)."""
+def expected_shapes(
+    architecture: str, num_classes: int, model_args: Optional[Mapping[str, Any]] = None
+) -> dict[str, torch.Size]:
+    """Shapes of every state-dict entry of the family's model (built on the meta device),
+    with the constructor arguments ``model_args`` (e.g. a variant's ``aux_head``)."""
     with torch.device("meta"):
-        model = get_model(architecture, num_classes=num_classes)
+        model = get_model(architecture, num_classes=num_classes, **(model_args or {}))
     return {k: v.shape for k, v in model.state_dict().items()}
 
 

@@ -12,7 +12,7 @@ form through it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 
 import torch
@@ -47,12 +47,24 @@ class Dialect:
         matches: whether a state dict is in this dialect.
         translate: ``(tensors, source, lenient) -> state dict`` in our keys; ``lenient`` drops
             entries that map to nothing (a backbone-only load) instead of failing.
+        description: the code base, in a few words, for messages (``"AdaptSegNet's
+            ResNetMulti"``).
+        model_args: ``tensors -> constructor arguments`` of the network that computes what
+            that code base computes with such a file (e.g. AdaptSegNet's two-branch heads);
+            ``{}`` for the family's plain network.
+        init_head: initialises a new head (weights without one, or another class count) as
+            that code base's training does; None: the family's own initialisation.
     """
 
     name: str
     protocol: Optional[EvalProtocol]
     matches: Callable[[Mapping[str, torch.Tensor]], bool]
     translate: Callable[[Mapping[str, torch.Tensor], str, bool], dict[str, torch.Tensor]]
+    description: str = ""
+    model_args: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]] = field(
+        default=lambda tensors: {}
+    )
+    init_head: Optional[Callable[[nn.Module], None]] = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -26,15 +27,29 @@ class ASPP(nn.Module):
         in_channels: channels of the backbone features (2048 for ResNet-101).
         num_classes: output channels of every branch.
         rates: atrous rates, (6, 12, 18, 24) for DeepLab-v2 ASPP-L.
+        summed: how many branches, from the first, are summed (default: all). AdaptSegNet's
+            ``Classifier_Module`` returns inside its loop and so sums only the first two (rates
+            6 and 12) although it holds, trains nothing of and saves all four: ``summed=2``
+            computes its head exactly. The other branches stay in the state dict.
 
     Shapes: ``(B, in_channels, h, w) float`` in, ``(B, num_classes, h, w)`` out.
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, rates: Sequence[int] = (6, 12, 18, 24)
+        self,
+        in_channels: int,
+        num_classes: int,
+        rates: Sequence[int] = (6, 12, 18, 24),
+        summed: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.rates = tuple(int(r) for r in rates)
+        if summed is not None and not 1 <= summed <= len(self.rates):
+            raise ValueError(
+                f"summed must be between 1 and the number of branches ({len(self.rates)}), "
+                f"got {summed}"
+            )
+        self.summed = len(self.rates) if summed is None else int(summed)
         convs = [
             nn.Conv2d(in_channels, num_classes, kernel_size=3, padding=r, dilation=r, bias=True)
             for r in self.rates
@@ -46,7 +61,7 @@ class ASPP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.convs[0](x)
-        for conv in self.convs[1:]:
+        for conv in self.convs[1 : self.summed]:
             out = out + conv(x)
         return out
 

@@ -7,8 +7,9 @@
   (blocks ``a, b, c`` for stages of 3 blocks, ``a, b1, b2, ...`` for longer ones: ``res3b3``,
   ``res4b22``), ``bn``/``scale`` in place of ``res`` for BatchNorm and Scale, and
   ``<head>_c0`` .. ``<head>_c3`` (e.g. ``fc1_voc12_c0``) for the ASPP branches.
-* Two dialects: the PyTorch port's keys (kazuto1011/deeplab-pytorch) and torchvision's
-  ``resnet101`` (an ImageNet initialisation).
+* Dialects: the PyTorch port's keys (kazuto1011/deeplab-pytorch), torchvision's
+  ``resnet101`` (an ImageNet initialisation), and the domain adaptation works' ``ResNetMulti``
+  (AdaptSegNet's and ADVENT's, :mod:`deeplabv2.models.resnet_multi`).
 
 Its weights entries (the release's, the port's, ImageNet initialisations) are data in
 :mod:`deeplabv2.weights.zoo.deeplab_resnet`, which imports no torch (``deeplabv2 weights``).
@@ -18,14 +19,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
 from ..data.transforms import CAFFE_MEAN_BGR
 from ..errors import WeightsMismatchError
 from ..protocol import PORT_PROTOCOL, RELEASE_PROTOCOL
-from ._base import DeepLabBase, caffe_pool
+from ._base import DeepLabBase, caffe_pool, check_input
 from ._builder import Pretrained, build
 from ._mapping import (
     CheckpointMapping,
@@ -37,10 +38,12 @@ from ._mapping import (
 from ._registry import register_mapping, register_model
 from .aspp import ASPP
 from .resnet import ResNet
+from .resnet_multi import resnet_multi_dialects
 
 __all__ = [
     "RESNET101",
     "DeepLabV2",
+    "Levels",
     "caffe_block_name",
     "caffe_layer_table",
     "deeplab_v2_resnet101",
@@ -63,6 +66,15 @@ def output_size(size: int) -> int:
     return (caffe_pool(conv1) - 1) // 2 + 1
 
 
+class Levels(NamedTuple):
+    """The logits of both heads of a multi-level network (:meth:`DeepLabV2.forward_levels`):
+    ``main`` on ``layer4`` (what ``model(x)`` returns) and ``aux`` on ``layer3``, each
+    ``(B, num_classes, h, w) float32``."""
+
+    main: torch.Tensor
+    aux: torch.Tensor
+
+
 class DeepLabV2(DeepLabBase):
     """DeepLab v2 (Chen et al., TPAMI 2017) as released in Caffe: ResNet + ASPP, output stride 8.
 
@@ -76,24 +88,61 @@ class DeepLabV2(DeepLabBase):
 
     BatchNorm is frozen (:class:`~deeplabv2.models.resnet.FrozenBatchNorm2d`): ``train()`` only
     affects what wraps the model (e.g. :class:`~deeplabv2.msc.MultiScale`).
+
+    The variant of the domain adaptation works (AdaptSegNet's and ADVENT's ``ResNetMulti``,
+    docs/uda.md) is this network with two options: ``aux_head=True`` adds their auxiliary
+    ASPP on ``layer3`` (``aux``, 1024 channels in; :meth:`forward_levels` returns both heads'
+    logits), and ``head_branches=2`` sums only the rate-6 and rate-12 branches of each head,
+    as AdaptSegNet's code does.
     """
 
     default_protocol = RELEASE_PROTOCOL
+    backbone: ResNet
+    aux: Optional[ASPP]  # the auxiliary head on layer3 (None unless aux_head)
 
     def __init__(
         self,
         num_classes: int = 21,
         blocks: Sequence[int] = _RESNET101_BLOCKS,
         rates: Sequence[int] = (6, 12, 18, 24),
+        head_branches: Optional[int] = None,
+        aux_head: bool = False,
     ) -> None:
-        super().__init__(num_classes, blocks=list(blocks), rates=list(rates))
+        variant: dict[str, Any] = {}
+        if head_branches is not None:
+            variant["head_branches"] = int(head_branches)
+        if aux_head:
+            variant["aux_head"] = True
+        super().__init__(num_classes, blocks=list(blocks), rates=list(rates), **variant)
         self.backbone = ResNet(blocks=blocks)
-        self.aspp = ASPP(self.backbone.out_channels, num_classes, rates)
+        self.aspp = ASPP(self.backbone.out_channels, num_classes, rates, summed=head_branches)
+        self.aux = None
+        if aux_head:
+            channels = self.backbone.stage_channels[2]
+            self.aux = ASPP(channels, num_classes, rates, summed=head_branches)
 
     def _architecture(self) -> Optional[str]:
         if tuple(self.model_args["blocks"]) == _RESNET101_BLOCKS:
             return RESNET101.architecture
         return None
+
+    def forward_levels(self, x: torch.Tensor) -> Levels:
+        """Both heads' logits of a multi-level network (``aux_head=True``) in one pass:
+        ``(B, 3, H, W)`` Caffe input -> :class:`Levels` ``(main, aux)``, each
+        ``(B, num_classes, h, w)``; ``main`` equals ``model(x)``. AdaptSegNet's and ADVENT's
+        ``forward`` return the same two as ``(aux, main)`` (their ``layer5``, ``layer6``).
+
+        Raises:
+            ValueError: the network has no auxiliary head.
+        """
+        if self.aux is None:
+            raise ValueError(
+                "this network has no auxiliary head: build it with aux_head=True (a multi-level "
+                "file of AdaptSegNet or ADVENT has one: its layer5 on layer3)"
+            )
+        check_input(x)
+        c4, c5 = self.backbone.forward_levels(x)
+        return Levels(main=self.aspp(c5), aux=self.aux(c4))
 
     output_size = staticmethod(output_size)
 
@@ -262,9 +311,9 @@ RESNET101 = register_mapping(
         architecture="deeplab_v2_resnet101",
         backbone=caffe_layer_table(head="", num_branches=0),
         find_head=lambda names: _resnet_head(names),
-        is_head=lambda key: key.startswith("aspp."),
+        is_head=lambda key: key.startswith(("aspp.", "aux.")),
         head_weight="aspp.convs.0.weight",
-        dialects=(_TORCHVISION, _PORT),
+        dialects=(_TORCHVISION, _PORT, *resnet_multi_dialects(PORT_PROTOCOL)),
         caffe_signature=("res5c_branch2c", "res4b22_branch2c"),
         release_protocol=RELEASE_PROTOCOL,
     )

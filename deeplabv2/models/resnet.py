@@ -139,6 +139,7 @@ class ResNet(nn.Module):
         self.bn1 = FrozenBatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True)
         in_channels = 64
+        channels = []
         for index, (n, stride, dilation) in enumerate(zip(blocks, strides, dilations)):
             mid = 64 * 2**index
             stage = nn.Sequential(
@@ -155,11 +156,19 @@ class ResNet(nn.Module):
             )
             self.add_module(f"layer{index + 1}", stage)
             in_channels = mid * Bottleneck.expansion
+            channels.append(in_channels)
+        #: Channels of the features of ``layer1`` .. ``layer4`` (256, 512, 1024, 2048).
+        self.stage_channels = tuple(channels)
         self.out_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_levels(x)[1]
+
+    def forward_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features of ``layer3`` (res4, ``(B, 1024, h, w)`` for ResNet-101) and of
+        ``layer4`` (res5, ``(B, 2048, h, w)``): what a multi-level head (the UDA works'
+        auxiliary head on ``layer3``) reads."""
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        x = self.layer2(self.layer1(x))
+        c4 = self.layer3(x)
+        return c4, self.layer4(c4)

@@ -48,6 +48,8 @@ class Weights:
             data and the kind of labels (``"MS-COCO (pixel labels)"``): what they have seen.
         manual_download: ``url`` is a page, not a file: the file must be fetched by hand
             (and passed as a path, or put where the error message says).
+        dialect: the code base whose key names and computation the file follows, where its
+            keys do not say it (``"adaptsegnet"``, ``"advent"``: docs/uda.md); None otherwise.
     """
 
     architecture: str
@@ -72,6 +74,7 @@ class Weights:
     warning: Optional[str] = None
     manual_download: bool = False
     lineage: tuple[str, ...] = ()
+    dialect: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.hf_revision is not None and len(self.hf_revision) != 40:
