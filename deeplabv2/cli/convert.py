@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from .options import add_model_option
-from .vocabulary import add_classes_option, add_force_option
+from .vocabulary import add_classes_option, add_dialect_option, add_force_option
 
 __all__ = ["add_parser", "run"]
 
@@ -25,6 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_classes_option(parser, None, "the file's own, if it names them; else none recorded")
     add_model_option(parser, "the network (default: found from the file)")
+    add_dialect_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         backbone_only=args.backbone_only,
         classes=classes,
+        dialect=args.dialect,
         force=args.force,
     )
     count = metadata["num_classes"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .options import add_model_option, add_scale_options, scales_override
-from .vocabulary import add_force_option, add_weights_option
+from .vocabulary import add_dialect_option, add_force_option, add_weights_option
 
 __all__ = ["add_parser", "run"]
 
@@ -30,6 +30,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     add_force_option(parser)
     add_model_option(parser, "the network (default: from the weights)")
+    add_dialect_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     require_extra(verify=not args.no_verify)  # all before loading any weights
     check_opset(args.opset, "--opset ")
     check_destination(args.out, args.force, ".onnx")
-    model = load_model(args.weights, model=args.model)
+    model = load_model(args.weights, model=args.model, dialect=args.dialect)
     report = export_onnx(
         model,
         args.out,

@@ -22,6 +22,7 @@ from .vocabulary import (
     add_crf_params_option,
     add_crf_workers_option,
     add_device_option,
+    add_dialect_option,
     add_force_option,
     add_quiet_option,
     add_weights_option,
@@ -132,6 +133,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     add_model_option(
         parser, "the network (default: the one the weights are for; a bare name is ResNet-101's)"
     )
+    add_dialect_option(parser)
     _add_protocol_options(parser.add_argument_group("test protocol (default: the weights' own)"))
     _add_speed_options(parser.add_argument_group("speed"))
     parser.add_argument(
@@ -273,7 +275,7 @@ def build_segmenter(args: argparse.Namespace, device: torch.device) -> Segmenter
     from ..segmenter import Segmenter
     from ..tiling import slow_tiling_warning
 
-    model = load_model(args.weights, args.model)
+    model = load_model(args.weights, args.model, dialect=args.dialect)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="tile_size=")  # said below, in CLI words
         segmenter = Segmenter(

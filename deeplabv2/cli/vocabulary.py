@@ -24,6 +24,7 @@ __all__ = [
     "add_crf_params_option",
     "add_crf_workers_option",
     "add_device_option",
+    "add_dialect_option",
     "add_force_option",
     "add_quiet_option",
     "add_weights_option",
@@ -134,6 +135,23 @@ def add_weights_option(
         help="a registry name (deeplabv2 weights), a local file or hf-hub:OWNER/REPO[/FILE]"
         + (f" (default: {unset})" if unset else ""),
         **kwargs,
+    )
+
+
+#: the dialects ``--dialect`` names in its help (tests/cli/test_vocabulary.py checks them against
+#: the registry, which imports torch: the help does not)
+DIALECTS = ("adaptsegnet", "advent", "port", "torchvision")
+
+
+def add_dialect_option(parser: argparse._ActionsContainer) -> argparse.Action:
+    """``--dialect NAME``: the code base whose keys and computation a ``.pth`` file follows,
+    where its keys do not say it (the UDA works' ``ResNetMulti``: docs/uda.md)."""
+    return parser.add_argument(
+        "--dialect",
+        metavar="NAME",
+        help="the code base a .pth file comes from, where its keys do not say it: "
+        f"{', '.join(DIALECTS)} (default: the registry entry's, else found from the keys, "
+        "with a note where two fit)",
     )
 
 

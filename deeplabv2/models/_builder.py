@@ -328,17 +328,23 @@ def build(
         progress=progress,
     )
     recorded = {k: v for k, v in loaded.model_args.items() if k not in fixed}
-    args = {**recorded, **model_args}
 
-    def make(n: int) -> Model:
+    def make(n: int, **args: Any) -> Model:
         return model_class(num_classes=n, **fixed, **args)
 
-    _check_complete(mapping, make, loaded)
+    # the file must be complete for the network it records; what the caller adds (e.g. an
+    # auxiliary head, aux_head=True) is new, initialised as built
+    _check_complete(mapping, lambda n: make(n, **recorded), loaded)
     loaded = _fit_head(mapping, loaded, num_classes)
-    model = make(num_classes or loaded.num_classes or 21)
-    if loaded.num_classes is None and loaded.dialect is not None and loaded.dialect.init_head:
-        loaded.dialect.init_head(model)  # a new head, initialised as that code base does
-    model.load_state_dict(loaded.state, strict=False)  # checked above; a new head stays as built
+    model = make(num_classes or loaded.num_classes or 21, **{**recorded, **model_args})
+    if loaded.dialect is not None and loaded.dialect.init_head is not None:
+        loaded.dialect.init_head(model)  # new heads as that code base initialises them
+    result = model.load_state_dict(loaded.state, strict=False)  # the heads it lacks stay new
+    if result.unexpected_keys:
+        raise ValueError(
+            f"{_loaded_file(loaded.info)} has entries the network built with "
+            f"{model_args} lacks: {', '.join(sorted(result.unexpected_keys)[:4])}"
+        )
     model.class_names = loaded.info.classes
     model.pretrained_info = loaded.info
     return model.eval()

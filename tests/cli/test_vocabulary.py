@@ -53,6 +53,7 @@ SHARED = {
     "--quiet": Rule("no progress bar", "flag"),
     "--weights": Rule("a registry name", "voc12|required|stated", r"NAME\|FILE"),
     "--model": Rule("network", "stated"),
+    "--dialect": Rule("the code base a .pth file comes from", "stated", "NAME"),
     "--out": Rule("", "required|stated", "DIR|FILE"),
     "--max-pixels": Rule("refuse larger images", "25000000|stated", "N"),
 }
