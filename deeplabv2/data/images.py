@@ -273,7 +273,8 @@ def _png_header_and_data(path: str) -> tuple[tuple[int, ...], bytes]:
         end = position + 12 + length
         body = data[position + 8 : end - 4]
         if end > len(data) or zlib.crc32(kind + body) != int.from_bytes(data[end - 4 : end], "big"):
-            raise ImageError(f"{path}: the PNG chunk {kind!r} is truncated or corrupt")
+            chunk = kind.decode("latin-1")
+            raise ImageError(f"{path}: the PNG chunk {chunk!r} is truncated or corrupt (CRC)")
         if kind == b"IHDR" and length == 13:
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
