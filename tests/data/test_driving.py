@@ -354,3 +354,21 @@ def test_eval_refuses_a_cityscapes_set_for_another_dataset(tmp_path, capsys):
     code = main(["eval", "--data", str(root), "--weights", "any", "--classes", "cityscapes16"])
     err = capsys.readouterr().err
     assert code != 0 and "voc dataset is scored with its own classes, voc, not cityscapes16" in err
+
+
+def test_score_averages_cityscapes13_over_the_16_class_labels(tmp_path):
+    """``deeplabv2 score --classes cityscapes13``: label PNGs of the 16 classes, as ``eval``."""
+    from deeplabv2.label_eval import score_folder
+
+    rng = np.random.default_rng(6)
+    truth = rng.integers(0, 16, (SIZE, SIZE))
+    truth[:, :5] = 255
+    prediction = np.where(
+        rng.random((SIZE, SIZE)) < 0.5, truth % 255, rng.integers(0, 16, (SIZE, SIZE))
+    )
+    for folder, values in (("truth", truth), ("pred", prediction)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(values.astype(np.uint8), mode="L").save(tmp_path / folder / "a.png")
+    result = score_folder(tmp_path / "pred", tmp_path / "truth", classes="cityscapes13", workers=1)
+    assert result.class_names == CITYSCAPES16_CLASSES
+    assert result.mean_iou == pytest.approx(independent_iou13(truth.ravel(), prediction.ravel()))
