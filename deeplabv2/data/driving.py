@@ -70,7 +70,7 @@ def class_set(classes: int, allowed: tuple[int, ...] = (19, 16, 13)) -> tuple[st
     if classes not in allowed:
         raise ValueError(
             f"classes={classes!r}: this dataset is scored with "
-            f"{' or '.join(str(n) for n in allowed)} Cityscapes classes"
+            f"{', '.join(map(str, allowed[:-1]))} or {allowed[-1]} Cityscapes classes"
         )
     return CITYSCAPES_CLASS_SETS[classes]
 
