@@ -196,6 +196,9 @@ def evaluate(
     (:meth:`ConfusionMatrix.update` with ``defer``), with one copy of the counts to the host
     per batch. ``profile`` times every stage (:class:`deeplabv2.profiling.Profile`).
 
+    A dataset's ``mean_over`` (class indices, e.g. Cityscapes' 13 of 16 classes) restricts the
+    class means to those classes; the results then name them in ``mean_over``.
+
     Returns:
         :meth:`deeplabv2.metrics.ConfusionMatrix.scores` plus ``num_images`` (those scored),
         ``failed_images`` (the skipped images' errors, every rank's) and the settings.
@@ -210,11 +213,19 @@ def evaluate(
     seen = _check_unseen(segmenter.model, dataset, allow_seen_data)
     num_classes = int(cast(Any, segmenter.model).num_classes)
     data_classes = tuple(getattr(dataset, "class_names", ()) or ())
+    mean_over = getattr(dataset, "mean_over", None)
     if data_classes and len(data_classes) != num_classes:
+        subset = ""
+        if mean_over is not None and len(mean_over) == num_classes:
+            subset = (
+                f". Its {len(mean_over)}-class score is the {len(data_classes)}-class network's, "
+                f"averaged over {len(mean_over)} of the classes, as the papers score it; a "
+                f"network with {num_classes} outputs is not scored that way"
+            )
         raise ValueError(
             f"the network predicts {num_classes} classes but the dataset has "
             f"{len(data_classes)} ({type(dataset).__name__}): these weights are not for this "
-            "dataset; pass weights trained on it (--weights)"
+            f"dataset; pass weights trained on it (--weights){subset}"
         )
     names = (
         segmenter.class_names
@@ -232,7 +243,9 @@ def evaluate(
     failed = sorted(_merge(matrix, failed, ranks))
     if ranks.rank == 0:
         _warn_about_labels(matrix, len(dataset) - len(failed))
-    results = matrix.scores(names)
+    results = matrix.scores(names, mean_over=mean_over)
+    if mean_over is not None:  # the class means average these classes only
+        results["mean_over"] = [list(results["per_class_iou"])[i] for i in mean_over]
     results.update(num_images=len(dataset) - len(failed), failed_images=failed)
     results["settings"] = segmenter.settings()
     if seen:  # scored anyway (allow_seen_data): the record says so

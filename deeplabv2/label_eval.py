@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ._pools import finished, process_pool, stop
-from .data.classes import resolve_class_names
+from .data.classes import resolve_class_names, scored_within
 from .data.images import read_label
 from .data.paired import read_lines
 from .data.voc import VOCSegmentation
@@ -307,7 +307,9 @@ def score_folder(
         labels: the ground-truth folder; or ``data``: a VOC root (``VOCdevkit/VOC2012``),
             whose ``SegmentationClassAug/`` (else ``SegmentationClass/``) is read.
         split: the images to score (required with ``data``).
-        classes: ``"voc"``, ``"cocostuff"``, a class-list file, or the names themselves.
+        classes: ``"voc"``, ``"cocostuff"``, a class-list file, or the names themselves;
+            ``"cityscapes13"`` scores labels of the 16 classes and averages over 13 of them
+            (:func:`~deeplabv2.data.classes.scored_within`), as ``eval`` does.
         ignore_index: the label of ignored ground truth and unsure predictions.
         skip_missing: score the images that have a prediction and list the others
             (default: a missing prediction is an error).
@@ -324,7 +326,7 @@ def score_folder(
     """
     if convention not in SCORINGS:
         raise ValueError(f"convention {convention!r} is not one of {', '.join(SCORINGS)}")
-    names = _class_names(classes)
+    names, mean_over = scored_within(_class_names(classes))
     if not names:
         raise ValueError("classes: no class names given")
     if not 0 <= ignore_index <= 65535 or ignore_index < len(names):
@@ -350,9 +352,9 @@ def score_folder(
         matrix.merge(part)
         unsure, pixels = unsure + part_unsure, pixels + part_pixels
     scores = {
-        "ignored_as_wrong": matrix.scores(names),
-        "confident_only": matrix.scores(names, confident_only=True),
-        "ignored_as_background": matrix.scores(names, unsure_as=0),
+        "ignored_as_wrong": matrix.scores(names, mean_over=mean_over),
+        "confident_only": matrix.scores(names, confident_only=True, mean_over=mean_over),
+        "ignored_as_background": matrix.scores(names, unsure_as=0, mean_over=mean_over),
     }
     scored = scores["ignored_as_wrong"]["num_pixels"]
     if scored == 0:

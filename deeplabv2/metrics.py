@@ -227,6 +227,7 @@ class ConfusionMatrix:
         *,
         confident_only: bool = False,
         unsure_as: Optional[int] = None,
+        mean_over: Optional[Sequence[int]] = None,
     ) -> dict:
         """Pixel accuracy, mean accuracy, mean IoU, frequency-weighted IoU and per-class IoU,
         precision and recall.
@@ -241,6 +242,11 @@ class ConfusionMatrix:
         ``num_pixels``) unless ``confident_only``, which scores the other pixels only, or
         ``unsure_as``, which counts them as predictions of that class (IRN's
         ``step/eval_sem_seg.py`` turns a pseudo-label's 255 into 0, the background).
+
+        ``mean_over`` (class indices; None: all) is what the class means (``mean_accuracy``,
+        ``mean_iou``, ``fw_iou``) average over; the per-class scores and ``pixel_accuracy``
+        stay those of the whole matrix. The SYNTHIA -> Cityscapes papers' 13-class mIoU is the
+        16-class matrix's IoUs averaged over 13 classes.
         """
         if confident_only and unsure_as is not None:
             raise ValueError("confident_only and unsure_as are two different scorings: pick one")
@@ -248,6 +254,15 @@ class ConfusionMatrix:
             raise ValueError(
                 f"unsure_as must be a class in 0..{self.num_classes - 1}, got {unsure_as}"
             )
+        chosen = torch.ones(self.num_classes, dtype=torch.bool)
+        if mean_over is not None:
+            if not mean_over or not all(0 <= i < self.num_classes for i in mean_over):
+                raise ValueError(
+                    f"mean_over must name classes in 0..{self.num_classes - 1}, got "
+                    f"{list(mean_over)}"
+                )
+            chosen = torch.zeros(self.num_classes, dtype=torch.bool)
+            chosen[list(mean_over)] = True
         m = self.matrix.to(torch.float64)
         unsure = self.unsure.to(torch.float64)
         if unsure_as is not None:
@@ -260,7 +275,8 @@ class ConfusionMatrix:
         total = gt.sum()
         iou = _ratio(tp, union)
         acc = _ratio(tp, gt)
-        freq = gt / total if total > 0 else gt
+        weight = gt[chosen].sum()
+        weighted = chosen & (union > 0)
         names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
 
         def per_class(values: torch.Tensor) -> dict:
@@ -268,9 +284,9 @@ class ConfusionMatrix:
 
         return {
             "pixel_accuracy": float(tp.sum() / total) if total > 0 else None,
-            "mean_accuracy": _mean(acc),
-            "mean_iou": _mean(iou),
-            "fw_iou": float((freq[union > 0] * iou[union > 0]).sum()) if total > 0 else None,
+            "mean_accuracy": _mean(acc[chosen]),
+            "mean_iou": _mean(iou[chosen]),
+            "fw_iou": float((gt * iou)[weighted].sum() / weight) if weight > 0 else None,
             "per_class_iou": per_class(iou),
             "per_class_precision": per_class(_ratio(tp, pred)),
             "per_class_recall": per_class(acc),

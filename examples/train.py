@@ -23,7 +23,8 @@ batch's pixels).
 Datasets (``dataset`` in the config, :func:`deeplabv2.data.open_dataset`): ``voc`` (VOC layout
 or the release's list files), ``coco`` (MS-COCO 2014, 81 classes, as weakly supervised
 segmentation uses it), ``folder`` (``images/`` + ``labels/`` + a list file: pseudo-labels written
-by ``deeplabv2 predict`` are valid), ``cocostuff164k``, ``cocostuff10k``, ``cityscapes``.
+by ``deeplabv2 predict`` are valid), ``cocostuff164k``, ``cocostuff10k``, ``cityscapes``,
+``gta5``, ``synthia`` (``class_names``: ``cityscapes`` or ``cityscapes16``, SYNTHIA's 16).
 ``label_dir`` takes the training split's labels from another folder (pseudo-labels; ``voc``,
 ``coco`` and ``folder``); validation keeps the dataset's own labels.
 Initialisations (``init``): a registry name of the network (``coco-init``, ``imagenet``,
@@ -321,7 +322,7 @@ def dataset(
 ):
     """The ``(image, label, name)`` dataset the config names; the training split's labels come
     from ``label_dir`` when it is set (pseudo-labels), validation keeps the dataset's own."""
-    return open_dataset(
+    data = open_dataset(
         config.dataset,
         root,
         split,
@@ -329,6 +330,13 @@ def dataset(
         limit=limit,
         label_dir=config.label_dir if training else None,
     )
+    if data.class_names and len(data.class_names) != config.num_classes:  # cityscapes13
+        raise ValueError(
+            f"the {config.dataset} dataset's labels hold {len(data.class_names)} classes, not "
+            f"num_classes={config.num_classes}: its class set {config.class_names!r} is scored "
+            f"within {len(data.class_names)} classes; train with those"
+        )
+    return data
 
 
 def class_pixel_counts(base: Any, num_classes: int, ignore_index: int) -> tuple[np.ndarray, ...]:

@@ -13,6 +13,7 @@ from .._files import atomic_write_text, check_destination
 from ..data.constants import DATASETS
 from .options import add_options, build_segmenter, check, speed
 from .values import int_in
+from .vocabulary import add_classes_option
 
 __all__ = ["add_parser", "run"]
 
@@ -28,7 +29,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         choices=DATASETS,
         default="voc",
         help="the dataset's layout: voc; coco (MS-COCO 2014 with 81 classes); folder (images/ "
-        "+ labels/ + <split>.txt)",
+        "+ labels/ + <split>.txt); cityscapes, gta5, synthia (split all: every image)",
+    )
+    add_classes_option(
+        parser,
+        None,
+        "the dataset's own; cityscapes, gta5, synthia: cityscapes (19), cityscapes16 or "
+        "cityscapes13 (the 16-class network averaged over 13), synthia's is cityscapes16",
     )
     parser.add_argument(
         "--split", default="val", metavar="NAME|FILE", help="split name or list file"
@@ -60,14 +67,17 @@ def _percent(value: Optional[float]) -> str:
 def _print_scores(results: dict) -> None:
     names = results["per_class_iou"]
     width = max(len(n) for n in names)
+    averaged = results.get("mean_over", names)
     for name, iou in names.items():
-        print(f"{name:<{width}}  {_percent(iou)} %")
+        left_out = "" if name in averaged else "  (not in the means)"
+        print(f"{name:<{width}}  {_percent(iou)} %{left_out}")
     for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
         print(f"{key:<{width}}  {_percent(results[key])} %")
 
 
 def run(args: argparse.Namespace) -> int:
     """``deeplabv2 eval``; the exit code."""
+    from ..data.classes import resolve_class_names
     from ..data.kinds import open_dataset
     from ..distributed import start, stop
     from ..evaluate import evaluate
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         check_destination(out, args.force)
-    dataset = open_dataset(args.dataset, args.data, args.split, limit=args.limit)
+    names = resolve_class_names(args.classes) if args.classes else ()
+    dataset = open_dataset(args.dataset, args.data, args.split, class_names=names, limit=args.limit)
     ranks = start()
     try:
         device = ranks.device(args.device)

@@ -119,6 +119,7 @@ def add_classes_option(
         default=default,
         metavar=f"{names}|FILE",
         help=f"the class names: {', '.join(CLASS_LISTS)} or a file with one name per line"
+        " (cityscapes16 / cityscapes13: SYNTHIA -> Cityscapes' 16 and 13 classes)"
         + (f" (default: {unset})" if default is None and unset else ""),
     )
 

@@ -9,9 +9,18 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .classes import COCO_CLASSES, COCOSTUFF_CLASSES, VOC_CLASSES, voc_palette
+    from .classes import (
+        CITYSCAPES13_CLASSES,
+        CITYSCAPES16_CLASSES,
+        CITYSCAPES_CLASSES,
+        COCO_CLASSES,
+        COCOSTUFF_CLASSES,
+        VOC_CLASSES,
+        voc_palette,
+    )
     from .coco import COCO2014
-    from .datasets import CITYSCAPES_CLASSES, Cityscapes, COCOStuff, SegmentationFolder
+    from .datasets import Cityscapes, COCOStuff, SegmentationFolder
+    from .driving import GTA5, SYNTHIA
     from .images import load_image, read_label
     from .kinds import DATASETS, open_dataset
     from .samples import sample_image
@@ -20,12 +29,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAFFE_MEAN_BGR",
+    "CITYSCAPES13_CLASSES",
+    "CITYSCAPES16_CLASSES",
     "CITYSCAPES_CLASSES",
     "COCO2014",
     "COCO_CLASSES",
     "DATASETS",
     "COCOStuff",
     "Cityscapes",
+    "GTA5",
+    "SYNTHIA",
     "SegmentationFolder",
     "COCOSTUFF_CLASSES",
     "CaffePreprocess",
@@ -44,10 +57,14 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         **dict.fromkeys(("COCO_CLASSES", "COCOSTUFF_CLASSES", "VOC_CLASSES"), ".classes"),
+        **dict.fromkeys(
+            ("CITYSCAPES_CLASSES", "CITYSCAPES16_CLASSES", "CITYSCAPES13_CLASSES"), ".classes"
+        ),
         "voc_palette": ".classes",
         "COCO2014": ".coco",
         "sample_image": ".samples",
-        **dict.fromkeys(("CITYSCAPES_CLASSES", "Cityscapes", "COCOStuff"), ".datasets"),
+        **dict.fromkeys(("Cityscapes", "COCOStuff"), ".datasets"),
+        **dict.fromkeys(("GTA5", "SYNTHIA"), ".driving"),
         "SegmentationFolder": ".datasets",
         **dict.fromkeys(("load_image", "read_label"), ".images"),
         **dict.fromkeys(("DATASETS", "open_dataset"), ".kinds"),

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # numpy is imported by the functions: the class names load without it
     import numpy as np
 
 __all__ = [
+    "CITYSCAPES13_CLASSES",
+    "CITYSCAPES16_CLASSES",
+    "CITYSCAPES_CLASSES",
     "CLASS_LISTS",
     "COCOSTUFF_CLASSES",
     "COCO_CLASSES",
+    "SCORED_WITHIN",
     "VOC_CLASSES",
     "overlay",
     "resolve_class_names",
+    "scored_within",
     "voc_palette",
 ]
 
@@ -70,6 +76,49 @@ COCO_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Cityscapes' 19 evaluation classes (train ids 0..18), as cityscapesScripts' ``labels.py``; the
+#: GTA5 -> Cityscapes benchmark scores them.
+CITYSCAPES_CLASSES: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)  # fmt: skip
+
+#: The 16 classes Cityscapes shares with SYNTHIA (no terrain, truck, train), in the order of
+#: the 19: the SYNTHIA -> Cityscapes benchmark (DADA's ``info16class.json``, valeoai/DADA
+#: ``dada/dataset/cityscapes_list/info16class.json`` at d657af66ee3e18a052f3fba6c34707e46ed6ea96).
+CITYSCAPES16_CLASSES: tuple[str, ...] = tuple(
+    name for name in CITYSCAPES_CLASSES if name not in ("terrain", "truck", "train")
+)
+
+#: The 13 of the 16 without wall, fence and pole: the SYNTHIA -> Cityscapes benchmark's second
+#: score (ADVENT's "mIoU*"). Scored within the 16 (:data:`SCORED_WITHIN`).
+CITYSCAPES13_CLASSES: tuple[str, ...] = tuple(
+    name for name in CITYSCAPES16_CLASSES if name not in ("wall", "fence", "pole")
+)
+
+#: Class lists that are scored as part of a larger one: the list -> the classes of the
+#: confusion matrix whose per-class IoUs its means average. The SYNTHIA -> Cityscapes papers
+#: (ADVENT, Vu et al. CVPR 2019, table 2, "mIoU*"; the methods after it) run the 16-class
+#: network on the 16-class labels and average its IoUs over 13 classes: wall, fence and pole are
+#: left out of the mean, not out of the labels (a wall pixel predicted as road still counts
+#: against road).
+SCORED_WITHIN: dict[tuple[str, ...], tuple[str, ...]] = {
+    CITYSCAPES13_CLASSES: CITYSCAPES16_CLASSES,
+}
+
+
+def scored_within(names: Sequence[str]) -> tuple[tuple[str, ...], Optional[tuple[int, ...]]]:
+    """The classes whose confusion matrix scores ``names``, and the indices (into them) of the
+    classes the means average over: ``(names, None)`` for a list scored on its own, e.g.
+    ``(CITYSCAPES16_CLASSES, (0, 1, 2, 6, ...))`` for :data:`CITYSCAPES13_CLASSES`."""
+    names = tuple(names)
+    full = SCORED_WITHIN.get(names)
+    if full is None:
+        return names, None
+    return full, tuple(full.index(name) for name in names)
+
+
 def voc_palette(num_colors: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map: ``(num_colors, 3) uint8``, label ``i`` -> RGB (bit-interleaved).
 
@@ -106,12 +155,16 @@ CLASS_LISTS: dict[str, tuple[str, ...]] = {
     "voc": VOC_CLASSES,
     "coco": COCO_CLASSES,
     "cocostuff": COCOSTUFF_CLASSES,
+    "cityscapes": CITYSCAPES_CLASSES,
+    "cityscapes16": CITYSCAPES16_CLASSES,
+    "cityscapes13": CITYSCAPES13_CLASSES,
 }
 
 
 def resolve_class_names(spec: str) -> tuple[str, ...]:
-    """``"voc"``, ``"coco"``, ``"cocostuff"``, or a text file with one class name per line
-    (in order)."""
+    """A name of :data:`CLASS_LISTS` (``"voc"``, ``"coco"``, ``"cocostuff"``, ``"cityscapes"``,
+    ``"cityscapes16"``, ``"cityscapes13"``), or a text file with one class name per line (in
+    order)."""
     if spec in CLASS_LISTS:
         return CLASS_LISTS[spec]
     try:

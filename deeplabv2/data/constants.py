@@ -15,6 +15,8 @@ CAFFE_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
 DEFAULT_MAX_PIXELS = 25_000_000
 
 #: The dataset names :func:`~deeplabv2.data.open_dataset` knows.
-DATASETS = ("voc", "coco", "folder", "cocostuff164k", "cocostuff10k", "cityscapes")
+DATASETS = (
+    "voc", "coco", "folder", "cocostuff164k", "cocostuff10k", "cityscapes", "gta5", "synthia",
+)  # fmt: skip
 #: Those whose labels may come from another folder (pseudo-labels): PNGs of class indices.
 LABEL_DIR_DATASETS = ("voc", "coco", "folder")

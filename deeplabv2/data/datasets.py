@@ -15,11 +15,12 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import DatasetError
-from .classes import COCOSTUFF_CLASSES
+from .classes import COCOSTUFF_CLASSES, scored_within
+from .driving import cityscapes_ids, class_set, label_table
 from .images import read_label
 from .paired import IGNORE_INDEX, PairedDataset, read_lines
 
-__all__ = ["CITYSCAPES_CLASSES", "COCOStuff", "Cityscapes", "SegmentationFolder"]
+__all__ = ["COCOStuff", "Cityscapes", "SegmentationFolder"]
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -137,31 +138,41 @@ class COCOStuff(PairedDataset):
         return labels
 
 
-#: Cityscapes' 19 evaluation classes (train ids 0..18).
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)  # fmt: skip
-
-# Cityscapes label id -> train id (cityscapesScripts' labels.py); every other id is ignored.
-_TRAIN_IDS = {
-    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
-    25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
-}  # fmt: skip
-
-
 class Cityscapes(PairedDataset):
-    """Cityscapes (fine annotations) with its 19 train ids, 255 = ignored.
+    """Cityscapes (fine annotations) with one of its class sets, 255 = ignored.
 
     Layout under ``root``: ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`` and
-    ``gtFine/<split>/<city>/<name>_gtFine_labelIds.png``; label ids are mapped to the 19 train
-    ids of :data:`CITYSCAPES_CLASSES` (``*_gtFine_labelTrainIds.png``, if present, is used as
-    it is).
+    ``gtFine/<split>/<city>/<name>_gtFine_labelIds.png`` (``*_gtFine_labelTrainIds.png``, if
+    present, is read instead). ``classes`` picks the class set the labels are mapped to:
+
+    * 19: the benchmark's train ids, :data:`~deeplabv2.data.CITYSCAPES_CLASSES` (GTA5 ->
+      Cityscapes);
+    * 16: :data:`~deeplabv2.data.CITYSCAPES16_CLASSES`, the classes SYNTHIA shares (ADVENT /
+      DADA's ``info16class.json``; terrain, truck and train are ignored);
+    * 13: the 16 classes' labels, with the means over 13 of them (``mean_over``: wall, fence
+      and pole left out), as the SYNTHIA -> Cityscapes papers score a 16-class network.
+
+    Attributes:
+        class_names: the classes of the labels (16 for ``classes=13``).
+        mean_over: the indices of the classes the means average over (None: all).
     """
 
-    class_names = CITYSCAPES_CLASSES
     data_name = "Cityscapes"
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike],
+        split: str = "val",
+        classes: int = 19,
+        limit: Optional[int] = None,
+    ) -> None:
+        self.classes = classes
+        self.class_names, self.mean_over = scored_within(class_set(classes))
+        self._tables = {
+            train_ids: label_table(cityscapes_ids(train_ids), classes)
+            for train_ids in (False, True)
+        }
+        super().__init__(root, split, limit)
 
     def _items(self, split: str) -> list[tuple[str, Path, Path]]:
         images = self.root / "leftImg8bit" / split
@@ -177,10 +188,5 @@ class Cityscapes(PairedDataset):
         return items
 
     def label(self, path: Path) -> np.ndarray:
-        labels = read_label(path)
-        if path.name.endswith("_labelTrainIds.png"):
-            return labels
-        table = np.full(256, IGNORE_INDEX, dtype=np.int64)
-        for label_id, train_id in _TRAIN_IDS.items():
-            table[label_id] = train_id
-        return table[np.clip(labels, 0, 255)]
+        table = self._tables[path.name.endswith("_labelTrainIds.png")]
+        return table[np.clip(read_label(path), 0, len(table) - 1)]

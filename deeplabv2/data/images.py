@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from typing import BinaryIO, Optional, Union
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "load_image",
     "orientation_hint",
     "read_label",
+    "read_png16_channel",
 ]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -249,3 +251,75 @@ def read_label(path: Union[str, os.PathLike]) -> np.ndarray:
         if isinstance(error, FileNotFoundError):
             raise
         raise ImageError(f"cannot read label image {os.fspath(path)}: {error}") from None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour type -> Pillow's mode and its 16-bit rawmodes (big-endian, little-endian)
+_PNG16_MODES = {2: ("RGB", "RGB;16B", "RGB;16L"), 6: ("RGBA", "RGBA;16B", "RGBA;16L")}
+
+
+def _png_header_and_data(path: str) -> tuple[tuple[int, ...], bytes]:
+    """``(width, height, bit depth, colour type, interlace)`` of a PNG file and its
+    concatenated (compressed, filtered) ``IDAT`` data; chunks with a bad CRC are refused."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ImageError(f"{path}: not a PNG file")
+    header: Optional[tuple[int, ...]] = None
+    idat = []
+    position = len(_PNG_SIGNATURE)
+    while position + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 12 + length
+        body = data[position + 8 : end - 4]
+        if end > len(data) or zlib.crc32(kind + body) != int.from_bytes(data[end - 4 : end], "big"):
+            chunk = kind.decode("latin-1")
+            raise ImageError(f"{path}: the PNG chunk {chunk!r} is truncated or corrupt (CRC)")
+        if kind == b"IHDR" and length == 13:
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        position = end
+    if header is None or not idat:
+        raise ImageError(f"{path}: a PNG file without a header or image data (truncated?)")
+    width, height, depth, colour, _, _, interlace = header
+    return (width, height, depth, colour, interlace), b"".join(idat)
+
+
+def read_png16_channel(path: Union[str, os.PathLike], channel: int = 0) -> np.ndarray:
+    """One channel of a 16-bit RGB or RGBA PNG with all its 16 bits: ``(H, W) int64``.
+
+    Pillow opens these files as 8-bit RGB, keeping the high byte of each sample (a class id
+    below 256 reads as 0), and imageio needs the FreeImage library for them. So the chunks are
+    read here and the image data decoded by Pillow's PNG decoder (``zip``, which undoes the
+    row filters) twice: rawmode ``RGB;16B`` keeps each sample's high byte (PNG stores samples
+    big-endian), ``RGB;16L`` reads the same bytes as little-endian and so keeps the low byte.
+    SYNTHIA's ``GT/LABELS`` are such files (the class id in the first channel).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ImageError: not a PNG, another bit depth or colour type, an interlaced or corrupt file.
+    """
+    name = os.fspath(path)
+    (width, height, depth, colour, interlace), idat = _png_header_and_data(name)
+    if depth != 16 or colour not in _PNG16_MODES:
+        raise ImageError(
+            f"{name}: expected a 16-bit RGB or RGBA PNG, got bit depth {depth}, PNG colour type "
+            f"{colour} (2: RGB, 6: RGBA)"
+        )
+    if interlace:
+        raise ImageError(f"{name}: interlaced (Adam7) 16-bit PNGs are not supported; save it "
+                         "without interlacing")  # fmt: skip
+    mode, high, low = _PNG16_MODES[colour]
+    if not 0 <= channel < len(mode):
+        raise ValueError(f"channel must be in 0..{len(mode) - 1} for {mode}, got {channel}")
+    try:
+        planes = [
+            np.asarray(Image.frombytes(mode, (width, height), idat, "zip", rawmode))[..., channel]
+            for rawmode in (high, low)
+        ]
+    except (ValueError, OSError) as error:  # Pillow: "not enough image data", zlib errors
+        raise ImageError(f"cannot decode the PNG {name}: {error}") from None
+    return planes[0].astype(np.int64) * 256 + planes[1]

@@ -38,10 +38,13 @@ class PairedDataset:
         data_name: the data set as a weights lineage names it (``"VOC 2012"``), or None when
             unknown (a folder of any images): what the seen-data check of
             :func:`deeplabv2.evaluate.evaluate` compares with the weights' lineage.
+        mean_over: the indices of the classes that the scores' class means average over, or
+            None for all (Cityscapes' 13-class score averages 13 of the 16 classes' IoUs).
     """
 
     class_names: tuple[str, ...] = ()
     data_name: Optional[str] = None
+    mean_over: Optional[tuple[int, ...]] = None
 
     def __init__(
         self, root: Union[str, os.PathLike], split: str = "val", limit: Optional[int] = None

@@ -366,6 +366,23 @@ def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
         train.Config(loss="focal")
 
 
+def test_a_class_set_scored_within_a_larger_one_is_not_trained(tmp_path: Path) -> None:
+    """cityscapes13 labels the 16 classes (the papers' 13-class score averages 13 of a 16-class
+    network's IoUs): 13 outputs trained on them would be wrong, so they are refused."""
+    from ..data.test_driving import write_cityscapes
+
+    root = write_cityscapes(tmp_path, np.full((65, 65), 7))
+    for names, count in (("cityscapes16", 16), ("cityscapes13", 13)):
+        config = train.Config(
+            **{**TINY, "dataset": "cityscapes", "class_names": names, "num_classes": count}
+        )
+        if count == 16:
+            assert len(train.dataset(config, str(root), "val")) == 1
+            continue
+        with pytest.raises(ValueError, match="labels hold 16 classes, not num_classes=13"):
+            train.dataset(config, str(root), "val")
+
+
 QUICK = dict(TINY, msc=False, max_iter=2, checkpoint_every=100, val_limit=1)
 
 
