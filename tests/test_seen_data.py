@@ -78,7 +78,7 @@ def test_trainval_weights_on_voc_val_are_refused(voc: Path) -> None:
 
 def test_eval_cli_refuses_then_allows_seen_data(voc, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(
-        "deeplabv2.models.load_model", lambda weights, model: tiny("voc12-trainval")
+        "deeplabv2.models.load_model", lambda weights, model, dialect=None: tiny("voc12-trainval")
     )
     command = ["eval", "--data", str(voc), "--limit", "1", "--single-scale", "--quiet"]
     assert main(command) == 1

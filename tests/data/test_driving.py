@@ -307,7 +307,7 @@ def tiny_network(monkeypatch):
     import deeplabv2.models
     from deeplabv2.models import DeepLabV2
 
-    def load(weights, model=None):
+    def load(weights, model=None, dialect=None):
         torch.manual_seed(0)
         return DeepLabV2(num_classes=load.classes, blocks=(1, 1, 1, 1)).eval()
 
