@@ -96,30 +96,29 @@ class EvalProtocol:
         """``upsampling`` and ``resize_to``, and what they exclude."""
         if self.upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
+        size = self.resize_to
+        if size is not None:
+            if (
+                len(size) != 2
+                or any(isinstance(side, bool) or not isinstance(side, int) for side in size)
+                or min(size) < 1
+            ):
+                raise ValueError(
+                    f"resize_to must be (width, height), two positive integers, got {size!r}"
+                )
+            object.__setattr__(self, "resize_to", tuple(size))
+            if self.pad_to is not None or self.upsampling != "stretch":
+                raise ValueError(
+                    f"resize_to={tuple(size)} needs pad_to=None and upsampling='stretch' (got "
+                    f"pad_to={self.pad_to}, upsampling={self.upsampling!r}): the resized input "
+                    "is the network's whole input, and its logits are stretched to the image's "
+                    "own size; pass both with resize_to (UDA_PROTOCOL has them)"
+                )
         if self.upsampling == "stretch" and self.pad_to is not None:
             raise ValueError(
                 f"upsampling='stretch' with pad_to={self.pad_to}: the logits of a padded input "
                 "cover the padding too, so stretching them to the image shifts every label; "
                 "pass pad_to=None (or upsampling='zoom', the release's)"
-            )
-        if self.resize_to is None:
-            return
-        size = self.resize_to
-        if (
-            len(size) != 2
-            or any(isinstance(side, bool) or not isinstance(side, int) for side in size)
-            or min(size) < 1
-        ):
-            raise ValueError(
-                f"resize_to must be (width, height), two positive integers, got {size!r}"
-            )
-        object.__setattr__(self, "resize_to", tuple(size))
-        if self.pad_to is not None or self.upsampling != "stretch":
-            raise ValueError(
-                f"resize_to={tuple(size)} needs pad_to=None and upsampling='stretch' (got "
-                f"pad_to={self.pad_to}, upsampling={self.upsampling!r}): the resized input is "
-                "the network's whole input, and its logits are stretched to the image's own "
-                "size; pass both with resize_to (UDA_PROTOCOL has them)"
             )
 
     def as_dict(self) -> dict[str, Any]:
