@@ -57,9 +57,11 @@ def resized_rgb(image: Any, size: tuple[int, int]) -> np.ndarray:
     """``(H, W, 3) uint8`` RGB (numpy or torch) resized to ``size = (width, height)`` with PIL's
     bicubic filter, as the UDA works resize Cityscapes images: ``(height, width, 3) uint8``."""
     array = torch.as_tensor(image).cpu().numpy()
-    if array.shape[1::-1] == tuple(size):
+    width, height = size
+    if array.shape[:2] == (height, width):
         return array
-    return np.array(Image.fromarray(array).resize(tuple(size), Image.BICUBIC))  # writable
+    resized = Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC)
+    return np.array(resized)  # writable, unlike np.asarray of a PIL image
 
 
 @dataclass
