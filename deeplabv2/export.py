@@ -4,7 +4,11 @@ The exported graph takes the network's own input -- ``(B, 3, H, W) float32`` BGR
 the mean of the weights (``preprocessing`` in the metadata) -- for any batch size and any
 ``H, W`` at or above the minimum, and returns the logits at output stride 8, ``(B, C, h, w)``
 with ``h = deeplabv2.models.output_size(H)``, or with ``probabilities=True`` the softmax of the
-logits zoomed to ``(H, W)`` as the release does it. BatchNorm is folded into the convolutions.
+logits zoomed to ``(H, W)`` as the release does it (stretched to ``(H, W)``, corners aligned,
+under a protocol with ``upsampling="stretch"``). BatchNorm is folded into the convolutions.
+A protocol's ``resize_to`` (PIL bicubic, e.g. the UDA works' 1024x512) is not in the graph:
+the metadata says to resize the image to it first, and to stretch the logits to the image's
+own size (which the graph does not know, so ``probabilities=True`` is refused there).
 The metadata (``metadata_props``) records the architecture, class names, preprocessing, test
 protocol, scales and the library version. Needs ``pip install 'deeplabv2[export]'``.
 
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._files import atomic_write, check_destination
@@ -72,19 +77,25 @@ class ExportReport:
 
 
 class _Graph(nn.Module):
-    """The exported computation: the network, optionally MSC, optionally zoomed probabilities."""
+    """The exported computation: the network, optionally MSC, optionally the probabilities at
+    the input's size (logits zoomed, or stretched: ``upsampling``)."""
 
-    def __init__(self, network: nn.Module, probabilities: bool) -> None:
+    def __init__(self, network: nn.Module, probabilities: bool, upsampling: str = "zoom") -> None:
         super().__init__()
         self.network = network
         self.probabilities = probabilities
+        self.upsampling = upsampling
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.network(image)
         if not self.probabilities:
             return logits
         height, width = image.shape[-2:]
-        return torch.softmax(upsample_logits(logits, (height, width)), dim=1)
+        if self.upsampling == "stretch":
+            full = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
+        else:
+            full = upsample_logits(logits, (height, width))
+        return torch.softmax(full, dim=1)
 
 
 def require_extra(verify: bool = True) -> Any:
@@ -136,11 +147,22 @@ def onnx_metadata(
 ) -> dict[str, str]:
     """The ``metadata_props`` of an exported model (all values strings; JSON where structured)."""
     protocol = protocol_of(model)
+    upsampled = {"zoom": "zoomed by 8 (corners aligned)",
+                 "stretch": "stretched to (H, W) (bilinear, corners aligned)"}  # fmt: skip
     output = (
-        "probabilities (B, C, H, W): softmax of the logits zoomed by 8 (corners aligned)"
+        f"probabilities (B, C, H, W): softmax of the logits {upsampled[protocol.upsampling]}"
         if probabilities
         else "logits (B, C, h, w) at output stride 8: h = (((H - 1) // 2 + 1) pooled) // 2 + 1"
     )
+    resize: dict[str, Any] = {}
+    if protocol.resize_to is not None:
+        width, height = protocol.resize_to
+        resize = {
+            "resize_to": [width, height],
+            "resize": f"first resize the uint8 RGB image to {width}x{height} (width x height) "
+            "with PIL's bicubic filter (Image.BICUBIC), then BGR minus the mean; stretch the "
+            "logits to the image's own size (bilinear, align_corners=True) before the argmax",
+        }
     return {
         "deeplabv2.version": __version__,
         "deeplabv2.architecture": str(getattr(model, "architecture", None) or "custom"),
@@ -155,6 +177,7 @@ def onnx_metadata(
                 "subtract_mean_bgr": list(protocol.mean_bgr),
                 "pad_to": protocol.pad_to,
                 "min_side": _min_side(model, msc),
+                **resize,
             }
         ),
         "deeplabv2.msc_scales": json.dumps(list(msc) if msc else []),
@@ -190,7 +213,9 @@ def export_onnx(
             for the weights' protocol scales (0.5 and 0.75 for the release's weights, as
             ``deeplabv2.Segmenter`` runs them), False or ``()`` for the input alone, or the
             extra scales.
-        probabilities: output the softmax at the input's size instead of stride-8 logits.
+        probabilities: output the softmax at the input's size instead of stride-8 logits
+            (refused under a protocol with ``resize_to``: its logits are stretched to the
+            original image's size, which the graph does not see).
         opset: the ONNX opset, one of :func:`supported_opsets` (default: the exporter's); any
             other is refused before anything is done, and the file's opset is checked.
         verify: run the file in onnxruntime at :data:`VERIFY_SHAPES` and compare with PyTorch
@@ -201,11 +226,21 @@ def export_onnx(
     Returns:
         An :class:`ExportReport` with the relative error at each checked shape.
     """
+    protocol = protocol_of(model)
+    if probabilities and protocol.resize_to is not None:
+        width, height = protocol.resize_to
+        raise ValueError(
+            f"probabilities=True cannot follow this protocol: the input is the image resized "
+            f"to {width}x{height}, and the logits are stretched to the original image's size, "
+            "which the graph does not know; export the logits (probabilities=False, no "
+            "--probabilities) and stretch them to the image (bilinear, align_corners=True), as "
+            "the deeplabv2.preprocessing metadata says"
+        )
     onnx = require_extra(verify)
     check_opset(opset)
     target = check_destination(Path(path), force, ".onnx")
     scales = _scales(model, msc)
-    graph = _Graph(_exported_network(model, scales), probabilities).eval()
+    graph = _Graph(_exported_network(model, scales), probabilities, protocol.upsampling).eval()
     min_side = _min_side(model, scales)
     metadata = onnx_metadata(model, scales, probabilities)
 

@@ -4,8 +4,10 @@ The release's protocol (the default for its weights): the image is padded at the
 with the mean pixel to 513x513 (zeros after mean subtraction), the network and its multi-scale
 inputs run on the padded image, the logits (65x65) are zoomed by 8 with the corners aligned
 (65 -> 513) and cropped back to the image. Weights trained by the PyTorch port run unpadded with
-the port's MSC resizing. The protocol is the model's (:func:`deeplabv2.protocol.protocol_of`);
-what the caller overrides is applied with ``dataclasses.replace``, nothing else.
+the port's MSC resizing. The UDA works' weights run on the image resized to 1024x512 (PIL
+bicubic), their logits stretched (bilinear, corners aligned) to the image's own size. The
+protocol is the model's (:func:`deeplabv2.protocol.protocol_of`); what the caller overrides is
+applied with ``dataclasses.replace``, nothing else.
 """
 
 from __future__ import annotations
@@ -21,19 +23,26 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .crf import DenseCRF
 from .data.images import DEFAULT_MAX_PIXELS, ImageInput, check_pixels, load_image
 from .data.transforms import to_caffe_input
 from .errors import ImageSizeError
-from .interp import upsample_logits
+from .interp import resize_bilinear, upsample_logits
 from .msc import MultiScale
 from .profiling import Profile, stage
-from .segmenter_setup import compiled, device_and_dtype, make_crf, protocol_with
+from .segmenter_setup import (
+    check_resize_to,
+    compiled,
+    device_and_dtype,
+    make_crf,
+    protocol_with,
+)
 from .tiling import OUTPUT_STRIDE, slow_tiling_warning, tile_overlap_for, tiled_logits
 
-__all__ = ["Prediction", "Segmenter", "label_dtype", "padded_side"]
+__all__ = ["Prediction", "Segmenter", "label_dtype", "padded_side", "resized_rgb"]
 
 
 def padded_side(side: int, pad_to: Optional[int]) -> int:
@@ -42,6 +51,17 @@ def padded_side(side: int, pad_to: Optional[int]) -> int:
     if pad_to is None:
         return side
     return max(pad_to, -(-(side - 1) // OUTPUT_STRIDE) * OUTPUT_STRIDE + 1)
+
+
+def resized_rgb(image: Any, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB (numpy or torch) resized to ``size = (width, height)`` with PIL's
+    bicubic filter, as the UDA works resize Cityscapes images: ``(height, width, 3) uint8``."""
+    array = torch.as_tensor(image).cpu().numpy()
+    width, height = size
+    if array.shape[:2] == (height, width):
+        return array
+    resized = Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC)
+    return np.array(resized)  # writable, unlike np.asarray of a PIL image
 
 
 @dataclass
@@ -68,13 +88,15 @@ class Prediction:
 class Segmenter:
     """Segment images with a DeepLab model as its weights were evaluated.
 
-    Each RGB image becomes the network input (BGR, mean-subtracted,
-    :func:`deeplabv2.data.to_caffe_input`), padded with the mean to ``pad_to`` (zeros after
-    subtraction); the logits of the input and of the extra ``scales`` are max-fused
-    (:class:`deeplabv2.MultiScale`, optionally averaged with the flipped image), zoomed to the
-    padded size as Caffe does (:func:`deeplabv2.interp.upsample_logits`, corners aligned),
-    cropped to the image and turned into probabilities; the optional dense CRF refines them
-    with the original RGB image.
+    Each RGB image (first resized to ``resize_to`` if the protocol says so, PIL bicubic)
+    becomes the network input (BGR, mean-subtracted, :func:`deeplabv2.data.to_caffe_input`),
+    padded with the mean to ``pad_to`` (zeros after subtraction); the logits of the input and
+    of the extra ``scales`` are max-fused (:class:`deeplabv2.MultiScale`, optionally averaged
+    with the flipped image), zoomed to the padded size as Caffe does
+    (:func:`deeplabv2.interp.upsample_logits`, corners aligned) and cropped to the image, or
+    with ``upsampling="stretch"`` stretched straight to the image's own size (bilinear,
+    corners aligned), and turned into probabilities; the optional dense CRF refines them with
+    the original RGB image.
 
     Args:
         model: maps ``(B, 3, H, W)`` Caffe-convention input to logits at output stride 8.
@@ -91,7 +113,8 @@ class Segmenter:
             at most this size (:mod:`deeplabv2.tiling`), so the network's memory stays bounded
             (the probabilities are computed tile by tile into one full-size buffer); None never
             tiles. A tile size far below ``pad_to`` (each tile is padded to it) warns: tiled
-            images would take tens of times longer.
+            images would take tens of times longer. Under ``resize_to`` the network input is
+            the resized image, never tiled: ``tile_size`` must hold it.
         tile_overlap: overlap of neighbouring tiles, in pixels (rounded up to a multiple of 8);
             default ``min(256, tile_size // 2)``. Each pixel is taken from the tile in which it
             lies furthest from a tile edge.
@@ -106,7 +129,8 @@ class Segmenter:
             are paired with the files (pseudo-labels, scoring against ground truth).
         compile: run the network (with its MSC scales) as a ``torch.compile``d module with
             fixed shapes: True for the default mode, or a mode name (``"reduce-overhead"``:
-            CUDA graphs; ``"max-autotune"``). Needs ``pad_to`` (every input the same size);
+            CUDA graphs; ``"max-autotune"``). Needs ``pad_to`` or ``resize_to`` (every input
+            the same size);
             batches are padded to the batch size, so every call has one shape. The first
             batch compiles (tens of seconds).
         **overrides: what to change in the model's test protocol
@@ -114,8 +138,10 @@ class Segmenter:
             (extra input scales fused with 1.0; ``()`` for single-scale inference), ``msc_mode``
             (``"caffe"`` or ``"pytorch"`` resizing of the scales), ``pad_to`` (pad images to
             this square size of the form ``8k + 1``, a larger image to the next such size; None
-            runs each image at its own size), ``mean_bgr``. ``scales=None`` and
-            ``msc_mode=None`` mean the protocol's.
+            runs each image at its own size), ``mean_bgr``, ``resize_to`` (``(width, height)``
+            every image is resized to; None: at its own size), ``upsampling`` (``"zoom"`` or
+            ``"stretch"``). ``scales=None``, ``msc_mode=None`` and ``upsampling=None`` mean the
+            protocol's.
 
     The protocol is the model's weights' (``model.pretrained_info.protocol``), else its
     family's (:func:`deeplabv2.protocol.protocol_of`): the release's MSC at 513x513 for the
@@ -163,13 +189,14 @@ class Segmenter:
                 f"tile_size {tile_size} is too small for this network and its scales: use at "
                 f"least {self.min_size + OUTPUT_STRIDE}"
             )
+        check_resize_to(self.protocol, self.min_size, tile_size)
         slow = slow_tiling_warning(tile_size, self.tile_overlap, self.protocol.pad_to)
         if slow is not None:
             warnings.warn(slow, stacklevel=2)
         self.crf = make_crf(crf, crf_backend, self.protocol)
         self.class_names = tuple(getattr(model, "class_names", ()) or ())
         self.compiled = compile
-        self._forward = compiled(self.net, compile, self.pad_to)
+        self._forward = compiled(self.net, compile, self.protocol)
 
     @property
     def pad_to(self) -> Optional[int]:
@@ -178,7 +205,8 @@ class Segmenter:
     def __repr__(self) -> str:
         return (
             f"Segmenter(scales={self.net.scales}, msc_mode={self.net.mode!r}, "
-            f"pad_to={self.pad_to}, flip={self.net.flip}, crf={self.crf!r}, "
+            f"pad_to={self.pad_to}, resize_to={self.protocol.resize_to}, "
+            f"upsampling={self.protocol.upsampling!r}, flip={self.net.flip}, crf={self.crf!r}, "
             f"device={str(self.device)!r}, dtype={self.dtype}, tile_size={self.tile_size}, "
             f"exif={self.exif})"
         )
@@ -189,6 +217,8 @@ class Segmenter:
             "msc_mode": self.net.mode,
             "scales": list(self.net.scales),
             "pad_to": self.pad_to,
+            "resize_to": None if self.protocol.resize_to is None else list(self.protocol.resize_to),
+            "upsampling": self.protocol.upsampling,
             "flip": self.net.flip,
             "crf": None
             if self.crf is None
@@ -201,7 +231,8 @@ class Segmenter:
 
     def check_size(self, height: int, width: int) -> None:
         """Raise :class:`ImageSizeError` for an image this Segmenter cannot segment."""
-        if self.pad_to is None and min(height, width) < self.min_size:
+        fixed = self.pad_to is not None or self.protocol.resize_to is not None
+        if not fixed and min(height, width) < self.min_size:
             raise ImageSizeError(
                 f"image of {width}x{height} pixels is too small: this network"
                 f"{' with its MSC scales' if len(self.net.scales) > 1 else ''} needs at least "
@@ -210,11 +241,18 @@ class Segmenter:
         check_pixels(height, width, self.max_pixels)
 
     def tiled(self, height: int, width: int) -> bool:
-        """Whether an image of this size is segmented in tiles."""
+        """Whether an image of this size is segmented in tiles (never a resized one: the
+        resized size fits in a tile, as the constructor checks)."""
+        if self.protocol.resize_to is not None:
+            return False
         return self.tile_size is not None and max(height, width) > self.tile_size
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        """The network input size of an (untiled) image: padded, or its own."""
+        """The network input size ``(height, width)`` of an (untiled) image: resized, padded,
+        or its own."""
+        if self.protocol.resize_to is not None:
+            width, height = self.protocol.resize_to
+            return height, width
         return padded_side(height, self.pad_to), padded_side(width, self.pad_to)
 
     # -- the network -----------------------------------------------------------------------------
@@ -228,7 +266,11 @@ class Segmenter:
         self, images: Sequence[Any], size: tuple[int, int], profile: Optional[Profile] = None
     ) -> torch.Tensor:
         """RGB ``(H, W, 3)`` uint8 images (numpy or, e.g. pinned, torch) -> ``(B, 3, *size)``
-        Caffe input on the device, padded with the mean (zero after subtraction)."""
+        Caffe input on the device, resized (``resize_to``) or padded with the mean (zero after
+        subtraction)."""
+        if self.protocol.resize_to is not None:
+            with stage(profile, "preprocessing"):  # PIL's bicubic, on the host
+                images = [resized_rgb(image, self.protocol.resize_to) for image in images]
         with stage(profile, "copy to device"):
             rgbs = [torch.as_tensor(image).to(self.device, non_blocking=True) for image in images]
         with stage(profile, "preprocessing"):
@@ -253,6 +295,10 @@ class Segmenter:
         with stage(profile, "network"), self._autocast():
             logits = self._forward(x)[: len(images)]
         with stage(profile, "upsampling + softmax"):
+            if self.protocol.upsampling == "stretch":  # each to its image's own size
+                return [
+                    resize_bilinear(logits[i : i + 1].float(), s)[0] for i, s in enumerate(sizes)
+                ]
             full = upsample_logits(logits.float(), size, factor=OUTPUT_STRIDE)
         return [full[i, :, :h, :w] for i, (h, w) in enumerate(sizes)]
 
@@ -261,10 +307,10 @@ class Segmenter:
     ) -> list[torch.Tensor]:
         """Network probabilities ``(C, H, W) float32`` (on the device) of each RGB image.
 
-        Images that share a network input size (every image up to ``pad_to`` under padding,
-        equal sizes without) run ``batch_size`` at a time; tiled images one by one. The
-        results equal those of ``batch_size=1`` up to floating-point reduction order.
-        ``profile`` times the stages (:mod:`deeplabv2.profiling`).
+        Images that share a network input size (every image under ``resize_to``, every image
+        up to ``pad_to`` under padding, equal sizes without) run ``batch_size`` at a time;
+        tiled images one by one. The results equal those of ``batch_size=1`` up to
+        floating-point reduction order. ``profile`` times the stages (:mod:`deeplabv2.profiling`).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")

@@ -14,21 +14,32 @@ from torch import nn
 from .crf import PRESETS, DenseCRF
 from .protocol import EvalProtocol, protocol_of
 
-__all__ = ["PROTOCOL_OVERRIDES", "compiled", "device_and_dtype", "make_crf", "protocol_with"]
+__all__ = [
+    "PROTOCOL_OVERRIDES",
+    "check_resize_to",
+    "compiled",
+    "device_and_dtype",
+    "make_crf",
+    "protocol_with",
+]
 
 #: What a Segmenter may override in the model's protocol (the CRF preset goes through ``crf``).
-PROTOCOL_OVERRIDES = ("msc_mode", "scales", "pad_to", "mean_bgr")
+PROTOCOL_OVERRIDES = ("msc_mode", "scales", "pad_to", "mean_bgr", "resize_to", "upsampling")
+# the overrides whose None is a value (no padding, no resizing), not "the protocol's"
+_NONE_MEANS_OFF = ("pad_to", "resize_to")
 
 
-def compiled(net: nn.Module, mode: Union[bool, str], pad_to: Optional[int]) -> nn.Module:
+def compiled(net: nn.Module, mode: Union[bool, str], protocol: EvalProtocol) -> nn.Module:
     """``net``, or ``net`` compiled for fixed shapes (``mode``: True or a ``torch.compile``
-    mode); ValueError without padding (every image would be a new shape)."""
+    mode); ValueError when the protocol neither pads nor resizes (every image would be a new
+    shape)."""
     if mode is False:
         return net
-    if pad_to is None:
+    if protocol.pad_to is None and protocol.resize_to is None:
         raise ValueError(
             "compile needs fixed input shapes: pad every image (pad_to=513, the release's "
-            "protocol); without padding each image size would compile anew"
+            "protocol) or resize it (resize_to=(1024, 512), the UDA protocol); otherwise each "
+            "image size would compile anew"
         )
     return cast(nn.Module, torch.compile(net, dynamic=False, mode=None if mode is True else mode))
 
@@ -56,10 +67,27 @@ def protocol_with(model: nn.Module, overrides: dict[str, Any], crf: Any) -> Eval
             f"Segmenter got unexpected arguments {', '.join(unknown)}; the protocol's settings "
             f"are {', '.join(PROTOCOL_OVERRIDES)}"
         )
-    changes = {k: v for k, v in overrides.items() if v is not None or k == "pad_to"}
+    changes = {k: v for k, v in overrides.items() if v is not None or k in _NONE_MEANS_OFF}
     if isinstance(crf, str) and crf in PRESETS:
         changes["crf"] = crf
     return dataclasses.replace(protocol_of(model), **changes)
+
+
+def check_resize_to(protocol: EvalProtocol, min_size: int, tile_size: Optional[int]) -> None:
+    """ValueError for a ``resize_to`` the network cannot take (a side under ``min_size``) or
+    the tiles cannot hold (a resized image is segmented whole, never tiled)."""
+    size = protocol.resize_to
+    if size is None:
+        return
+    if min(size) < min_size:
+        raise ValueError(
+            f"resize_to={size} is too small: this network needs at least {min_size} pixels per side"
+        )
+    if tile_size is not None and max(size) > tile_size:
+        raise ValueError(
+            f"resize_to={size} is larger than tile_size {tile_size}: a resized image is "
+            f"segmented whole, not in tiles; pass tile_size={max(size)} or more (or None)"
+        )
 
 
 def make_crf(crf: Any, backend: str, protocol: EvalProtocol) -> Optional[DenseCRF]:

@@ -110,6 +110,10 @@ def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["msc_mode"] = args.msc_mode
     if args.pad_to != "auto":
         overrides["pad_to"] = args.pad_to
+    if args.resize != "auto":
+        overrides["resize_to"] = args.resize
+    if args.upsampling is not None:
+        overrides["upsampling"] = args.upsampling
     return overrides
 
 
@@ -125,6 +129,19 @@ def _pad_to(value: str) -> Union[int, None, str]:
     if side < 1 or (side - 1) % 8:
         raise argparse.ArgumentTypeError(f"--pad-to must be of the form 8k + 1, got {side}")
     return side
+
+
+def _resize(value: str) -> Union[tuple[int, int], None, str]:
+    """``--resize``'s type: ``WIDTHxHEIGHT`` -> ``(width, height)``; ``none`` -> None;
+    ``auto`` as it is (the weights' protocol)."""
+    if value in ("auto", "none"):
+        return None if value == "none" else value
+    width, _, height = value.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()) or min(int(width), int(height)) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT (e.g. 1024x512), none or auto, got {value!r}"
+        )
+    return int(width), int(height)
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +188,23 @@ def _add_protocol_options(group: argparse._ArgumentGroup) -> None:
         metavar="N|none",
         help="pad images with the mean to NxN (8k + 1; the release: 513), none: unpadded "
         "(default: %(default)s, the weights' protocol)",
+    )
+    group.add_argument(
+        "--resize",
+        type=_resize,
+        default="auto",
+        metavar="SIZE|none",
+        help="resize every image to SIZE = WIDTHxHEIGHT (PIL bicubic) before the network, the "
+        "results back at the image's size (the UDA works on Cityscapes: 1024x512; needs "
+        "--pad-to none --upsampling stretch), none: at its own size (default: %(default)s, the "
+        "weights' protocol)",
+    )
+    group.add_argument(
+        "--upsampling",
+        choices=("zoom", "stretch"),
+        help="logits to the image: zoom by 8, corners aligned, then crop (the release); "
+        "stretch: bilinear with aligned corners straight to the image's size (the UDA works) "
+        "(default: the weights' protocol)",
     )
     group.add_argument("--flip", action="store_true", help="average with the flipped image")
     group.add_argument(
@@ -260,8 +294,8 @@ def check(args: argparse.Namespace) -> None:
             )
     if args.crf_params is not None:
         DenseCRF.from_spec(args.crf_params)  # a missing or malformed file fails here
-    if args.compile and args.pad_to is None:
-        raise ValueError("--compile needs fixed input shapes: drop --pad-to none")
+    if args.compile and args.pad_to is None and args.resize is None:  # else the Segmenter's
+        raise ValueError("--compile needs fixed input shapes: drop --pad-to none or --resize none")
     if args.dtype == "float16" and (args.device or "cuda")[:4] != "cuda":
         raise ValueError("--dtype float16 needs a CUDA device; use bfloat16 on the CPU")
 
