@@ -283,6 +283,7 @@ class Config:
             if not (_is_number(value) and math.isfinite(value) and 0 < value <= 100):
                 fail(name, "a number in (0, 100]")
         self._check_resize()
+        self._check_model_args()
         weight = self.aux_loss_weight
         if not (_is_number(weight) and math.isfinite(weight) and 0 <= weight <= 10):
             fail("aux_loss_weight", "a number in [0, 10]")
@@ -296,7 +297,6 @@ class Config:
                 f"aux_loss_weight {weight:g} weighs the auxiliary head's loss: it needs "
                 '"loss": "upsampled" and "model_args": {"aux_head": true} (or set it to 0)'
             )
-        self._check_model_args()
         if self.protocol is not None:
             try:
                 if not isinstance(self.protocol, dict) or "mean_bgr" in self.protocol:
@@ -566,11 +566,11 @@ class TrainSet(torch.utils.data.Dataset):
         height): the image with PIL's bicubic filter, the labels with its nearest neighbour."""
         width, height = size
         photo = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB")
-        rgb = np.asarray(photo.resize((width, height), Image.BICUBIC))
+        rgb = np.array(photo.resize((width, height), Image.BICUBIC))
         labels = Image.fromarray(np.asarray(label, dtype=np.int32), mode="I")
-        y = np.asarray(labels.resize((width, height), Image.NEAREST), dtype=np.int64)
-        bgr = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).flip(0).float()
-        return (bgr - self.mean).contiguous(), torch.from_numpy(y.copy())
+        y = np.array(labels.resize((width, height), Image.NEAREST), dtype=np.int64)
+        bgr = torch.from_numpy(rgb).permute(2, 0, 1).flip(0).float()
+        return (bgr - self.mean).contiguous(), torch.from_numpy(y)
 
 
 def batch_keys(
