@@ -30,6 +30,16 @@ by ``deeplabv2 predict`` are valid), ``cocostuff164k``, ``cocostuff10k``, ``city
 Initialisations (``init``): a registry name of the network (``coco-init``, ``imagenet``,
 ``torchvision-imagenet``...), a local file, or null.
 
+Domain adaptation's source-only baseline (``examples/configs/gta5_source_only.json``,
+AdaptSegNet's settings): ``model_args`` (the network's variant: ``aux_head``,
+``head_branches``), ``resize`` (every training image to one size, PIL bicubic, instead of the
+random scaling, cropping and mirroring), ``loss: "upsampled"`` (the logits upsampled to the
+labels) with ``aux_loss_weight`` (the auxiliary head's term), ``head_lr_mult`` /
+``head_bias_lr_mult`` / ``head_bias_decay`` (the heads' learning rates and decay),
+``stop_iter`` (an early stop; the poly schedule still runs over ``max_iter``), ``val_dataset``
+(validation on another dataset, under ``--val-data``) and ``protocol`` (the final weights' test
+protocol settings).
+
 Weakly supervised segmentation (``supervision: "weak"``: the training labels are pseudo-labels):
 starting from weights that saw pixel labels (their lineage, e.g. ``coco-init``: MS-COCO pixel
 labels) warns, and the warning is recorded in the final weights (``pretrained_info.warning``,
