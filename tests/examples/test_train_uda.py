@@ -8,6 +8,8 @@ and Cityscapes folders (CPU)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -295,3 +297,25 @@ def test_the_protocol_key_sets_the_final_weights_protocol() -> None:
     assert protocol.msc_mode == model.default_protocol.msc_mode  # the rest is the family's
     plain = train.build_model(train.Config(**{**UDA, "protocol": None}))
     assert plain.pretrained_info.protocol.pad_to == model.default_protocol.pad_to == 513
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aux_loss_weight", [0.1, 0.0])
+def test_torchrun_with_parameters_no_loss_reaches(gta5, cityscapes, tmp_path, aux_loss_weight):
+    """The unsummed branches (head_branches 2), and the auxiliary head without its loss, get no
+    gradient: DistributedDataParallel is told so, and two ranks end with the same weights."""
+    config = {**UDA, "batch_size": 2, "stop_iter": 2, "aux_loss_weight": aux_loss_weight}
+    config_file = tmp_path / "uda.json"
+    config_file.write_text(json.dumps(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+        str(EXAMPLES / "train.py"), "--config", str(config_file), "--data", str(gta5),
+        "--val-data", str(cityscapes), "--out", str(tmp_path / "ddp"),
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["iterations"] == 2
+    sums = metrics["rank_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
