@@ -30,6 +30,16 @@ by ``deeplabv2 predict`` are valid), ``cocostuff164k``, ``cocostuff10k``, ``city
 Initialisations (``init``): a registry name of the network (``coco-init``, ``imagenet``,
 ``torchvision-imagenet``...), a local file, or null.
 
+Domain adaptation's source-only baseline (``examples/configs/gta5_source_only.json``,
+AdaptSegNet's settings): ``model_args`` (the network's variant: ``aux_head``,
+``head_branches``), ``resize`` (every training image to one size, PIL bicubic, instead of the
+random scaling, cropping and mirroring), ``loss: "upsampled"`` (the logits upsampled to the
+labels) with ``aux_loss_weight`` (the auxiliary head's term), ``head_lr_mult`` /
+``head_bias_lr_mult`` / ``head_bias_decay`` (the heads' learning rates and decay),
+``stop_iter`` (an early stop; the poly schedule still runs over ``max_iter``), ``val_dataset``
+(validation on another dataset, under ``--val-data``) and ``protocol`` (the final weights' test
+protocol settings).
+
 Weakly supervised segmentation (``supervision: "weak"``: the training labels are pseudo-labels):
 starting from weights that saw pixel labels (their lineage, e.g. ``coco-init``: MS-COCO pixel
 labels) warns, and the warning is recorded in the final weights (``pretrained_info.warning``,
@@ -75,7 +85,7 @@ import random
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -83,6 +93,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from PIL import Image
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -96,9 +107,16 @@ from deeplabv2.errors import DatasetError, DeepLabV2Error
 from deeplabv2.evaluate import evaluate
 from deeplabv2.interp import resize_bilinear
 from deeplabv2.models import DeepLabV2, get_model, list_models, save_weights
+from deeplabv2.models.deeplab_resnet import Levels
 from deeplabv2.msc import MultiScaleOutput
-from deeplabv2.protocol import PIXEL_LABELS, pixel_label_stages
+from deeplabv2.protocol import (
+    PIXEL_LABELS,
+    RELEASE_PROTOCOL,
+    EvalProtocol,
+    pixel_label_stages,
+)
 
+LOSSES = ("caffe", "nearest", "upsampled")
 SUPERVISION = ("full", "weak")  # the labels of the training split: pixel labels or pseudo-labels
 CLASS_WEIGHTS = ("median_frequency",)  # computed ones; else a list of numbers or a JSON file
 RESUME_FILE = "resume.safetensors"  # what --resume reads: no pickle
@@ -170,11 +188,11 @@ class Config:
     max_iter: int = 20000
     batch_size: int = 10  # per step, over all ranks and accumulation steps
     accumulate: int = 1
-    crop_size: int = 321
+    crop_size: Optional[int] = 321  # null with resize
     scale_factors: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5])
     flip: bool = True
     msc: bool = True
-    loss: str = "caffe"  # "caffe" (the release) or "nearest" (the PyTorch port)
+    loss: str = "caffe"  # "caffe" (the release), "nearest" (the PyTorch port) or "upsampled"
     amp: bool = False
     seed: int = 0
     checkpoint_every: int = 1000
@@ -185,6 +203,16 @@ class Config:
     label_dir: Optional[str] = None  # labels of the training split from this folder
     class_weights: Optional[Any] = None  # "median_frequency", a list, a JSON file, or null
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value comes from
+    # the domain adaptation works' settings (AdaptSegNet; docs/training.md)
+    model_args: dict[str, Any] = field(default_factory=dict)  # e.g. {"aux_head": true}
+    resize: Optional[list[int]] = None  # [width, height]: every training image, no crop
+    aux_loss_weight: float = 0.0  # the auxiliary head's cross-entropy (loss "upsampled")
+    head_lr_mult: float = 10.0  # the heads' weights: lr x this
+    head_bias_lr_mult: float = 20.0  # the heads' biases: lr x this
+    head_bias_decay: bool = False  # weight decay on the heads' biases
+    stop_iter: Optional[int] = None  # end here (the poly schedule still runs to max_iter)
+    val_dataset: Optional[str] = None  # validation on another dataset (null: dataset's)
+    protocol: Optional[dict[str, Any]] = None  # the final weights' test protocol (overrides)
 
     def __post_init__(self) -> None:
         """Refuse values of the wrong type or out of range (:class:`ConfigError`)."""
@@ -196,8 +224,10 @@ class Config:
             raise ConfigError(f"model must be one of {list_models()}, got {self.model!r}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        if self.loss not in ("caffe", "nearest"):
-            raise ConfigError(f"loss must be 'caffe' or 'nearest', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            fail("loss", f"one of {LOSSES}")
+        if self.val_dataset is not None and self.val_dataset not in DATASETS:
+            fail("val_dataset", f"one of {DATASETS} or null (the training dataset)")
         if self.supervision not in SUPERVISION:
             fail("supervision", f"one of {SUPERVISION}")
         if self.label_dir is not None and not (isinstance(self.label_dir, str) and self.label_dir):
@@ -220,7 +250,7 @@ class Config:
         if not (_is_list(factors, float) and factors and all(0 < v <= 4 for v in factors)):
             fail("scale_factors", "a non-empty list of factors in (0, 4]")
         integers = {"num_classes": 1, "max_iter": 1, "batch_size": 1, "accumulate": 1,
-                    "crop_size": 1, "seed": 0, "checkpoint_every": 1, "val_every": 1}  # fmt: skip
+                    "seed": 0, "checkpoint_every": 1, "val_every": 1}  # fmt: skip
         for name, low in integers.items():  # the lowest value of each
             if not (_is_int(getattr(self, name)) and getattr(self, name) >= low):
                 fail(name, f"an integer >= {low}")
@@ -241,9 +271,96 @@ class Config:
                 value < low if bracket == "[" else value <= low
             ):
                 fail(name, f"a number in {bracket}{low:g}, {high:g}]")
-        for name in ("flip", "msc", "amp", "skip_nonfinite"):
+        for name in ("flip", "msc", "amp", "skip_nonfinite", "head_bias_decay"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "true or false")
+        self._check_adaptation()
+
+    def _check_adaptation(self) -> None:
+        """The keys of the domain adaptation works' recipe (AdaptSegNet's): resizing instead of
+        the release's augmentation, the upsampled loss with an auxiliary head, the heads'
+        learning rates, an early stop, the network's variant and the test protocol."""
+
+        def fail(name: str, rule: str) -> None:
+            raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+        if self.stop_iter is not None and not (
+            _is_int(self.stop_iter) and 1 <= self.stop_iter <= self.max_iter
+        ):
+            fail("stop_iter", f"an integer in [1, max_iter = {self.max_iter}] or null")
+        for name in ("head_lr_mult", "head_bias_lr_mult"):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and 0 < value <= 100):
+                fail(name, "a number in (0, 100]")
+        self._check_resize()
+        self._check_model_args()
+        weight = self.aux_loss_weight
+        if not (_is_number(weight) and math.isfinite(weight) and 0 <= weight <= 10):
+            fail("aux_loss_weight", "a number in [0, 10]")
+        if self.loss == "upsampled" and self.msc:
+            raise ConfigError(
+                'loss "upsampled" trains the network at one scale: set "msc": false (MSC goes '
+                'with loss "caffe" or "nearest")'
+            )
+        if weight > 0 and not (self.loss == "upsampled" and self.model_args.get("aux_head")):
+            raise ConfigError(
+                f"aux_loss_weight {weight:g} weighs the auxiliary head's loss: it needs "
+                '"loss": "upsampled" and "model_args": {"aux_head": true} (or set it to 0)'
+            )
+        if self.protocol is not None:
+            try:
+                if not isinstance(self.protocol, dict) or "mean_bgr" in self.protocol:
+                    raise ValueError("the protocol's mean is the config's mean_bgr")
+                EvalProtocol.from_dict({**RELEASE_PROTOCOL.as_dict(), **self.protocol})
+            except (TypeError, ValueError) as error:
+                raise ConfigError(
+                    f"protocol must be null or a JSON object of test protocol settings "
+                    f'({{"scales": [], "pad_to": null, ...}}: {error}), got {self.protocol!r}'
+                ) from None
+
+    def _check_resize(self) -> None:
+        """``resize`` ``[width, height]`` replaces the release's scaling, padding, cropping and
+        mirroring, which must then be off (``crop_size`` null, ``scale_factors`` [1.0],
+        ``flip`` false); ``crop_size`` null goes with ``resize`` only."""
+        size = self.resize
+        if size is None:
+            if not (_is_int(self.crop_size) and self.crop_size >= 1):
+                raise ConfigError(
+                    f"crop_size must be an integer >= 1 (null only with resize), got "
+                    f"{self.crop_size!r}"
+                )
+            return
+        if not (_is_list(size, int) and len(size) == 2 and min(size) >= 1):
+            raise ConfigError(f"resize must be [width, height] (2 integers >= 1), got {size!r}")
+        kept = {"crop_size": None, "scale_factors": [1.0], "flip": False}
+        clash = {k: getattr(self, k) for k, v in kept.items() if getattr(self, k) != v}
+        if clash:
+            raise ConfigError(
+                f"resize {size} replaces the random scaling, cropping and mirroring, but the "
+                f"config sets {clash}: set {json.dumps({k: kept[k] for k in clash})}"
+            )
+        if self.loss == "caffe" and any((side - 1) % 8 for side in size):
+            raise ConfigError(
+                f'loss "caffe" subsamples the labels by 8: resize {size} needs sides of the '
+                'form 8k + 1 (e.g. [513, 257]); or use loss "upsampled"'
+            )
+
+    def _check_model_args(self) -> None:
+        """``model_args`` go to the network's class (e.g. ``{"aux_head": true,
+        "head_branches": 2}``): checked by building it on the meta device."""
+        args = self.model_args
+        if not (isinstance(args, dict) and all(isinstance(k, str) for k in args)):
+            raise ConfigError(f"model_args must be a JSON object of arguments, got {args!r}")
+        own = sorted(set(args) & {"num_classes", "blocks", "pretrained"})
+        if own:
+            raise ConfigError(f"model_args: {own} have their own config keys; set those")
+        if not args:
+            return
+        try:
+            with torch.device("meta"):
+                network(self, pretrained=None)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"model_args {args} do not fit {self.model}: {error}") from None
 
     def _check_class_weights(self) -> None:
         value = self.class_weights
@@ -303,6 +420,12 @@ class Config:
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}" if path else str(error)) from None
 
+    @property
+    def final_iter(self) -> int:
+        """The run's last iteration: ``stop_iter`` (an early stop, as AdaptSegNet's
+        ``--num-steps-stop``), else ``max_iter``."""
+        return self.max_iter if self.stop_iter is None else self.stop_iter
+
     def names(self) -> tuple[str, ...]:
         """The class names (empty if unknown); their count must be ``num_classes``."""
         names = self.class_names
@@ -321,9 +444,11 @@ def dataset(
     config: Config, root: str, split: str, limit: Optional[int] = None, training: bool = False
 ):
     """The ``(image, label, name)`` dataset the config names; the training split's labels come
-    from ``label_dir`` when it is set (pseudo-labels), validation keeps the dataset's own."""
+    from ``label_dir`` when it is set (pseudo-labels), validation keeps the dataset's own and
+    reads ``val_dataset`` when it is set (a domain adaptation's target)."""
+    kind = config.dataset if training else config.val_dataset or config.dataset
     data = open_dataset(
-        config.dataset,
+        kind,
         root,
         split,
         class_names=config.names(),
@@ -332,7 +457,7 @@ def dataset(
     )
     if data.class_names and len(data.class_names) != config.num_classes:  # cityscapes13
         raise ValueError(
-            f"the {config.dataset} dataset's labels hold {len(data.class_names)} classes, not "
+            f"the {kind} dataset's labels hold {len(data.class_names)} classes, not "
             f"num_classes={config.num_classes}: its class set {config.class_names!r} is scored "
             f"within {len(data.class_names)} classes; train with those"
         )
@@ -401,6 +526,10 @@ class TrainSet(torch.utils.data.Dataset):
     (nearest) to ``int(side * factor)``; both are padded at the bottom/right to the crop size
     (the image with the mean, the label with ``ignore_index``), cropped at a random place and
     mirrored with probability 1/2; then the mean is subtracted (BGR).
+
+    With ``resize`` ``[width, height]`` (AdaptSegNet's ``GTA5DataSet``) every image is resized
+    to that size instead (PIL bicubic; labels PIL nearest), neither scaled at random, cropped
+    nor mirrored.
     """
 
     def __init__(self, base: Any, config: Config) -> None:
@@ -414,6 +543,8 @@ class TrainSet(torch.utils.data.Dataset):
         index, seed = key
         rng = np.random.default_rng(seed)
         image, label, _ = self.base[index]
+        if self.config.resize is not None:
+            return self.resized(image, label, self.config.resize)
         bgr = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).flip(0).float()
         y = torch.from_numpy(np.asarray(label, dtype=np.int64))
         scale = self.config.scale_factors[int(rng.integers(len(self.config.scale_factors)))]
@@ -436,6 +567,20 @@ class TrainSet(torch.utils.data.Dataset):
         if self.config.flip and rng.random() < 0.5:
             x, y = x.flip(-1), y.flip(-1)
         return x.contiguous(), y.contiguous()
+
+    def resized(
+        self, image: np.ndarray, label: np.ndarray, size: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(3, height, width) float32`` BGR minus the mean and ``(height, width) int64``
+        labels of an RGB ``uint8`` image and its labels resized to ``size`` = (width,
+        height): the image with PIL's bicubic filter, the labels with its nearest neighbour."""
+        width, height = size
+        photo = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB")
+        rgb = np.array(photo.resize((width, height), Image.BICUBIC))
+        labels = Image.fromarray(np.asarray(label, dtype=np.int32), mode="I")
+        y = np.array(labels.resize((width, height), Image.NEAREST), dtype=np.int64)
+        bgr = torch.from_numpy(rgb).permute(2, 0, 1).flip(0).float()
+        return (bgr - self.mean).contiguous(), torch.from_numpy(y)
 
 
 def batch_keys(
@@ -532,13 +677,26 @@ def branch_losses(
     scales: Sequence[float],
     weight: Optional[torch.Tensor] = None,
 ):
-    """The loss terms by name: ``(B,)`` per image (``caffe``) or batch scalars (``nearest``).
+    """The loss terms by name: ``(B,)`` per image (``caffe``) or batch scalars (``nearest``,
+    ``upsampled``).
 
     With MSC, the release's four terms (:func:`release_targets`) or the port's (every branch
     and the fusion against nearest-resized labels); without, the network's logits alone.
+    ``upsampled`` (AdaptSegNet's): the logits (``main``, and ``aux`` for a multi-level
+    network's :class:`Levels`) upsampled bilinearly, corners aligned, to the labels' size, each
+    averaged over the batch's labelled pixels (:func:`weighted_sum` weighs ``aux``).
     ``weight``: the class weights of ``class_weights`` (None: unweighted).
     """
     ignore = config.ignore_index
+    if config.loss == "upsampled":
+        heads = output._asdict() if isinstance(output, Levels) else {"main": output}
+        size = (labels.shape[-2], labels.shape[-1])
+        return {
+            name: F.cross_entropy(
+                resize_bilinear(z.float(), size), labels, weight=weight, ignore_index=ignore
+            )
+            for name, z in heads.items()
+        }
     if config.loss == "caffe":
         if not isinstance(output, MultiScaleOutput):
             return {"logits": per_image_ce(output, labels[:, ::8, ::8], ignore, weight)}
@@ -559,6 +717,24 @@ def branch_losses(
     }
 
 
+def weighted_sum(terms: dict[str, Any], config: Config) -> Any:
+    """The sum of the loss terms, the auxiliary head's (``aux``) times ``aux_loss_weight``
+    (AdaptSegNet's ``lambda_seg``); every other term counts once."""
+    return sum(t * config.aux_loss_weight if name == "aux" else t for name, t in terms.items())
+
+
+class TwoLevels(nn.Module):
+    """A multi-level network whose ``forward`` is its :meth:`~DeepLabV2.forward_levels` (both
+    heads' logits, :class:`Levels`), so that DistributedDataParallel sees the pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Levels:
+        return self.model.forward_levels(x)
+
+
 # -- model and optimisation ------------------------------------------------------------------------
 
 
@@ -567,10 +743,7 @@ def build_model(config: Config, data: Any = None) -> nn.Module:
     the training mean), and what it has seen: the initialisation's lineage plus this run
     (:func:`run_stage`). A weakly supervised run (``supervision: "weak"``) from weights that saw
     pixel labels warns, and the warning stays in the weights' record (and saved files)."""
-    if config.model == "deeplab_v2_resnet101" and list(config.blocks) != [3, 4, 23, 3]:
-        model: nn.Module = DeepLabV2(num_classes=config.num_classes, blocks=tuple(config.blocks))
-    else:
-        model = get_model(config.model, pretrained=config.init, num_classes=config.num_classes)
+    model = network(config, config.init)
     init = model.pretrained_info
     lineage = init.lineage if init is not None else ()
     warning = init.warning if init is not None else None
@@ -587,11 +760,26 @@ def build_model(config: Config, data: Any = None) -> nn.Module:
     model.pretrained_info = PretrainedInfo(
         source="examples/train.py",
         classes=model.class_names,
-        protocol=replace(model.default_protocol, mean_bgr=tuple(config.mean_bgr)),
+        protocol=trained_protocol(config, model),
         lineage=lineage + (run_stage(config, data),),
         warning=warning,
     )
     return model
+
+
+def network(config: Config, pretrained: Optional[str]) -> nn.Module:
+    """The config's network (``model``, ``blocks``, ``model_args``) with ``pretrained``."""
+    args = config.model_args
+    if config.model == "deeplab_v2_resnet101" and list(config.blocks) != [3, 4, 23, 3]:
+        return DeepLabV2(num_classes=config.num_classes, blocks=tuple(config.blocks), **args)
+    return get_model(config.model, pretrained=pretrained, num_classes=config.num_classes, **args)
+
+
+def trained_protocol(config: Config, model: nn.Module) -> EvalProtocol:
+    """The trained weights' test protocol: the family's (``model.default_protocol``) with the
+    config's ``protocol`` settings and the training mean."""
+    values = {**model.default_protocol.as_dict(), **(config.protocol or {})}
+    return EvalProtocol.from_dict({**values, "mean_bgr": list(config.mean_bgr)})
 
 
 def run_stage(config: Config, data: Any = None) -> str:
@@ -604,12 +792,14 @@ def run_stage(config: Config, data: Any = None) -> str:
 
 
 def param_groups(model: nn.Module, config: Config) -> list[dict]:
-    """Backbone (and VGG fc6/fc7) at ``lr``, the classifier's weights at 10x, its biases at 20x
-    without weight decay (the release's ``lr_mult``/``decay_mult``)."""
+    """Backbone (and VGG fc6/fc7) at ``lr``; the classifier's (and an auxiliary head's)
+    weights at ``head_lr_mult`` x ``lr`` (10), its biases at ``head_bias_lr_mult`` x ``lr``
+    (20), without weight decay unless ``head_bias_decay`` (the release's
+    ``lr_mult``/``decay_mult``; AdaptSegNet's ``optim_parameters``: 10x for both, all decayed)."""
     classifier = [
         (n, p)
         for n, p in model.named_parameters()
-        if p.requires_grad and (n.startswith("aspp.convs.") or ".fc8." in n)
+        if p.requires_grad and (n.startswith(("aspp.convs.", "aux.convs.")) or ".fc8." in n)
     ]
     ids = {id(p) for _, p in classifier}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
@@ -619,11 +809,16 @@ def param_groups(model: nn.Module, config: Config) -> list[dict]:
         {"params": rest, "lr": config.lr, "lr_mult": 1.0, "weight_decay": config.weight_decay},
         {
             "params": weights,
-            "lr": config.lr * 10,
-            "lr_mult": 10.0,
+            "lr": config.lr * config.head_lr_mult,
+            "lr_mult": float(config.head_lr_mult),
             "weight_decay": config.weight_decay,
         },
-        {"params": biases, "lr": config.lr * 20, "lr_mult": 20.0, "weight_decay": 0.0},
+        {
+            "params": biases,
+            "lr": config.lr * config.head_bias_lr_mult,
+            "lr_mult": float(config.head_bias_lr_mult),
+            "weight_decay": config.weight_decay if config.head_bias_decay else 0.0,
+        },
     ]
 
 
@@ -775,7 +970,7 @@ def train_step(run: Run, iteration: int) -> dict[str, float]:
             if config.loss == "caffe":  # images are averaged over the whole (global) batch
                 loss = sum(t.sum() for t in terms.values()) / per_rank_images
             else:
-                loss = sum(terms.values()) / config.accumulate
+                loss = weighted_sum(terms, config) / config.accumulate
         loss.backward()
         for name, value in terms.items():
             share = (
@@ -789,7 +984,7 @@ def train_step(run: Run, iteration: int) -> dict[str, float]:
     )
     # the loss and whether any rank's gradients are not finite, the same on every rank
     device = "cuda" if run.world > 1 and dist.get_backend() == "nccl" else "cpu"
-    total = torch.tensor([sum(sums.values()), float(not grads_finite)], dtype=torch.float64)
+    total = torch.tensor([weighted_sum(sums, config), float(not grads_finite)], dtype=torch.float64)
     total = total.to(device)
     if run.world > 1:
         dist.all_reduce(total)
@@ -1034,11 +1229,11 @@ def train_steps(run: Run, start: int, end: int) -> Iterator[tuple[int, dict]]:
         done = iteration + 1
         if record.get("skipped"):
             run.skipped.append(done)
-        if done % config.val_every == 0 and done < config.max_iter:
+        if done % config.val_every == 0 and done < config.final_iter:
             record["val/mean_iou"] = validate(run)["mean_iou"]
-        stopping = done == end and end < config.max_iter
+        stopping = done == end and end < config.final_iter
         with checked(run.ranks):  # rank 0 writes: a full disk stops every rank
-            if (done % config.checkpoint_every == 0 or stopping) and done < config.max_iter:
+            if (done % config.checkpoint_every == 0 or stopping) and done < config.final_iter:
                 save_checkpoint(run, done)
             if run.logger is not None:
                 run.logger.log(done, record)
@@ -1089,11 +1284,13 @@ def prepare(
     ranks: Ranks,
     resume: bool = False,
     convert: bool = False,
+    val_root: Optional[str] = None,
 ) -> tuple[Run, int]:
     """What each rank sets up alone: data, model, optimiser, resume state, output folder.
 
     The data is read (its list files) before anything is created, so a wrong ``--data``
-    leaves no output folder. Returns the run and the iteration to start at.
+    (or ``--val-data``, the validation dataset's root: default ``data_root``) leaves no output
+    folder. Returns the run and the iteration to start at.
     """
     if config.batch_size % (ranks.world * config.accumulate):
         raise ConfigError(
@@ -1101,7 +1298,7 @@ def prepare(
             f"{config.accumulate} accumulation steps"
         )
     train_set = TrainSet(dataset(config, data_root, config.split, training=True), config)
-    val_set = dataset(config, data_root, config.val_split, config.val_limit)
+    val_set = dataset(config, val_root or data_root, config.val_split, config.val_limit)
     if resume and not out.is_dir():
         raise CheckpointError(f"--resume: {out} does not exist")
     device = ranks.device(None)  # this rank's GPU, else the CPU
@@ -1115,7 +1312,7 @@ def prepare(
         config=config,
         out=out,
         model=model,
-        net=MultiScale(model) if config.msc else model,
+        net=MultiScale(model) if config.msc else TwoLevels(model) if both_heads(config) else model,
         optimizer=optimizer,
         train_set=train_set,
         val_set=val_set,
@@ -1127,6 +1324,20 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     run.logger = Logger(out) if ranks.rank == 0 else None
     return run, first
+
+
+def both_heads(config: Config) -> bool:
+    """Whether the loss takes both heads of a multi-level network (``aux_loss_weight`` > 0)."""
+    return config.aux_loss_weight > 0
+
+
+def unreached_parameters(model: nn.Module, config: Config) -> bool:
+    """Whether some trainable parameters get no gradient: the branches AdaptSegNet's heads
+    hold but do not sum (``head_branches``), an auxiliary head that no loss takes."""
+    args = getattr(model, "model_args", {})
+    branches = args.get("head_branches")
+    unsummed = branches is not None and branches < len(args.get("rates", ()))
+    return unsummed or (bool(args.get("aux_head")) and not both_heads(config))
 
 
 def distribute(run: Run) -> None:
@@ -1141,6 +1352,8 @@ def distribute(run: Run) -> None:
         if "forward_sync_buffers" in parameters
         else {"broadcast_buffers": False}
     )
+    if unreached_parameters(run.model, run.config):
+        quiet["find_unused_parameters"] = True
     run.net = nn.parallel.DistributedDataParallel(
         run.net, device_ids=[run.device] if run.device.type == "cuda" else None, **quiet
     )
@@ -1154,12 +1367,14 @@ def train(
     stop_at: Optional[int] = None,
     convert_checkpoint: bool = False,
     dist_timeout_s: float = DIST_TIMEOUT_S,
+    val_root: Optional[str] = None,
 ) -> dict:
     """Run (or resume) training; returns the final metrics (on rank 0; {} elsewhere).
 
     ``stop_at`` ends the run early after that many iterations with a checkpoint (e.g. to fit a
     job's time limit); ``resume`` continues it with an identical result (``convert_checkpoint``
     also accepts an older version's ``checkpoint.pt``, read with ``weights_only=True``).
+    ``val_root``: the validation dataset's folder (``val_dataset``; default ``data_root``).
     The result's ``skipped_iterations`` lists the steps ``skip_nonfinite`` skipped.
 
     Raises:
@@ -1173,7 +1388,9 @@ def train(
     failed = True
     try:
         with checked(ranks):
-            run, first = prepare(config, data_root, out, ranks, resume, convert_checkpoint)
+            run, first = prepare(
+                config, data_root, out, ranks, resume, convert_checkpoint, val_root
+            )
         distribute(run)
         result = run_loop(run, first, stop_at)
         failed = False
@@ -1187,15 +1404,15 @@ def train(
 def run_loop(run: Run, start: int, stop_at: Optional[int]) -> dict:
     """Iterations ``start`` .. the end (or ``stop_at``), then the final validation and files."""
     config, out = run.config, run.out
-    end = config.max_iter if stop_at is None else min(stop_at, config.max_iter)
+    end = config.final_iter if stop_at is None else min(stop_at, config.final_iter)
     history = []
-    with tqdm(initial=start, total=config.max_iter, desc="train", unit="it",
+    with tqdm(initial=start, total=config.final_iter, desc="train", unit="it",
               disable=run.rank != 0) as bar:  # fmt: skip
         for done, record in train_steps(run, start, end):
             history.append({"iteration": done, **record})
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}")
-    if end < config.max_iter:
+    if end < config.final_iter:
         return {}
     with checked(run.ranks):
         if not all_finite(run.model):
@@ -1211,7 +1428,7 @@ def run_loop(run: Run, start: int, stop_at: Optional[int]) -> dict:
         if run.rank == 0:
             save_weights(run.model, out / "final.safetensors", force=True, source="train.py")
             result = {
-                "iterations": config.max_iter,
+                "iterations": config.final_iter,
                 "val": scores,
                 "history": history,
                 "skipped_iterations": list(run.skipped),
@@ -1223,7 +1440,7 @@ def run_loop(run: Run, start: int, stop_at: Optional[int]) -> dict:
             }
             text = json.dumps(json_safe(result), indent=2, allow_nan=False)
             atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text), force=True)
-            run.logger.log(config.max_iter, {"val/mean_iou": scores["mean_iou"]})
+            run.logger.log(config.final_iter, {"val/mean_iou": scores["mean_iou"]})
     return result
 
 
@@ -1268,6 +1485,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="JSON config (examples/configs/*.json)")
     parser.add_argument("--data", required=True, help="dataset root")
+    parser.add_argument(
+        "--val-data",
+        dest="val_data",
+        help="the validation dataset's root (val_dataset in the config; default: --data)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--resume", action="store_true", help=f"continue from <out>/{RESUME_FILE}")
     parser.add_argument(
@@ -1320,6 +1542,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             stop_at=args.stop_at,
             convert_checkpoint=args.convert_checkpoint,
             dist_timeout_s=args.dist_timeout,
+            val_root=args.val_data,
         )
     except PeerFailure as failure:  # the failed rank printed the error
         if env_rank() == 0:
