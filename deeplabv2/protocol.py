@@ -259,7 +259,8 @@ def stages_that_saw(lineage: Sequence[str], data_name: str, split: str) -> tuple
     (pixel labels)"``); splits compare lower case without ``_``/``-``, and a stage counts when
     its splits share images with ``split``: ``trainaug`` holds ``train``, ``trainval`` both
     ``train`` and ``val`` (so weights trained on ``train`` have seen part of ``trainval``). A
-    stage that names no split of ``data_name`` (``"MS-COCO (pixel labels)"``) is not counted.
+    stage that names no split of ``data_name`` (``"MS-COCO (pixel labels)"``) is not counted;
+    one whose split is ``all`` (``"GTA5 all (pixel labels)"``) saw every split.
     """
     wanted = _parts(split)
     found = []
@@ -268,6 +269,6 @@ def stages_that_saw(lineage: Sequence[str], data_name: str, split: str) -> tuple
         if not head.startswith(data_name + " "):
             continue
         names = [s for s in re.split(r"[\s+,]+", head[len(data_name) :]) if s]
-        if any(wanted & _parts(name) for name in names):
+        if any(name.lower() == "all" or wanted & _parts(name) for name in names):
             found.append(stage)
     return tuple(found)

@@ -1205,9 +1205,15 @@ class GuardedDataset:
 
 
 def validate(run: Run) -> dict:
-    """Scores on the validation set with the library's evaluation (the release's protocol,
-    single scale), sharded across the ranks; the model returns to training mode."""
-    segmenter = Segmenter(run.model, scales=(), device=run.device)
+    """Scores on the validation set with the library's evaluation (the protocol the trained
+    weights will record, at a single scale), sharded across the ranks; the model returns to
+    training mode."""
+    protocol = trained_protocol(run.config, run.model)
+    segmenter = Segmenter(
+        run.model, device=run.device, scales=(), msc_mode=protocol.msc_mode,
+        pad_to=protocol.pad_to, mean_bgr=protocol.mean_bgr, resize_to=protocol.resize_to,
+        upsampling=protocol.upsampling,
+    )  # fmt: skip
     guarded = GuardedDataset(run.val_set)
     with warnings.catch_warnings():  # a config may validate on its training split
         warnings.filterwarnings("ignore", message=".*scored anyway")

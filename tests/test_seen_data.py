@@ -61,6 +61,17 @@ def test_lineage_stages_are_read_by_data_split_and_labels() -> None:
     assert pixel_label_stages(get_weights("imagenet").lineage) == ()
 
 
+def test_uda_lineage_saw_all_of_gta5_and_cityscapes_train_but_not_val() -> None:
+    lineage = get_weights("gta5-adaptsegnet").lineage
+    assert stages_that_saw(lineage, "Cityscapes", "train") == (
+        "Cityscapes train (images without labels)",
+    )
+    assert stages_that_saw(lineage, "Cityscapes", "val") == ()
+    for split in ("train", "val", "test", "all"):  # "GTA5 all": every split of GTA5
+        assert stages_that_saw(lineage, "GTA5", split) == ("GTA5 all (pixel labels)",)
+    assert stages_that_saw(lineage, "SYNTHIA", "train") == ()
+
+
 def test_trainval_weights_on_voc_val_are_refused(voc: Path) -> None:
     data = VOCSegmentation(voc, "val", limit=1)
     segmenter = Segmenter(tiny("voc12-trainval"), scales=())

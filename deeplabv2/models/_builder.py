@@ -190,8 +190,10 @@ def load_state(
             f"{checkpoint.source}: its metadata holds an invalid network configuration "
             f"(expected a JSON object, got {type(model_args).__name__})"
         )
-    if chosen is not None:
+    if chosen is not None:  # the network that the file's code base builds
         model_args = {**chosen.model_args(checkpoint.tensors), **model_args}
+    if entry is not None:  # the registry's word first
+        model_args = {**model_args, **entry.model_args}
     info = PretrainedInfo(
         name=entry.name if entry is not None else None,
         source=checkpoint.metadata.get("source") or checkpoint.source,

@@ -25,7 +25,7 @@ import torch
 
 from ..data.transforms import CAFFE_MEAN_BGR
 from ..errors import WeightsMismatchError
-from ..protocol import PORT_PROTOCOL, RELEASE_PROTOCOL
+from ..protocol import PORT_PROTOCOL, RELEASE_PROTOCOL, UDA_PROTOCOL
 from ._base import DeepLabBase, caffe_pool, check_input
 from ._builder import Pretrained, build
 from ._mapping import (
@@ -313,7 +313,7 @@ RESNET101 = register_mapping(
         find_head=lambda names: _resnet_head(names),
         is_head=lambda key: key.startswith(("aspp.", "aux.")),
         head_weight="aspp.convs.0.weight",
-        dialects=(_TORCHVISION, _PORT, *resnet_multi_dialects(PORT_PROTOCOL)),
+        dialects=(_TORCHVISION, _PORT, *resnet_multi_dialects(UDA_PROTOCOL)),
         caffe_signature=("res5c_branch2c", "res4b22_branch2c"),
         release_protocol=RELEASE_PROTOCOL,
     )

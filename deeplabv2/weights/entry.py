@@ -50,6 +50,8 @@ class Weights:
             (and passed as a path, or put where the error message says).
         dialect: the code base whose key names and computation the file follows, where its
             keys do not say it (``"adaptsegnet"``, ``"advent"``: docs/uda.md); None otherwise.
+        model_args: the network's constructor arguments besides ``num_classes`` where they are
+            not the builder's defaults (the UDA works' ``aux_head``, ``head_branches``).
     """
 
     architecture: str
@@ -75,6 +77,7 @@ class Weights:
     manual_download: bool = False
     lineage: tuple[str, ...] = ()
     dialect: Optional[str] = None
+    model_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.hf_revision is not None and len(self.hf_revision) != 40:

@@ -4,7 +4,9 @@ files are published, and the names of the training stages of their lineages."""
 from __future__ import annotations
 
 __all__ = [
+    "CITYSCAPES_TRAIN_IMAGES",
     "COCO_PIXELS",
+    "GTA5_PIXELS",
     "HF_OWNER",
     "IMAGENET",
     "PAPER",
@@ -26,3 +28,7 @@ IMAGENET = "ImageNet (image labels)"
 COCO_PIXELS = "MS-COCO (pixel labels)"
 VOC_TRAINAUG = "VOC 2012 trainaug (pixel labels)"
 VOC_TRAINAUG_VAL = "VOC 2012 trainaug + val (pixel labels)"
+#: A synthetic source domain: every GTA5 image with its labels (the UDA works train on all 24,966).
+GTA5_PIXELS = "GTA5 all (pixel labels)"
+#: A target domain: images only, their labels never used (unsupervised domain adaptation).
+CITYSCAPES_TRAIN_IMAGES = "Cityscapes train (images without labels)"

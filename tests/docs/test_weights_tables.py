@@ -9,7 +9,7 @@ import re
 import pytest
 
 import deeplabv2.models  # noqa: F401 - importing the families registers their weights
-from deeplabv2.data.classes import COCOSTUFF_CLASSES, VOC_CLASSES
+from deeplabv2.data.classes import CITYSCAPES_CLASSES, COCOSTUFF_CLASSES, VOC_CLASSES
 from deeplabv2.weights import Weights, get_weights, list_weights
 from deeplabv2.weights.registry import DEFAULT_WEIGHTS
 
@@ -22,8 +22,15 @@ LICENCES = {
     "MIT (port)": "MIT (the kazuto1011/deeplab-pytorch repository's licence)",
     "MIT (MSRA)": "MIT (KaimingHe/deep-residual-networks)",
     "BSD-3-Clause (torchvision)": "BSD-3-Clause (torchvision)",
+    "non-commercial (AdaptSegNet)": "non-commercial research purposes only (wasidennis/",
+    "Apache-2.0 (ADVENT)": "Apache-2.0 (valeoai/ADVENT",
 }
-CLASSES = {"21 (VOC)": VOC_CLASSES, "182 (COCO-Stuff)": COCOSTUFF_CLASSES, "backbone": ()}
+CLASSES = {
+    "21 (VOC)": VOC_CLASSES,
+    "182 (COCO-Stuff)": COCOSTUFF_CLASSES,
+    "19 (Cityscapes)": CITYSCAPES_CLASSES,
+    "backbone": (),
+}
 
 
 def table(header: str) -> list[tuple[int, list[str]]]:

@@ -22,8 +22,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from skimage import data as skdata
 
+from deeplabv2 import Segmenter
 from deeplabv2.data import GTA5, Cityscapes
+from deeplabv2.models import DeepLabV2
 from deeplabv2.models.deeplab_resnet import Levels
+from deeplabv2.protocol import UDA_PROTOCOL
 
 from ..data.test_driving import write_cityscapes
 from .test_train import EXAMPLES, train
@@ -103,6 +106,26 @@ def test_the_shipped_config_is_adaptsegnets() -> None:
     assert config.model_args == {"aux_head": True, "head_branches": 2}
     assert config.init == "adaptsegnet-init"
     assert config.mean_bgr == [104.00698793, 116.66876762, 122.67891434]  # IMG_MEAN
+    network = DeepLabV2(num_classes=19, blocks=(1, 1, 1, 1), **config.model_args)
+    assert train.trained_protocol(config, network) == UDA_PROTOCOL  # evaluate_cityscapes.py's
+
+
+def test_validation_follows_the_protocol_the_weights_record(
+    gta5, cityscapes, tmp_path, monkeypatch
+) -> None:
+    used = []
+
+    def spy(*args, **kwargs):
+        segmenter = Segmenter(*args, **kwargs)
+        used.append(segmenter.protocol)
+        return segmenter
+
+    monkeypatch.setattr(train, "Segmenter", spy)
+    resized = {"scales": [], "pad_to": None, "resize_to": [72, 40], "upsampling": "stretch"}
+    config = train.Config(**{**UDA, "protocol": resized, "stop_iter": 1})
+    train.train(config, str(gta5), tmp_path / "run", val_root=str(cityscapes))
+    assert used and all(p.resize_to == (72, 40) and p.upsampling == "stretch" for p in used)
+    assert all(p.scales == () and p.pad_to is None for p in used)
 
 
 def test_every_shipped_config_parses() -> None:

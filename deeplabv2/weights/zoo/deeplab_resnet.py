@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...data.classes import COCOSTUFF_CLASSES, VOC_CLASSES
-from ...protocol import PORT_PROTOCOL
+from ...data.classes import CITYSCAPES_CLASSES, COCOSTUFF_CLASSES, VOC_CLASSES
+from ...protocol import PORT_PROTOCOL, UDA_PROTOCOL
 from ..entry import Weights
 from ..sources import (
+    CITYSCAPES_TRAIN_IMAGES,
     COCO_PIXELS,
+    GTA5_PIXELS,
     IMAGENET,
     PAPER,
     RELEASE_LICENSE,
@@ -111,8 +113,7 @@ def _port_scores(
     }
 
 
-#: The entries, in the order they are listed.
-ENTRIES: tuple[Weights, ...] = (
+_RELEASE_AND_PORT: tuple[Weights, ...] = (
     _release(
         "voc12",
         "train_iter_20000.caffemodel",
@@ -225,6 +226,120 @@ ENTRIES: tuple[Weights, ...] = (
         docs="Evaluate with the port's protocol: its MSC resizing, images at their own size.",
     ),
 )
+
+
+# -- the unsupervised domain adaptation works' models (docs/uda.md) ------------------------------
+
+_ADAPTSEGNET_URL = "http://vllab.ucmerced.edu/ytsai/CVPR18/"
+_ADVENT_URL = "https://github.com/valeoai/ADVENT/releases/download/v0.1/"
+_ADAPTSEGNET_LICENSE = (
+    "non-commercial research purposes only (wasidennis/AdaptSegNet README, Note); GTA5's and "
+    "Cityscapes' terms apply to the data"
+)
+_ADVENT_LICENSE = (
+    "Apache-2.0 (valeoai/ADVENT's licence); GTA5's and Cityscapes' terms apply to the data"
+)
+#: AdaptSegNet's multi-level network: the auxiliary head, and heads that sum two branches.
+_ADAPTSEGNET_NET = {"aux_head": True, "head_branches": 2}
+#: ADVENT's (MULTI_LEVEL: True in its configs): the auxiliary head, heads that sum four.
+_ADVENT_NET = {"aux_head": True}
+_UDA_DOCS = (
+    "GTA5 -> Cityscapes: evaluate on Cityscapes val, resized to 1024x512 (the weights' "
+    "protocol); Cityscapes train images were seen without labels (docs/uda.md)."
+)
+
+
+def _uda(tag: str, url: str, dialect: str, lineage: tuple[str, ...], **fields: Any) -> Weights:
+    """A GTA5 -> Cityscapes model of a UDA work (19 Cityscapes classes, their protocol)."""
+    return Weights(
+        architecture=ARCHITECTURE,
+        tag=tag,
+        num_classes=19,
+        categories=CITYSCAPES_CLASSES,
+        url=url,
+        protocol=UDA_PROTOCOL,
+        dialect=dialect,
+        model_args=_ADAPTSEGNET_NET if dialect == "adaptsegnet" else _ADVENT_NET,
+        lineage=lineage,
+        docs=_UDA_DOCS,
+        num_params=44_601_560,  # both heads' four branches are in the file
+        ops=185.304 if dialect == "adaptsegnet" else 188.263,  # 2 or 4 branches computed
+        file_size=178.9,
+        **fields,
+    )
+
+
+_UDA: tuple[Weights, ...] = (
+    _uda(
+        "gta5-adaptsegnet",
+        _ADAPTSEGNET_URL + "GTA2Cityscapes_multi-ed35151c.pth",
+        "adaptsegnet",
+        (IMAGENET, COCO_PIXELS, GTA5_PIXELS, CITYSCAPES_TRAIN_IMAGES),
+        description=(
+            "AdaptSegNet's multi-level GTA5 -> Cityscapes model (Tsai et al., CVPR 2018): "
+            "DeepLab v2 ResNet-101 from the release's init.caffemodel, trained on GTA5 labels "
+            "with output-space adversarial adaptation to Cityscapes train images; its heads sum "
+            "the rate-6 and rate-12 branches, as its code computes."
+        ),
+        metrics={
+            "Cityscapes-val": {
+                "mIoU": 42.4,
+                "source": "Tsai et al., CVPR 2018 (arXiv:1802.10349), Table 1, ResNet-101 "
+                "multi-level (also the repository's figure/iou_comparison_v2.png)",
+            }
+        },
+        license=_ADAPTSEGNET_LICENSE,
+    ),
+    _uda(
+        "gta5-advent",
+        _ADVENT_URL + "gta2cityscapes_advent.pth",
+        "advent",
+        (IMAGENET, GTA5_PIXELS, CITYSCAPES_TRAIN_IMAGES),
+        description=(
+            "ADVENT's GTA5 -> Cityscapes model (Vu et al., CVPR 2019, AdvEnt): DeepLab v2 "
+            "ResNet-101 from ImageNet, trained on GTA5 labels with adversarial entropy "
+            "minimisation on Cityscapes train images (multi-level; heads sum four branches)."
+        ),
+        metrics={
+            "Cityscapes-val": {
+                "mIoU": 43.8,
+                "source": "Vu et al., CVPR 2019 (arXiv:1811.12833), Table 1, AdvEnt, ResNet-101",
+            }
+        },
+        license=_ADVENT_LICENSE,
+    ),
+    _backbone(
+        "adaptsegnet-init",
+        description=(
+            "The release's init.caffemodel (ImageNet, then MS-COCO) as AdaptSegNet distributes "
+            "it (DeepLab_resnet_pretrained_init-f81d91e8.pth, keys prefixed 'Scale.'): the "
+            "starting point of its GTA5 training; backbone only, heads as its training makes."
+        ),
+        url=_ADAPTSEGNET_URL + "DeepLab_resnet_pretrained_init-f81d91e8.pth",
+        dialect="adaptsegnet",
+        model_args=_ADAPTSEGNET_NET,
+        docs="Initialisation for GTA5 training (examples/configs/gta5_source_only.json); "
+        "pass num_classes=19.",
+        license=_ADAPTSEGNET_LICENSE,
+        lineage=(IMAGENET, COCO_PIXELS),
+    ),
+    _backbone(
+        "advent-imagenet",
+        description=(
+            "ADVENT's ImageNet ResNet-101 (DeepLab_resnet_pretrained_imagenet.pth), the "
+            "starting point of its GTA5 and SYNTHIA training; backbone only."
+        ),
+        url=_ADVENT_URL + "DeepLab_resnet_pretrained_imagenet.pth",
+        dialect="advent",
+        model_args=_ADVENT_NET,
+        docs="Initialisation for ADVENT-style training; pass num_classes.",
+        license=_ADVENT_LICENSE,
+        lineage=(IMAGENET,),
+    ),
+)
+
+#: The entries, in the order they are listed.
+ENTRIES: tuple[Weights, ...] = _RELEASE_AND_PORT + _UDA
 
 #: What ``pretrained=True`` loads (full names).
 DEFAULTS = (f"{ARCHITECTURE}.voc12",)
