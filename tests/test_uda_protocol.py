@@ -23,7 +23,7 @@ from deeplabv2 import Segmenter
 from deeplabv2.cli import main
 from deeplabv2.cli.main import build_parser
 from deeplabv2.cli.options import build_segmenter, protocol_overrides
-from deeplabv2.data.datasets import CITYSCAPES_CLASSES, Cityscapes
+from deeplabv2.data import CITYSCAPES_CLASSES, Cityscapes
 from deeplabv2.evaluate import evaluate
 from deeplabv2.models import DeepLabV2, save_weights
 from deeplabv2.protocol import (
@@ -238,7 +238,7 @@ def weights_file(uda_model, tmp_path: Path, monkeypatch) -> Path:
 
     path = save_weights(uda_model, tmp_path / "uda.safetensors")
 
-    def load_model(weights, model=None):
+    def load_model(weights, model=None, dialect=None):
         net = DeepLabV2(num_classes=19, blocks=(1, 1, 1, 1))
         net.load_state_dict(load_file(str(weights)))
         with safe_open(str(weights), framework="pt") as handle:
