@@ -4,6 +4,7 @@ they save, their initialisation files, the dialect choice and its errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import torch
 from deeplabv2.errors import WeightsMismatchError
 from deeplabv2.models import DeepLabV2, deeplab_v2_resnet101, load_model, save_weights
 from deeplabv2.models._registry import list_mappings
+from deeplabv2.protocol import UDA_PROTOCOL
+from deeplabv2.weights import get_weights, registry
 
 from . import resnet_multi_reference as ref
 
@@ -193,3 +196,49 @@ def test_the_cli_help_names_every_registered_dialect():
 
     registered = {d.name for m in list_mappings() for d in m.dialects}
     assert set(NAMED) == registered
+
+
+@pytest.fixture
+def uda_entries(monkeypatch, tmp_path, multi_state):
+    """The registry's UDA entries, their URLs pointing at files made here (as their code saves
+    them); the registry and torch.hub's cache are restored afterwards."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    files = {
+        # names without the hash prefix that torch.hub's names carry (it is checked)
+        "gta5-adaptsegnet": save(multi_state, tmp_path / "GTA2Cityscapes_multi.pth"),
+        "adaptsegnet-init": save(
+            ref.random_state({"layer5": 2048}, classes=21, seed=6),
+            tmp_path / "DeepLab_resnet_pretrained_init.pth",
+            "Scale.",
+            False,
+        ),
+    }
+    for tag, path in files.items():
+        entry = get_weights(tag)
+        registry._REGISTRY[entry.name] = dataclasses.replace(entry, url=path.as_uri())
+    return files
+
+
+def test_registry_entries_load_with_their_dialect_variant_and_protocol(
+    uda_entries, multi_state, image
+):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the entry names its dialect: no note
+        model = deeplab_v2_resnet101(pretrained="gta5-adaptsegnet")
+    info = model.pretrained_info
+    assert info.name.endswith("gta5-adaptsegnet") and info.protocol == UDA_PROTOCOL
+    assert model.model_args["head_branches"] == 2 and model.aux is not None
+    assert model.class_names[0] == "road" and model.num_classes == 19
+    with torch.no_grad():
+        _, main = ref.forward(multi_state, image, adaptsegnet=True)
+        assert relative(model(image), main) <= 1e-5
+    init = deeplab_v2_resnet101(pretrained="adaptsegnet-init", num_classes=19)  # a backbone
+    assert init.aux is not None and init.model_args["head_branches"] == 2  # their training net
+    assert 0.008 < float(init.aux.convs[0].weight.detach().std()) < 0.012  # N(0, 0.01)
+
+
+def test_a_resnet_multi_file_carries_the_uda_protocol(multi_state, tmp_path):
+    path = save(multi_state, tmp_path / "GTA2Cityscapes_multi.pth")
+    model = load_model(path, dialect="advent")
+    assert model.pretrained_info.protocol == UDA_PROTOCOL
