@@ -53,10 +53,18 @@ def padded_side(side: int, pad_to: Optional[int]) -> int:
     return max(pad_to, -(-(side - 1) // OUTPUT_STRIDE) * OUTPUT_STRIDE + 1)
 
 
+def host_tensor(image: Any) -> torch.Tensor:
+    """An image (numpy or torch) as a tensor without a copy, except for a read-only numpy array
+    (``np.asarray(pil_image)``), which torch would wrap with a warning: that one is copied."""
+    if isinstance(image, np.ndarray) and not image.flags.writeable:
+        image = image.copy()
+    return torch.as_tensor(image)
+
+
 def resized_rgb(image: Any, size: tuple[int, int]) -> np.ndarray:
     """``(H, W, 3) uint8`` RGB (numpy or torch) resized to ``size = (width, height)`` with PIL's
     bicubic filter, as the UDA works resize Cityscapes images: ``(height, width, 3) uint8``."""
-    array = torch.as_tensor(image).cpu().numpy()
+    array = image if isinstance(image, np.ndarray) else image.cpu().numpy()
     width, height = size
     if array.shape[:2] == (height, width):
         return array
@@ -272,7 +280,7 @@ class Segmenter:
             with stage(profile, "preprocessing"):  # PIL's bicubic, on the host
                 images = [resized_rgb(image, self.protocol.resize_to) for image in images]
         with stage(profile, "copy to device"):
-            rgbs = [torch.as_tensor(image).to(self.device, non_blocking=True) for image in images]
+            rgbs = [host_tensor(image).to(self.device, non_blocking=True) for image in images]
         with stage(profile, "preprocessing"):
             batch = []
             for rgb in rgbs:

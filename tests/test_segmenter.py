@@ -299,3 +299,19 @@ def test_tile_sizes_far_below_the_padding_warn() -> None:
         Segmenter(SmallFieldNet(), scales=())  # 1025
         Segmenter(SmallFieldNet(), scales=(), tile_size=513)  # about twice the default's work
         Segmenter(SmallFieldNet(), scales=(), tile_size=100, pad_to=None)  # tiles unpadded
+
+
+@pytest.mark.parametrize("resize_to", [None, (72, 40)])
+def test_a_read_only_array_predicts_without_a_warning(resize_to) -> None:
+    """``np.asarray(pil_image)`` is read-only; torch warns when it wraps one."""
+    torch.manual_seed(0)
+    from deeplabv2.models import DeepLabV2
+
+    model = DeepLabV2(num_classes=3, blocks=(1, 1, 1, 1)).eval()
+    image = np.asarray(Image.fromarray(skdata.astronaut()[:65, :81]))
+    assert not image.flags.writeable
+    segmenter = Segmenter(model, pad_to=None, resize_to=resize_to, upsampling="stretch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frozen = segmenter.predict(image).labels
+    assert torch.equal(frozen, segmenter.predict(image.copy()).labels)  # the same labels
