@@ -28,7 +28,7 @@ from torch import nn
 
 from .crf import DenseCRF
 from .data.images import DEFAULT_MAX_PIXELS, ImageInput, check_pixels, load_image
-from .data.transforms import to_caffe_input
+from .data.transforms import numpy_to_tensor, to_caffe_input
 from .errors import ImageSizeError
 from .interp import resize_bilinear, upsample_logits
 from .msc import MultiScale
@@ -51,14 +51,6 @@ def padded_side(side: int, pad_to: Optional[int]) -> int:
     if pad_to is None:
         return side
     return max(pad_to, -(-(side - 1) // OUTPUT_STRIDE) * OUTPUT_STRIDE + 1)
-
-
-def host_tensor(image: Any) -> torch.Tensor:
-    """An image (numpy or torch) as a tensor without a copy, except for a read-only numpy array
-    (``np.asarray(pil_image)``), which torch would wrap with a warning: that one is copied."""
-    if isinstance(image, np.ndarray) and not image.flags.writeable:
-        image = image.copy()
-    return torch.as_tensor(image)
 
 
 def resized_rgb(image: Any, size: tuple[int, int]) -> np.ndarray:
@@ -280,7 +272,8 @@ class Segmenter:
             with stage(profile, "preprocessing"):  # PIL's bicubic, on the host
                 images = [resized_rgb(image, self.protocol.resize_to) for image in images]
         with stage(profile, "copy to device"):
-            rgbs = [host_tensor(image).to(self.device, non_blocking=True) for image in images]
+            hosts = [numpy_to_tensor(i) if isinstance(i, np.ndarray) else i for i in images]
+            rgbs = [rgb.to(self.device, non_blocking=True) for rgb in hosts]
         with stage(profile, "preprocessing"):
             batch = []
             for rgb in rgbs:
