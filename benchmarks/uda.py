@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from model import median_seconds  # benchmarks/model.py
 from PIL import Image
 from skimage import data as skdata
 
@@ -60,19 +59,6 @@ def their_pipeline(model: DeepLabV2, device: torch.device) -> Callable[[np.ndarr
     return run
 
 
-def median_ms(run: Callable[[], object], runs: int, device: torch.device) -> float:
-    with torch.inference_mode():
-        run()  # warm-up
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -90,12 +76,15 @@ def main() -> None:
     with torch.inference_mode():
         agree = float((segmenter.predict(image).labels.numpy() == theirs(image)).mean())
     rows = [
-        ("their pipeline (reference)", lambda: theirs(image)),
-        ("Segmenter.predict", lambda: segmenter.predict(image)),
-        ("network: model(x), 1024x512", lambda: model(x)),
-        ("network: forward_levels(x), 1024x512", lambda: model.forward_levels(x)),
+        ("their pipeline (reference)", theirs, image),
+        ("Segmenter.predict", segmenter.predict, image),
+        ("network: model(x), 1024x512", model, x),
+        ("network: forward_levels(x), 1024x512", model.forward_levels, x),
     ]
-    times = [(label, median_ms(run, args.runs, device)) for label, run in rows]
+    times = [
+        (label, 1000 * median_seconds(run, given, device, args.runs, warmup=1))
+        for label, run, given in rows
+    ]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"{args.dialect} heads, 2048x1024 image, {device} ({where or 'cpu'}), torch "
